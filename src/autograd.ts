@@ -1,0 +1,173 @@
+// Reverse-mode autograd on a small graph. Each op that has an input requiring a gradient records
+// a GradNode on its output: the inputs (for the walk), the tensors it saved for backward (new
+// handles on the same storage, owned by the node) and a backward rule. `backward(loss)` walks the
+// graph in reverse topological order, so a tensor that feeds several consumers (residuals, ASPP
+// branches) has all its gradient contributions summed before its own node runs, and each node
+// runs once. Saved tensors and intermediate gradients are released as soon as they are used.
+
+import { engine, f32 } from './gpu/engine.js';
+import { Tensor, empty, fmtShape } from './tensor.js';
+import { keep } from './scope.js';
+
+/** A backward rule: gradients of the inputs (null where not needed) from the output's gradient.
+ * It must return fresh tensors or null, never `dy` itself. */
+export type BackwardFn = (dy: Tensor, saved: Tensor[], needs: boolean[]) => (Tensor | null)[];
+
+export interface GradNode {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  readonly needs: readonly boolean[];
+  backward(dy: Tensor): (Tensor | null)[];
+  release(): void;
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording a graph (inference, optimizer updates, backward itself). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Called by ops after their forward kernels: attaches a node to `out` when a gradient is needed. */
+export function record(op: string, out: Tensor, inputs: Tensor[], saved: Tensor[], backward: BackwardFn): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  const needs = inputs.map((t) => t.requiresGrad);
+  let refs: Tensor[] | null = saved.map((t) => t.ref());
+  out.requiresGrad = true;
+  out.node = {
+    op,
+    inputs,
+    needs,
+    backward(dy) {
+      if (!refs) throw new Error(`atrous: backward through '${op}' twice (the graph is freed after backward)`);
+      return backward(dy, refs, needs);
+    },
+    release() {
+      if (refs) for (const r of refs) r.dispose();
+      refs = null;
+    },
+  };
+  return out;
+}
+
+function fill(shape: readonly number[], value: number): Tensor {
+  const t = empty(shape);
+  const e = engine();
+  e.run({ shader: 'fill', params: [t.size, f32(value)], bindings: [t], workgroups: e.grid1d(t.size) });
+  return t;
+}
+
+function sum(a: Tensor, b: Tensor): Tensor {
+  const out = empty(a.shape);
+  const e = engine();
+  e.run({ shader: 'add', params: [a.size, f32(1)], bindings: [a, b, out], workgroups: e.grid1d(a.size) });
+  return out;
+}
+
+function copyOf(t: Tensor): Tensor {
+  const out = empty(t.shape, t.dtype);
+  engine().copy(t, out, t.byteLength);
+  return out;
+}
+
+/** Topological order of the interior tensors that lead to `root` (inputs before outputs). */
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>([root]);
+  const stack: [Tensor, number][] = [[root, 0]];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.node!.inputs;
+    if (i < inputs.length) {
+      top[1]++;
+      const x = inputs[i];
+      if (!x.requiresGrad || seen.has(x)) continue;
+      if (x.disposed) throw new Error(`atrous: backward(): an input of '${t.node!.op}' (shape ${fmtShape(x.shape)}) was disposed before backward()`);
+      seen.add(x);
+      if (x.node) stack.push([x, 0]);
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order;
+}
+
+/** Accumulates d(root)/d(leaf) · dy into `.grad` of every leaf that requires a gradient.
+ * `dy` defaults to ones (so a scalar loss gets d loss/d leaf). Frees the graph as it goes. */
+export function backward(root: Tensor, dy?: Tensor): void {
+  if (!root.requiresGrad || !root.node) {
+    throw new Error(`atrous: backward(): the tensor ${fmtShape(root.shape)} does not require a gradient (no parameter leads to it, or noGrad was on)`);
+  }
+  if (dy && (dy.shape.length !== root.shape.length || dy.shape.some((d, i) => d !== root.shape[i]))) {
+    throw new Error(`atrous: backward(): dy has shape ${fmtShape(dy.shape)} but the tensor has shape ${fmtShape(root.shape)}`);
+  }
+  const order = topoOrder(root);
+  const grads = new Map<Tensor, Tensor>();
+  noGrad(() => {
+    grads.set(root, dy ? copyOf(dy) : fill(root.shape, 1));
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k];
+      const node = t.node!;
+      const g = grads.get(t);
+      grads.delete(t);
+      if (!g) {
+        node.release();
+        continue;
+      }
+      const gin = node.backward(g);
+      g.dispose();
+      node.release();
+      t.node = null;
+      node.inputs.forEach((x, i) => {
+        const gx = gin[i];
+        if (!gx) return;
+        if (gx === g) throw new Error(`atrous: internal error: backward of '${node.op}' returned dy itself`);
+        if (!x.requiresGrad) {
+          gx.dispose();
+          return;
+        }
+        if (gx.shape.length !== x.shape.length || gx.shape.some((d, j) => d !== x.shape[j])) {
+          throw new Error(`atrous: internal error: '${node.op}' gave a gradient of shape ${fmtShape(gx.shape)} for an input of shape ${fmtShape(x.shape)}`);
+        }
+        if (x.node) {
+          const prev = grads.get(x);
+          if (prev) {
+            grads.set(x, sum(prev, gx));
+            prev.dispose();
+            gx.dispose();
+          } else grads.set(x, gx);
+        } else if (x.grad) {
+          const e = engine();
+          e.run({ shader: 'axpy', params: [x.size, f32(1)], bindings: [gx, x.grad], workgroups: e.grid1d(x.size) });
+          gx.dispose();
+        } else {
+          // A leaf's .grad is updated in place later (accumulation, optimizers): it must own its storage.
+          const own = gx.shared ? copyOf(gx) : gx;
+          if (own !== gx) gx.dispose();
+          x.grad = keep(own);
+        }
+      });
+    }
+  });
+  for (const g of grads.values()) g.dispose();
+}
+
+/** Sets every given tensor's .grad to null, returning the buffers to the pool. */
+export function zeroGrad(params: Iterable<Tensor>): void {
+  for (const p of params) {
+    p.grad?.dispose();
+    p.grad = null;
+  }
+}

@@ -1,0 +1,174 @@
+// The device layer: the only place that knows whether we run in a browser (navigator.gpu) or in
+// Node (npm `webgpu`, Dawn). Everything above it sees a GPUDevice and an `EngineLimits` record.
+
+export interface DeviceOptions {
+  /** Adapter name (Node: passed to Dawn as `adapter=NAME`; browser: must match the adapter's
+   * description or the request fails). Default: env ATROUS_ADAPTER, else the system default. */
+  adapter?: string;
+  powerPreference?: GPUPowerPreference;
+  /** Lower the engine's own view of a limit (for tests, or to leave room for other work).
+   * Values above the adapter's limit are clamped to it. */
+  limits?: Partial<EngineLimits>;
+  /** Extra Dawn toggles in Node, e.g. ['enable-dawn-features=disable_robustness']. */
+  dawnOptions?: string[];
+}
+
+/** The limits the engine checks before it records GPU work. */
+export interface EngineLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxStorageBuffersPerShaderStage: number;
+}
+
+export interface AdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: string;
+  runtime: 'browser' | 'node';
+  features: string[];
+  limits: Record<string, number>;
+}
+
+export interface GPUContext {
+  gpu: GPU;
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  limits: EngineLimits;
+  info: AdapterInfo;
+}
+
+// Dawn's `create()` result must outlive every adapter, device and buffer made from it: dropping
+// it crashes the process at the next dispatch once the garbage collector runs (NOTES.md).
+let dawnGPU: GPU | null = null;
+
+function env(name: string): string | undefined {
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return proc?.env?.[name];
+}
+
+async function nodeGPU(opts: DeviceOptions): Promise<GPU> {
+  const proc = (globalThis as { process?: { env: Record<string, string | undefined> } }).process!;
+  // Mesa warns at every start when XDG_RUNTIME_DIR is unset.
+  if (!proc.env.XDG_RUNTIME_DIR) proc.env.XDG_RUNTIME_DIR = '/tmp';
+  const spec = 'webgpu'; // a variable specifier keeps bundlers from pulling Dawn into the browser build
+  let mod: { create: (o: string[]) => GPU; globals: Record<string, unknown> };
+  try {
+    mod = await import(spec);
+  } catch (e) {
+    throw new Error(`atrous: cannot load the npm package 'webgpu' (Dawn for Node): ${(e as Error).message}. Run 'npm install'.`);
+  }
+  // WebGPU enums/classes (GPUBufferUsage, ...) are globals in a browser; Dawn exports them.
+  for (const [k, v] of Object.entries(mod.globals)) {
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  }
+  if (dawnGPU && !opts.adapter && !opts.dawnOptions?.length) return dawnGPU;
+  const args = [...(opts.dawnOptions ?? [])];
+  const name = opts.adapter ?? env('ATROUS_ADAPTER');
+  if (name) args.push(`adapter=${name}`);
+  const gpu = mod.create(args);
+  if (!dawnGPU) dawnGPU = gpu;
+  keepAlive.push(gpu);
+  return gpu;
+}
+const keepAlive: GPU[] = [];
+
+const LIMIT_NAMES: (keyof EngineLimits)[] = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupsPerDimension',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxStorageBuffersPerShaderStage',
+];
+
+function limitsRecord(l: GPUSupportedLimits): Record<string, number> {
+  const out: Record<string, number> = {};
+  let proto: object | null = l;
+  while (proto && proto !== Object.prototype) {
+    for (const k of Object.getOwnPropertyNames(proto)) {
+      const v = (l as unknown as Record<string, unknown>)[k];
+      if (typeof v === 'number' && !(k in out)) out[k] = v;
+    }
+    proto = Object.getPrototypeOf(proto);
+  }
+  return out;
+}
+
+/** Opens a WebGPU device with the adapter's real limits. Throws a message that says what to do
+ * when WebGPU or an adapter is missing. */
+export async function openDevice(opts: DeviceOptions = {}): Promise<GPUContext> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  const inBrowser = typeof (globalThis as { window?: unknown }).window !== 'undefined' && !!nav?.gpu;
+  let gpu: GPU;
+  if (nav?.gpu) gpu = nav.gpu;
+  else if ((globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node) gpu = await nodeGPU(opts);
+  else throw new Error('atrous: WebGPU is not available here (navigator.gpu is undefined). Use a browser with WebGPU enabled (Chrome/Edge 113+, or --enable-unsafe-webgpu).');
+
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
+  if (!adapter) {
+    throw new Error(
+      'atrous: no WebGPU adapter found. In Node on Linux without a GPU, install Mesa lavapipe from bookworm-backports ' +
+        "(run 'node scripts/setup.mjs' as root, or see README); in a browser, enable WebGPU.",
+    );
+  }
+  const info = adapter.info ?? ({} as GPUAdapterInfo);
+  const wanted = opts.adapter ?? (inBrowser ? undefined : env('ATROUS_ADAPTER'));
+  if (wanted && inBrowser && !`${info.description} ${info.device} ${info.vendor}`.includes(wanted)) {
+    throw new Error(`atrous: adapter '${wanted}' requested but the browser offers '${info.description || info.vendor}'`);
+  }
+  const adapterLimits = limitsRecord(adapter.limits);
+  // Ask for everything the adapter offers (WebGPU's defaults are far lower, e.g. 128 MiB bindings
+  // and 256 invocations per workgroup).
+  const requiredLimits: Record<string, number> = {};
+  for (const [k, v] of Object.entries(adapterLimits)) {
+    if (k.startsWith('max') || k.startsWith('min')) requiredLimits[k] = v;
+  }
+  const requiredFeatures: GPUFeatureName[] = [];
+  for (const f of ['timestamp-query', 'shader-f16'] as GPUFeatureName[]) if (adapter.features.has(f)) requiredFeatures.push(f);
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  } catch {
+    device = await adapter.requestDevice({ requiredFeatures });
+  }
+  const deviceLimits = limitsRecord(device.limits);
+  const limits = {} as EngineLimits;
+  for (const k of LIMIT_NAMES) {
+    const v = deviceLimits[k];
+    const lowered = opts.limits?.[k];
+    limits[k] = lowered !== undefined ? Math.min(lowered, v) : v;
+  }
+  const features = [...device.features].map(String).sort();
+  return {
+    gpu,
+    adapter,
+    device,
+    limits,
+    info: {
+      vendor: info.vendor ?? '',
+      architecture: info.architecture ?? '',
+      device: info.device ?? '',
+      description: info.description ?? '',
+      backend: inBrowser ? 'browser' : guessBackend(info),
+      runtime: inBrowser ? 'browser' : 'node',
+      features,
+      limits: deviceLimits,
+    },
+  };
+}
+
+function guessBackend(info: GPUAdapterInfo): string {
+  // Dawn for Node exposes no backend field; on Linux it is Vulkan (NOTES.md: no working GL backend).
+  const p = (globalThis as { process?: { platform?: string } }).process?.platform;
+  if (p === 'darwin') return 'metal';
+  if (p === 'win32') return 'd3d12';
+  return info.vendor === 'mesa' || p === 'linux' ? 'vulkan' : 'unknown';
+}
+
+/** A short human name for the adapter, used on benchmark rows and in logs. */
+export function adapterName(info: AdapterInfo): string {
+  return info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown adapter';
+}

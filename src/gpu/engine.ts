@@ -1,0 +1,307 @@
+// The kernel runner. Every GPU operation of the library goes through one Engine:
+// - pipelines are compiled once per (shader, entry point, override constants) and cached;
+// - dispatches are recorded into one open compute pass of one command encoder and submitted every
+//   `maxDispatchesPerSubmit` dispatches, or when a result is read back (few submits per step);
+// - uniform parameter buffers are cached by content, so a training loop re-uses them every step;
+// - storage buffers come from a pool and return to it only after the submit that last used them.
+
+import { SHADERS } from './shaders.generated.js';
+import { BufferPool, type PoolStats } from './pool.js';
+import { openDevice, adapterName, type DeviceOptions, type GPUContext, type EngineLimits, type AdapterInfo } from './device.js';
+
+/** Anything that can be bound as a storage buffer: a Tensor, or a raw pooled buffer. */
+export interface Bindable {
+  readonly buffer: GPUBuffer;
+  readonly byteLength: number;
+  readonly label?: string;
+}
+
+/** A uniform parameter: integers are written as 32-bit ints (u32 or i32 in WGSL), `f32(x)` as floats. */
+export type Param = number | { f32: number };
+export const f32 = (x: number): Param => ({ f32: x });
+
+export interface KernelCall {
+  /** Shader file name in shaders/ without `.wgsl`, e.g. 'conv2d.fwd'. */
+  shader: string;
+  entry?: string;
+  /** Values of WGSL `override` constants (specialisation without string templating). */
+  constants?: Record<string, number>;
+  /** Written to binding 0 as a `var<uniform>` struct; omit for shaders without one. */
+  params?: Param[];
+  /** Storage buffers, bound at 1, 2, ... in order (binding 0 when there are no params). */
+  bindings: Bindable[];
+  /** Workgroup counts; use `grid1d` for flat element-wise kernels. */
+  workgroups: [number, number?, number?];
+}
+
+export interface EngineStats extends PoolStats {
+  pipelines: number;
+  submits: number;
+  dispatches: number;
+  uniformBuffers: number;
+}
+
+let current: Engine | null = null;
+
+/** Opens the device and makes it the engine every op uses. Safe to call more than once. */
+export async function init(opts: DeviceOptions = {}): Promise<Engine> {
+  if (current) return current;
+  current = new Engine(await openDevice(opts));
+  return current;
+}
+
+/** Replaces the current engine (tests use this to lower limits). The old one is destroyed. */
+export async function reinit(opts: DeviceOptions = {}): Promise<Engine> {
+  current?.destroy();
+  current = null;
+  return init(opts);
+}
+
+export function engine(): Engine {
+  if (!current) throw new Error('atrous: no GPU device yet: call `await init()` before creating tensors or running ops');
+  return current;
+}
+
+export function hasEngine(): boolean {
+  return current !== null;
+}
+
+const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
+const MAP_READ_COPY_DST = 0x01 | 0x08;
+
+export class Engine {
+  readonly device: GPUDevice;
+  readonly limits: EngineLimits;
+  readonly info: AdapterInfo;
+  readonly pool: BufferPool;
+  /** Dispatches recorded before an automatic submit. */
+  maxDispatchesPerSubmit = 256;
+
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private modules = new Map<string, GPUShaderModule>();
+  private uniforms = new Map<string, GPUBuffer>();
+  private retiredUniforms: GPUBuffer[] = [];
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pendingDispatches = 0;
+  private submits = 0;
+  private dispatches = 0;
+  private gpuError: string | null = null;
+  private destroyed = false;
+
+  constructor(readonly ctx: GPUContext) {
+    this.device = ctx.device;
+    this.limits = ctx.limits;
+    this.info = ctx.info;
+    this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
+    this.device.addEventListener('uncapturederror', (ev) => {
+      const msg = (ev as GPUUncapturedErrorEvent).error.message;
+      if (!this.gpuError) this.gpuError = msg;
+    });
+    void this.device.lost.then((info) => {
+      if (!this.destroyed) this.gpuError ??= `device lost: ${info.message}`;
+    });
+  }
+
+  get adapterName(): string {
+    return adapterName(this.info);
+  }
+
+  /** Compiles (or returns the cached) pipeline for a shader + entry + override constants. */
+  pipeline(shader: string, entry = 'main', constants?: Record<string, number>): GPUComputePipeline {
+    const key = constants ? `${shader}:${entry}:${JSON.stringify(constants)}` : `${shader}:${entry}`;
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    let module = this.modules.get(shader);
+    if (!module) {
+      const code = SHADERS[shader];
+      if (code === undefined) throw new Error(`atrous: no shader '${shader}' (expected shaders/${shader}.wgsl)`);
+      module = this.device.createShaderModule({ label: shader, code });
+      this.modules.set(shader, module);
+    }
+    p = this.device.createComputePipeline({
+      label: key,
+      layout: 'auto',
+      compute: { module, entryPoint: entry, constants },
+    });
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  /** Records one dispatch. Checks binding sizes against the device limits before recording. */
+  run(call: KernelCall): void {
+    this.assertAlive();
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    for (let i = 0; i < call.bindings.length; i++) {
+      const b = call.bindings[i];
+      if (b.byteLength > maxBinding) {
+        throw new Error(
+          `atrous: ${call.shader}: ${b.label ?? `binding ${i}`} is ${b.byteLength} bytes, above the device limit ` +
+            `maxStorageBufferBindingSize (${maxBinding} bytes); use a smaller batch or input size`,
+        );
+      }
+    }
+    const [x, y = 1, z = 1] = call.workgroups;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxWg || y > maxWg || z > maxWg) {
+      throw new Error(`atrous: ${call.shader}: dispatch [${x}, ${y}, ${z}] exceeds the device limit maxComputeWorkgroupsPerDimension (${maxWg})`);
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const pipeline = this.pipeline(call.shader, call.entry, call.constants);
+    const entries: GPUBindGroupEntry[] = [];
+    let slot = 0;
+    if (call.params) entries.push({ binding: slot++, resource: { buffer: this.uniformBuffer(call.params) } });
+    for (const b of call.bindings) {
+      // Zero-sized bindings are invalid; an empty tensor still owns a 16-byte buffer.
+      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size: Math.max(4, b.byteLength) } });
+    }
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.pendingDispatches++;
+    this.dispatches++;
+    if (this.pendingDispatches >= this.maxDispatchesPerSubmit) this.flush();
+  }
+
+  /** Flat dispatch for `total` invocations of a `wgSize`-wide workgroup, folded into 2-D when it
+   * exceeds the per-dimension limit. Shaders recover the flat index as
+   * `gid.x + gid.y * (nwg.x * WG)` (see shaders/README.md). */
+  grid1d(total: number, wgSize = 64): [number, number] {
+    const groups = Math.max(1, Math.ceil(total / wgSize));
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (groups <= maxWg) return [groups, 1];
+    const y = Math.ceil(groups / maxWg);
+    return [Math.ceil(groups / y), y];
+  }
+
+  /** Copies between buffers in order with the recorded kernels. */
+  copy(src: Bindable, dst: Bindable, bytes: number, srcOffset = 0, dstOffset = 0): void {
+    this.assertAlive();
+    const enc = this.commandEncoder();
+    enc.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+  }
+
+  /** Uploads data into a buffer. Flushes recorded work first, so the upload cannot overtake it. */
+  write(dst: Bindable, data: ArrayBufferView, dstOffset = 0): void {
+    this.assertAlive();
+    if (this.encoder) this.flush();
+    this.device.queue.writeBuffer(dst.buffer, dstOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+      this.submits++;
+    }
+    this.pendingDispatches = 0;
+    this.pool.afterSubmit();
+    for (const b of this.retiredUniforms) b.destroy();
+    this.retiredUniforms = [];
+  }
+
+  /** Reads a buffer back to the CPU (submits pending work first). */
+  async read(src: Bindable, bytes = src.byteLength, offset = 0): Promise<ArrayBuffer> {
+    this.assertAlive();
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const staging = this.device.createBuffer({ size, usage: MAP_READ_COPY_DST });
+    this.commandEncoder().copyBufferToBuffer(src.buffer, offset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
+      const out = staging.getMappedRange(0, size).slice(0, bytes);
+      staging.unmap();
+      return out;
+    } finally {
+      staging.destroy();
+      this.throwGpuError();
+    }
+  }
+
+  /** Waits until the GPU has finished all submitted work. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwGpuError();
+  }
+
+  stats(): EngineStats {
+    return {
+      ...this.pool.stats(),
+      pipelines: this.pipelines.size,
+      submits: this.submits,
+      dispatches: this.dispatches,
+      uniformBuffers: this.uniforms.size,
+    };
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.flush();
+    this.destroyed = true;
+    this.device.destroy();
+    if (current === this) current = null;
+  }
+
+  private throwGpuError(): void {
+    if (this.gpuError) {
+      const msg = this.gpuError;
+      this.gpuError = null;
+      throw new Error(`atrous: GPU error: ${msg}`);
+    }
+  }
+
+  private assertAlive(): void {
+    if (this.destroyed) throw new Error('atrous: the engine was destroyed');
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private uniformBuffer(params: Param[]): GPUBuffer {
+    const words = Math.max(4, Math.ceil(params.length / 4) * 4); // 16-byte multiple
+    const data = new ArrayBuffer(words * 4);
+    const i32 = new Int32Array(data);
+    const f = new Float32Array(data);
+    params.forEach((p, i) => {
+      if (typeof p === 'number') {
+        if (!Number.isInteger(p)) throw new Error(`atrous: internal error: uniform ${i} = ${p} is not an integer (wrap floats in f32())`);
+        i32[i] = p | 0;
+        if (p > 0xffffffff || p < -0x80000000) throw new Error(`atrous: uniform ${i} = ${p} does not fit in 32 bits`);
+        if (p > 0x7fffffff) new Uint32Array(data)[i] = p;
+      } else f[i] = p.f32;
+    });
+    const u32 = new Uint32Array(data);
+    const key = Array.prototype.join.call(u32, ',');
+    let buf = this.uniforms.get(key);
+    if (buf) return buf;
+    if (this.uniforms.size >= 16384) {
+      // Bounded cache: retire everything; the buffers die after the submit that may use them.
+      for (const b of this.uniforms.values()) this.retiredUniforms.push(b);
+      this.uniforms.clear();
+    }
+    buf = this.device.createBuffer({ size: data.byteLength, usage: UNIFORM, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data));
+    buf.unmap();
+    this.uniforms.set(key, buf);
+    return buf;
+  }
+}

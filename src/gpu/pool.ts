@@ -1,0 +1,97 @@
+// A pool of storage buffers, bucketed by size class. A released buffer is not reusable until the
+// submit that last used it has been handed to the queue: `queue.writeBuffer` runs on the queue
+// timeline *before* commands still sitting in an unsubmitted encoder, so reusing a buffer earlier
+// could let a later upload overwrite data an earlier kernel has yet to read.
+
+export interface PoolStats {
+  /** Buffers handed out and not yet released (tensor storage that is alive). */
+  liveBuffers: number;
+  liveBytes: number;
+  /** Buffers owned by the pool in total (live + pending + free). */
+  allocatedBuffers: number;
+  allocatedBytes: number;
+  /** Buffers created since the pool was made (a growing number in a steady loop means churn). */
+  created: number;
+}
+
+const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+
+/** Rounds a byte count up to a size class: multiples of 256 B up to 4 KiB, then 8 classes per
+ * power of two (at most 12.5% waste), so that buffers of nearby sizes are shared. */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(16, bytes);
+  if (b <= 4096) return Math.ceil(b / 256) * 256;
+  const step = 2 ** (Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  private pending: GPUBuffer[] = [];
+  private live = new Set<GPUBuffer>();
+  private liveBytes = 0;
+  private allocatedBuffers = 0;
+  private allocatedBytes = 0;
+  private created = 0;
+
+  constructor(
+    private device: GPUDevice,
+    private maxBufferSize: number,
+  ) {}
+
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    if (size > this.maxBufferSize) {
+      throw new Error(`atrous: a buffer of ${bytes} bytes exceeds the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
+    }
+    const list = this.free.get(size);
+    let buf = list?.pop();
+    if (!buf) {
+      buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
+      this.allocatedBuffers++;
+      this.allocatedBytes += size;
+      this.created++;
+    }
+    this.live.add(buf);
+    this.liveBytes += size;
+    return buf;
+  }
+
+  /** Returns a buffer; it becomes reusable after the next submit (see `afterSubmit`). */
+  release(buf: GPUBuffer): void {
+    if (!this.live.delete(buf)) throw new Error('atrous: internal error: buffer released twice');
+    this.liveBytes -= buf.size;
+    this.pending.push(buf);
+  }
+
+  afterSubmit(): void {
+    for (const buf of this.pending) {
+      let list = this.free.get(buf.size);
+      if (!list) this.free.set(buf.size, (list = []));
+      list.push(buf);
+    }
+    this.pending = [];
+  }
+
+  /** Destroys every free buffer (call after a flush to give memory back to the driver). */
+  trim(): void {
+    for (const list of this.free.values()) {
+      for (const b of list) {
+        this.allocatedBuffers--;
+        this.allocatedBytes -= b.size;
+        b.destroy();
+      }
+    }
+    this.free.clear();
+  }
+
+  stats(): PoolStats {
+    return {
+      liveBuffers: this.live.size,
+      liveBytes: this.liveBytes,
+      allocatedBuffers: this.allocatedBuffers,
+      allocatedBytes: this.allocatedBytes,
+      created: this.created,
+    };
+  }
+}
