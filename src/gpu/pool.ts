@@ -33,6 +33,9 @@ export class BufferPool {
   private allocatedBuffers = 0;
   private allocatedBytes = 0;
   private created = 0;
+  /** Debug/test mode: fill every buffer with NaN when it is handed out, so a kernel that fails
+   * to write an element shows up as NaN. Safe to do here: a free buffer is used by no pending work. */
+  poison = false;
 
   constructor(
     private device: GPUDevice,
@@ -54,6 +57,7 @@ export class BufferPool {
     }
     this.live.add(buf);
     this.liveBytes += size;
+    if (this.poison) this.device.queue.writeBuffer(buf, 0, new Float32Array(size / 4).fill(Number.NaN));
     return buf;
   }
 

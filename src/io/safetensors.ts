@@ -78,7 +78,8 @@ function elementCount(shape: unknown, where: () => string): number {
 
 function asUint8(bytes: Uint8Array | ArrayBuffer): Uint8Array {
   if (bytes instanceof Uint8Array) return bytes;
-  if (bytes instanceof ArrayBuffer) return new Uint8Array(bytes);
+  const tag = Object.prototype.toString.call(bytes);
+  if (tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]') return new Uint8Array(bytes as ArrayBuffer);
   if (ArrayBuffer.isView(bytes)) {
     const v = bytes as ArrayBufferView;
     return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -239,7 +240,7 @@ export function serializeSafetensors(
     parts.push(bytes);
     offset += expected;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
+  const json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil((8 + json.byteLength) / 8) * 8 - 8;
   const out = new Uint8Array(8 + padded + offset);
   const dv = new DataView(out.buffer);
@@ -247,7 +248,6 @@ export function serializeSafetensors(
   dv.setUint32(4, Math.floor(padded / 2 ** 32), true);
   out.set(json, 8);
   out.fill(0x20, 8 + json.byteLength, 8 + padded);
-  json = new Uint8Array(0);
   let pos = 8 + padded;
   for (const p of parts) {
     out.set(p, pos);
