@@ -5,3 +5,6 @@ export { Tensor, tensor, empty, parameter, shapeSize, fmtShape, type DType } fro
 export { tidy, keep } from './scope.js';
 export { backward, noGrad, isGradEnabled, zeroGrad, record } from './autograd.js';
 export * from './ops/index.js';
+export * from './optim/index.js';
+export * from './nn/index.js';
+export { saveCheckpoint, loadCheckpoint, readCheckpoint, modelFromCheckpoint, stateDictToSafetensors, configFromJSON, CHECKPOINT_FORMAT, type Checkpoint } from './io/checkpoint.js';

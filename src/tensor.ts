@@ -4,15 +4,19 @@
 
 import { engine, type Bindable } from './gpu/engine.js';
 import { track, keep, type Owned } from './scope.js';
+import type { BufferPool } from './gpu/pool.js';
 import type { GradNode } from './autograd.js';
 
 export type DType = 'f32' | 'i32';
 
 class Storage {
   refs = 1;
-  constructor(readonly buffer: GPUBuffer) {}
+  constructor(
+    readonly buffer: GPUBuffer,
+    private pool: BufferPool,
+  ) {}
   unref(): void {
-    if (--this.refs === 0) engine().pool.release(this.buffer);
+    if (--this.refs === 0) this.pool.release(this.buffer);
   }
 }
 
@@ -122,7 +126,8 @@ export class Tensor implements Bindable, Owned {
 /** An uninitialised tensor. */
 export function empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
   const bytes = shapeSize(shape) * 4;
-  return new Tensor(shape, dtype, new Storage(engine().pool.acquire(bytes)));
+  const pool = engine().pool;
+  return new Tensor(shape, dtype, new Storage(pool.acquire(bytes), pool));
 }
 
 export type TensorData = Float32Array | Int32Array | Uint8Array | number[];

@@ -231,9 +231,11 @@ def batch_norm_cases():
     yield "train_m0003_off100", lambda ctx: bn_case(
         ctx, [ctx.dim(2, 1, 3), ctx.dim(6, 1, 8), ctx.dim(7, 2, 9), ctx.dim(5, 2, 9)],
         True, 0.0003, 1e-5, offset=100.0)
-    # ASPP image-pool branch: 1x1 maps, statistics over the batch only.
+    # ASPP image-pool branch: 1x1 maps, statistics over the batch only. Batch >= 3: with two
+    # values per channel the input gradient is ~eps/var times its terms, so f32 cancellation
+    # alone (PyTorch's own f32 included) gives ~1e-3 relative error.
     yield "train_1x1", lambda ctx: bn_case(
-        ctx, [ctx.dim(2, 2, 4), ctx.dim(8, 2, 10), 1, 1], True, 0.1, 1e-5)
+        ctx, [ctx.dim(4, 3, 6), ctx.dim(8, 2, 10), 1, 1], True, 0.1, 1e-5)
     # training=false: "frozen" BN (running stats), gradients still flow.
     yield "eval", lambda ctx: bn_case(
         ctx, [ctx.dim(2, 1, 3), ctx.dim(6, 1, 8), ctx.dim(7, 1, 9), ctx.dim(5, 1, 9)],

@@ -87,6 +87,7 @@ export class Engine {
   private submits = 0;
   private dispatches = 0;
   private gpuError: string | null = null;
+  private timing = false;
   private destroyed = false;
 
   constructor(readonly ctx: GPUContext) {
@@ -162,7 +163,47 @@ export class Engine {
     pass.dispatchWorkgroups(x, y, z);
     this.pendingDispatches++;
     this.dispatches++;
-    if (this.pendingDispatches >= this.maxDispatchesPerSubmit) this.flush();
+    if (this.pendingDispatches >= this.maxDispatchesPerSubmit && !this.timing) this.flush();
+  }
+
+  /** True when the adapter can time passes on the GPU (feature 'timestamp-query'). */
+  get hasTimestamps(): boolean {
+    return this.device.features.has('timestamp-query');
+  }
+
+  /**
+   * GPU time in milliseconds of the dispatches `fn` records, measured with timestamp queries
+   * around one compute pass (null when the adapter has no timestamps). `fn` must only record
+   * kernels (no copies or uploads, which would split the pass).
+   */
+  async timeGpu(fn: () => void): Promise<number | null> {
+    if (!this.hasTimestamps) return null;
+    this.flush();
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    const resolve = this.device.createBuffer({ size: 16, usage: 0x0200 | 0x0004 /* QUERY_RESOLVE | COPY_SRC */ });
+    const staging = this.device.createBuffer({ size: 16, usage: MAP_READ_COPY_DST });
+    this.encoder = this.device.createCommandEncoder();
+    this.pass = this.encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    this.timing = true;
+    try {
+      fn();
+      if (!this.pass) throw new Error('atrous: timeGpu(): the timed function recorded a copy or upload, which ends the timed pass');
+    } finally {
+      this.timing = false;
+    }
+    this.pass.end();
+    this.pass = null;
+    this.encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+    this.encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16);
+    this.flush();
+    await staging.mapAsync(0x0001);
+    const t = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    resolve.destroy();
+    querySet.destroy();
+    this.throwGpuError();
+    return Number(t[1] - t[0]) / 1e6;
   }
 
   /** Flat dispatch for `total` invocations of a `wgSize`-wide workgroup, folded into 2-D when it

@@ -1,3 +1,13 @@
 // Every op of the library, one module per op family.
 export { add, sub, axpy_, reshape, full, zeros, ones, clone } from './elementwise.js';
 export { OpError } from './check.js';
+export { batchNorm, type BatchNormOptions } from './batchnorm.js';
+export { adaptiveAvgPool2d } from './gap.js';
+export { conv2d, type Conv2dOptions } from './conv2d.js';
+export { interpolate, type InterpolateOptions } from './resize.js';
+export { maxPool2d, type MaxPool2dOptions } from './maxpool.js';
+export { cat } from './concat.js';
+export { matmul } from './matmul.js';
+export { relu, dropout, type DropoutOptions } from './activation.js';
+export { crossEntropy, type CrossEntropyOptions } from './loss.js';
+export { argmax } from './argmax.js';

@@ -1,0 +1,28 @@
+// gap.fwd: global average pooling, out[n, c, 0, 0] = Σ_{h, w} x[n, c, h, w] / (h·w).
+// Four interleaved partial sums per plane: shorter dependency chains and a smaller rounding error
+// than one running sum over h·w values.
+// Bindings: 0 params {planes, hw: u32, scale: f32 = 1 / hw}; 1 x: f32[n·c, hw] (NCHW);
+//           2 out: f32[n·c].
+// Dispatch: grid1d(planes, WG), one invocation per (n, c) plane.
+override WG: u32 = 64;
+struct Params { planes: u32, hw: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let q = gid.x + gid.y * (nwg.x * WG);
+  if (q >= p.planes) { return; }
+  let base = q * p.hw;
+  var acc = vec4f(0.0);
+  var j = 0u;
+  for (; j + 4u <= p.hw; j = j + 4u) {
+    acc = acc + vec4f(x[base + j], x[base + j + 1u], x[base + j + 2u], x[base + j + 3u]);
+  }
+  var tail = 0.0;
+  for (; j < p.hw; j = j + 1u) {
+    tail = tail + x[base + j];
+  }
+  out[q] = ((acc.x + acc.y) + (acc.z + acc.w) + tail) * p.scale;
+}

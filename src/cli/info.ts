@@ -1,0 +1,25 @@
+// `atrous info`: the adapter, backend, features and limits the engine will use.
+import { init } from '../gpu/engine.js';
+import { parse } from './args.js';
+import type { Command } from './main.js';
+
+export const infoCommand: Command = {
+  summary: 'print the WebGPU adapter, backend, features and limits',
+  usage: 'usage: atrous info [--json] [--adapter NAME]',
+  async run(argv) {
+    const { values } = parse('info', argv, { json: { type: 'boolean' } });
+    const e = await init({ adapter: values.adapter as string | undefined });
+    const info = e.info;
+    if (values.json) {
+      console.log(JSON.stringify({ ...info, engineLimits: e.limits }, null, 2));
+      return 0;
+    }
+    console.log(`adapter:      ${e.adapterName}`);
+    console.log(`vendor:       ${info.vendor || '-'}   architecture: ${info.architecture || '-'}   device: ${info.device || '-'}`);
+    console.log(`backend:      ${info.backend} (${info.runtime})`);
+    console.log(`features:     ${info.features.join(', ') || '(none)'}`);
+    console.log('limits:');
+    for (const [k, v] of Object.entries(info.limits).sort()) console.log(`  ${k.padEnd(44)} ${v}`);
+    return 0;
+  },
+};

@@ -1,0 +1,207 @@
+// Batch normalisation with torch.nn.functional.batch_norm semantics, on x [n, c, h, w] or [n, c],
+// per channel over the M = n·h·w values of the channel.
+// - training: normalise with the batch mean and the biased batch variance, and (when running
+//   statistics are given) update them in place on the GPU: rm ← (1 − momentum)·rm + momentum·mean,
+//   rv ← (1 − momentum)·rv + momentum·var·M/(M − 1). Backward goes through the batch statistics.
+// - eval, and "frozen" (eval statistics inside a network that trains): normalise with the running
+//   statistics, which backward treats as constants; weight and bias still get gradients.
+// M == 1 in training (batch 1 on a 1×1 map, DeepLab's image-pooling branch) raises in PyTorch; here
+// it is defined and never NaN: the batch variance is 0, so y = bias, dx = 0, dweight = 0,
+// dbias = Σdy; running_mean is updated and running_var left unchanged (the unbiased variance of
+// one value is undefined). eps must be > 0, so 1/sqrt(var + eps) is always finite.
+// Statistics are two-pass per slice and combined pairwise (shaders/batchnorm.stats.wgsl,
+// batchnorm.final.wgsl); the mean is carried as two floats (hi, lo) so that x = 1000 + 0.01·noise
+// normalises to full f32 precision. Saved for backward: x, mean [2, c] (hi, lo), invstd [c], weight.
+// Kernels: shaders/batchnorm.*.wgsl. Each reduction has a workgroup-tree entry (real GPUs) and a
+// one-invocation-per-slice entry (software adapters, where barriers are slow); each element-wise
+// kernel a per-plane entry (no division per element) and a flat one (small planes). Both give the
+// same results; `kernelTuning` lets tests and benchmarks force either.
+
+import { engine, f32, type Param } from '../gpu/engine.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { record } from '../autograd.js';
+import { checkTensor, checkNumber, OpError } from './check.js';
+import { full, zeros } from './elementwise.js';
+
+export interface BatchNormOptions {
+  training: boolean;
+  /** Weight of the new batch statistic in the running average (default 0.1; DeepLab's decay
+   * 0.9997 is momentum 0.0003). */
+  momentum?: number;
+  /** Added to the variance before the square root (default 1e-5); must be > 0. */
+  eps?: number;
+}
+
+const OP = 'batchNorm';
+
+/** Which kernel entry points run ('auto' decides per adapter and shape). For tests and benchmarks. */
+export const kernelTuning: { reduction: 'auto' | 'tree' | 'lanes'; elementwise: 'auto' | 'planes' | 'flat' } = {
+  reduction: 'auto',
+  elementwise: 'auto',
+};
+
+// Workgroup width of the tree reductions (a power of two) and of every other kernel.
+const TREE_WG = 128;
+const WG = 64;
+
+function softwareAdapter(): boolean {
+  const i = engine().info;
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.description} ${i.architecture} ${i.device} ${i.vendor}`);
+}
+
+/** Runs a per-(slice, channel) reduction kernel: `tree` (one workgroup per slice) or `lanes`. */
+function runReduction(shader: string, params: number[], bindings: Tensor[], c: number, s: number): void {
+  const e = engine();
+  const lanes = kernelTuning.reduction === 'lanes' || (kernelTuning.reduction === 'auto' && softwareAdapter());
+  if (lanes) e.run({ shader, entry: 'lanes', constants: { WG }, params, bindings, workgroups: e.grid1d(c * s, WG) });
+  else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params, bindings, workgroups: [s, c] });
+}
+
+/** Runs an element-wise kernel over x [n, c, hw]: the `planes` entry (workgroups [gx, c, n], each
+ * striding over one plane) for planes of 32+ values, else the flat `main` entry (grid1d). */
+export function runElementwise(shader: string, params: Param[], bindings: Tensor[], n: number, c: number, hw: number): void {
+  const e = engine();
+  const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
+  const mode = kernelTuning.elementwise;
+  const fits = n <= maxWg && c <= maxWg;
+  if (fits && (mode === 'planes' || (mode === 'auto' && hw >= 32))) {
+    // About 8 values per invocation: fewer, longer workgroups are cheaper on llvmpipe.
+    const gx = Math.min(maxWg, Math.max(1, Math.ceil(hw / (WG * 8))));
+    e.run({ shader, entry: 'planes', params, bindings, workgroups: [gx, c, n] });
+  } else {
+    e.run({ shader, params, bindings, workgroups: e.grid1d(n * c * hw, WG) });
+  }
+}
+
+/** Splits a channel's m values into s non-empty slices of `chunk` (the last may be shorter): a
+ * channel that is long while there are few channels spreads over several workgroups. */
+function slicing(m: number, c: number): { s: number; chunk: number } {
+  const want = Math.max(1, Math.min(Math.ceil(m / 2048), Math.ceil(256 / c)));
+  const chunk = Math.ceil(m / want);
+  return { s: Math.ceil(m / chunk), chunk };
+}
+
+function checkChannelVector(arg: string, t: Tensor | null, c: number, x: Tensor): void {
+  if (t === null) return;
+  checkTensor(OP, arg, t);
+  if (t.rank !== 1 || t.shape[0] !== c) {
+    throw new OpError(OP, `argument '${arg}' must have shape [c] = [${c}] for x of shape ${fmtShape(x.shape)}, got ${fmtShape(t.shape)}`);
+  }
+}
+
+/** Per-channel Σdy and Σ(dy·xhat) (dbias, dweight) for backward. */
+function gradSums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
+  const e = engine();
+  const { s, chunk } = slicing(m, c);
+  const part = empty([c, s, 2]);
+  runReduction('batchnorm.dsum', [c, hw, m, chunk, s], [dy, x, mean, invstd, part], c, s);
+  const dbias = empty([c]);
+  const dweight = empty([c]);
+  e.run({ shader: 'batchnorm.dfinal', params: [c, s], bindings: [part, dbias, dweight], workgroups: e.grid1d(c) });
+  part.dispose();
+  return [dbias, dweight];
+}
+
+/** y = (x − mean)/sqrt(var + eps)·weight + bias per channel; see the module comment for the modes.
+ * weight/bias null mean 1/0; runningMean/runningVar may be null in training only. */
+export function batchNorm(
+  x: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  opts: BatchNormOptions,
+): Tensor {
+  checkTensor(OP, 'x', x);
+  if (x.rank !== 4 && x.rank !== 2) {
+    throw new OpError(OP, `argument 'x' must have rank 4 [n, c, h, w] or rank 2 [n, c], got shape ${fmtShape(x.shape)}`);
+  }
+  if (typeof opts !== 'object' || opts === null || typeof opts.training !== 'boolean') {
+    throw new OpError(OP, `'opts.training' must be true or false, got ${JSON.stringify(opts?.training)}`);
+  }
+  const training = opts.training;
+  const momentum = checkNumber(OP, 'momentum', opts.momentum ?? 0.1, { min: 0, max: 1 });
+  const eps = opts.eps ?? 1e-5;
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps <= 0) {
+    throw new OpError(OP, `'eps' must be a finite number > 0, got ${JSON.stringify(eps)}`);
+  }
+  const [n, c] = x.shape;
+  const hw = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
+  const m = n * hw;
+  checkChannelVector('weight', weight, c, x);
+  checkChannelVector('bias', bias, c, x);
+  checkChannelVector('runningMean', runningMean, c, x);
+  checkChannelVector('runningVar', runningVar, c, x);
+  if ((runningMean === null) !== (runningVar === null)) {
+    throw new OpError(OP, `'runningMean' and 'runningVar' must both be given or both be null, got ${runningMean === null ? 'only runningVar' : 'only runningMean'}`);
+  }
+  if (!training && (runningMean === null || runningVar === null)) {
+    throw new OpError(OP, `eval mode (training: false) normalises with the running statistics: 'runningMean' and 'runningVar' must be given, got null`);
+  }
+  if (runningMean && runningVar && runningMean.buffer === runningVar.buffer) {
+    throw new OpError(OP, `'runningMean' and 'runningVar' must be different tensors (they share storage), both of shape ${fmtShape(runningMean.shape)}`);
+  }
+  const e = engine();
+  if (training) {
+    if (m === 0) throw new OpError(OP, `training mode needs at least one value per channel, got x of shape ${fmtShape(x.shape)}`);
+    const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
+    if (c > maxWg) throw new OpError(OP, `training mode supports at most ${maxWg} channels (one row of workgroups each), got x of shape ${fmtShape(x.shape)}`);
+  }
+
+  const w = weight ?? full([c], 1);
+  const b = bias ?? zeros([c]);
+  const mean = empty([2, c]);
+  const invstd = empty([c]);
+  if (training) {
+    const { s, chunk } = slicing(m, c);
+    const part = empty([c, s, 3]);
+    runReduction('batchnorm.stats', [c, hw, m, chunk, s], [x, part], c, s);
+    const params = [c, m, chunk, s, f32(eps), f32(momentum)];
+    if (runningMean && runningVar) {
+      e.run({ shader: 'batchnorm.final', entry: 'running', params, bindings: [part, mean, invstd, runningMean, runningVar], workgroups: e.grid1d(c) });
+    } else {
+      e.run({ shader: 'batchnorm.final', params, bindings: [part, mean, invstd], workgroups: e.grid1d(c) });
+    }
+    part.dispose();
+  } else {
+    e.run({ shader: 'batchnorm.evalstats', params: [c, f32(eps)], bindings: [runningMean!, runningVar!, mean, invstd], workgroups: e.grid1d(c) });
+  }
+  const y = empty(x.shape);
+  runElementwise('batchnorm.fwd', [x.size, c, hw], [x, mean, invstd, w, b, y], n, c, hw);
+  if (!bias) b.dispose();
+
+  const inputs = [x];
+  if (weight) inputs.push(weight);
+  if (bias) inputs.push(bias);
+  // Eval backward reads x only for dweight/dbias; frozen affine parameters need no copy of x kept.
+  const keepX = training || !!weight?.requiresGrad || !!bias?.requiresGrad;
+  const saved = keepX ? [mean, invstd, w, x] : [mean, invstd, w];
+  const out = record(OP, y, inputs, saved, (dy, sv, needs) => {
+    const [sMean, sInvstd, sW, sX] = sv;
+    const needX = needs[0];
+    const needW = weight !== null && needs[1];
+    const needB = bias !== null && needs[weight ? 2 : 1];
+    let dbias: Tensor | null = null;
+    let dweight: Tensor | null = null;
+    if ((training && needX) || needW || needB) [dbias, dweight] = gradSums(dy, sX, sMean, sInvstd, c, hw, m);
+    let dx: Tensor | null = null;
+    if (needX) {
+      dx = empty(x.shape);
+      if (training) {
+        runElementwise('batchnorm.dx', [x.size, c, hw, m], [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], n, c, hw);
+      } else {
+        runElementwise('batchnorm.dx_eval', [x.size, c, hw], [dy, sInvstd, sW, dx], n, c, hw);
+      }
+    }
+    if (!needW) dweight?.dispose();
+    if (!needB) dbias?.dispose();
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(needW ? dweight : null);
+    if (bias) grads.push(needB ? dbias : null);
+    return grads;
+  });
+  mean.dispose();
+  invstd.dispose();
+  if (!weight) w.dispose();
+  return out;
+}

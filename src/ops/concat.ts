@@ -1,0 +1,63 @@
+// Channel concatenation (torch.cat(xs, dim=1) on NCHW), forward and backward. Input i fills
+// channels [c0, c0 + cx) of every image of the output: one contiguous block of cx·h·w floats per
+// image. Forward: one dispatch of shaders/concat.fwd.wgsl per input. Backward: one
+// copyBufferToBuffer per (input that needs a gradient, image), moving its blocks of dy out.
+// Why the two differ: on lavapipe the copies measured 1.2 to 3× faster than a copy kernel (5 × [2,
+// 256, 9, 9] to 5 × [8, 256, 33, 33], noisy), but a copy ends the open compute pass and Engine.timeGpu
+// times one pass, so the forward stays a kernel (a model's forward can then be timed whole); the
+// backward already records copies elsewhere (add's clone), and the gap is a few ms a step.
+
+import { engine } from '../gpu/engine.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { record } from '../autograd.js';
+import { checkTensor, OpError } from './check.js';
+
+/** torch.cat(xs, dim) for rank-4 NCHW f32 tensors along the channel dimension (dim 1, or -3). */
+export function cat(xs: Tensor[], dim = 1): Tensor {
+  const op = 'cat';
+  if (!Array.isArray(xs) || xs.length === 0) {
+    throw new OpError(op, `'xs' must be a non-empty array of tensors, got ${Array.isArray(xs) ? '[]' : String(xs)}`);
+  }
+  xs.forEach((x, i) => checkTensor(op, `xs[${i}]`, x, { rank: 4 }));
+  if (dim !== 1 && dim !== -3) {
+    throw new OpError(op, `only dim 1 (channels) is supported on rank-4 tensors, got dim ${JSON.stringify(dim)} for xs[0] of shape ${fmtShape(xs[0].shape)}`);
+  }
+  const [n, , h, w] = xs[0].shape;
+  for (let i = 1; i < xs.length; i++) {
+    const s = xs[i].shape;
+    if (s[0] !== n || s[2] !== h || s[3] !== w) {
+      throw new OpError(op, `xs[${i}] has shape ${fmtShape(s)} but xs[0] has shape ${fmtShape(xs[0].shape)}: all dimensions except 1 (channels) must match`);
+    }
+  }
+  const hw = h * w;
+  const cs = xs.map((x) => x.shape[1]);
+  const cy = cs.reduce((a, b) => a + b, 0);
+  const c0s = cs.map((_, i) => cs.slice(0, i).reduce((a, b) => a + b, 0));
+
+  const y = empty([n, cy, h, w]);
+  const e = engine();
+  // vec4 units when every block length and offset is a multiple of 4 floats.
+  const v = hw % 4 === 0 ? 4 : 1;
+  xs.forEach((x, i) => {
+    const chw = (cs[i] * hw) / v;
+    if (n * chw === 0) return;
+    e.run({
+      shader: 'concat.fwd',
+      entry: v === 4 ? 'main4' : 'main',
+      params: [chw, (cy * hw) / v, (c0s[i] * hw) / v],
+      bindings: [x, y],
+      workgroups: [Math.min(Math.ceil(chw / 64), 4096), n],
+    });
+  });
+  return record(op, y, xs, [], (dy, _saved, needs) => {
+    const eb = engine();
+    return xs.map((x, i) => {
+      if (!needs[i]) return null;
+      const dx = empty(x.shape);
+      // Byte offsets of image b's block: b·cx·hw in dx, (b·cy + c0)·hw in dy.
+      const bytes = cs[i] * hw * 4;
+      if (bytes > 0) for (let b = 0; b < n; b++) eb.copy(dy, dx, bytes, (b * cy + c0s[i]) * hw * 4, b * bytes);
+      return dx;
+    });
+  });
+}

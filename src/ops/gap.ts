@@ -1,0 +1,35 @@
+// Global average pooling (torch.nn.functional.adaptive_avg_pool2d with output size 1), the
+// image-level branch of DeepLabv3's ASPP: out[n, c, 0, 0] = mean over h·w of x[n, c].
+// Backward: dx[n, c, h, w] = dy[n, c, 0, 0] / (h·w). Kernels: shaders/gap.fwd.wgsl, gap.dx.wgsl.
+
+import { engine, f32 } from '../gpu/engine.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { record } from '../autograd.js';
+import { checkTensor, OpError } from './check.js';
+import { runElementwise } from './batchnorm.js';
+
+const OP = 'adaptiveAvgPool2d';
+
+/** Averages every [h, w] plane of x [n, c, h, w] to [n, c, 1, 1]. Only output size 1 (or [1, 1])
+ * is supported: other adaptive sizes are not used by DeepLab. */
+export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, number] = 1): Tensor {
+  checkTensor(OP, 'x', x, { rank: 4 });
+  const size: unknown = outputSize;
+  const isOne = size === 1 || (Array.isArray(size) && size.length === 2 && size[0] === 1 && size[1] === 1);
+  if (!isOne) {
+    throw new OpError(OP, `only output size 1 or [1, 1] (global average pooling) is supported, got ${JSON.stringify(size)} for x of shape ${fmtShape(x.shape)}`);
+  }
+  const [n, c, h, w] = x.shape;
+  const hw = h * w;
+  if (hw === 0) throw new OpError(OP, `cannot average an empty plane: x has shape ${fmtShape(x.shape)}`);
+  const planes = n * c;
+  const scale = f32(1 / hw);
+  const e = engine();
+  const out = empty([n, c, 1, 1]);
+  e.run({ shader: 'gap.fwd', params: [planes, hw, scale], bindings: [x, out], workgroups: e.grid1d(planes) });
+  return record(OP, out, [x], [], (dy) => {
+    const dx = empty(x.shape);
+    runElementwise('gap.dx', [x.size, c, hw, scale], [dy, dx], n, c, hw);
+    return [dx];
+  });
+}

@@ -1,0 +1,78 @@
+// Softmax cross-entropy with ignore_index, mean reduction (torch.nn.functional.cross_entropy).
+// Kernels: shaders/cross_entropy.fwd.wgsl (per pixel), cross_entropy.reduce.wgsl (fixed-order
+// tree reduction to the scalar, no atomics), cross_entropy.bwd.wgsl (per pixel). Nothing is read
+// back to the CPU: the valid-pixel count and the upstream gradient stay on the GPU.
+
+import { engine, type Bindable } from '../gpu/engine.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { record } from '../autograd.js';
+import { checkTensor, checkNumber, OpError } from './check.js';
+
+export interface CrossEntropyOptions {
+  /** Target value whose pixels contribute neither loss nor gradient (default 255, VOC's border). */
+  ignoreIndex?: number;
+  reduction?: 'mean';
+}
+
+/** Workgroup size and elements per invocation of cross_entropy.reduce.wgsl. */
+const REDUCE_WG = 256;
+const REDUCE_K = 8;
+
+/**
+ * Mean over valid pixels of logsumexp_c(x) - x_target, for logits x f32 [n, C, h, w] (or [n, C],
+ * or any [n, C, ...]) and target i32 [n, h, w] (or [n], ...). A pixel is valid when its target is
+ * not `ignoreIndex` and lies in [0, C): out-of-range labels are treated as ignored (the data layer
+ * validates labels up front; a kernel cannot raise). When no pixel is valid the loss and its
+ * gradient are 0, where PyTorch gives NaN. Returns a scalar tensor of shape [].
+ */
+export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  checkTensor('crossEntropy', 'x', x);
+  if (x.rank < 2) throw new OpError('crossEntropy', `argument 'x' must be [n, C, h, w] or [n, C], got shape ${fmtShape(x.shape)}`);
+  checkTensor('crossEntropy', 'target', target, { dtype: 'i32' });
+  const want = [x.shape[0], ...x.shape.slice(2)];
+  if (target.rank !== want.length || target.shape.some((d, i) => d !== want[i])) {
+    throw new OpError('crossEntropy', `'target' has shape ${fmtShape(target.shape)} but x ${fmtShape(x.shape)} needs a target of shape ${fmtShape(want)}`);
+  }
+  if (!opts || typeof opts !== 'object') throw new OpError('crossEntropy', `'opts' must be an object, got ${JSON.stringify(opts)}`);
+  const ignoreIndex = checkNumber('crossEntropy', 'ignoreIndex', opts.ignoreIndex ?? 255, { integer: true, min: -0x80000000, max: 0x7fffffff });
+  if ((opts.reduction ?? 'mean') !== 'mean') {
+    throw new OpError('crossEntropy', `only reduction 'mean' is supported, got ${JSON.stringify(opts.reduction)}`);
+  }
+  const c = x.shape[1];
+  const npix = target.size;
+  if (c === 0 || npix === 0) throw new OpError('crossEntropy', `x ${fmtShape(x.shape)} has no elements`);
+  const hw = npix / x.shape[0];
+  const e = engine();
+
+  const pairs = empty([npix, 2]);
+  const stats = empty([npix, 2]);
+  e.run({ shader: 'cross_entropy.fwd', params: [npix, c, hw, ignoreIndex], bindings: [x, target, pairs, stats], workgroups: e.grid1d(npix) });
+
+  // Passes of WG * K elements per workgroup until a single workgroup writes (sum, count) and loss.
+  const loss = empty([]);
+  let src = pairs;
+  let n = npix;
+  for (;;) {
+    const groups = Math.ceil(n / (REDUCE_WG * REDUCE_K));
+    const dst = empty([groups, 2]);
+    const final = groups === 1 ? 1 : 0;
+    const bindings: Bindable[] = [src, dst, loss];
+    e.run({ shader: 'cross_entropy.reduce', constants: { WG: REDUCE_WG }, params: [n, final], bindings, workgroups: [groups] });
+    src.dispose();
+    src = dst;
+    n = groups;
+    if (final) break;
+  }
+  const tot = src;
+
+  const out = record('crossEntropy', loss, [x], [x, target, stats, tot], (dy, [xs, ts, ss, totals]) => {
+    const dx = empty(xs.shape);
+    const eb = engine();
+    eb.run({ shader: 'cross_entropy.bwd', params: [npix, c, hw, ignoreIndex], bindings: [xs, ts, ss, totals, dy, dx], workgroups: eb.grid1d(npix) });
+    return [dx];
+  });
+  // The node holds its own references; without one (no gradient needed) these are freed now.
+  stats.dispose();
+  tot.dispose();
+  return out;
+}

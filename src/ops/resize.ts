@@ -1,0 +1,64 @@
+// Bilinear resize (torch.nn.functional.interpolate, mode 'bilinear'), forward and backward.
+// Kernels: shaders/resize_bilinear.fwd.wgsl (one invocation per output element) and
+// shaders/resize_bilinear.dx.wgsl (a gather: one invocation per input element, no atomics).
+
+import { engine, f32, type Param } from '../gpu/engine.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { record } from '../autograd.js';
+import { checkTensor, pair, OpError } from './check.js';
+
+export interface InterpolateOptions {
+  size: number | [number, number];
+  mode?: 'bilinear';
+  alignCorners?: boolean /* default false */;
+}
+
+/** ATen's area_pixel_compute_scale in f32 (Math.fround of the f64 quotient is the correctly
+ * rounded f32 quotient: 53 >= 2 * 24 + 2 bits, so double rounding cannot occur). */
+function scaleOf(nIn: number, nOut: number, alignCorners: boolean): number {
+  if (alignCorners) return nOut > 1 ? Math.fround((nIn - 1) / (nOut - 1)) : 0;
+  return Math.fround(nIn / nOut);
+}
+
+/** Coefficients (a, b, c) of the output range [a·i + b, a·i + c) whose src lies in [i - 1, i + 1),
+ * the only outputs that can read input index i (the kernel scans one more candidate on each side
+ * against rounding and tests each exactly). */
+function spanOf(nIn: number, nOut: number, alignCorners: boolean): [number, number, number] {
+  // Every output reads index 0 when there is one input; one output only reads near index 0.
+  if (nIn === 1 || nOut === 1) return [0, 0, nOut];
+  if (alignCorners) {
+    const a = (nOut - 1) / (nIn - 1); // src = o / a; taps of i need src in [i - 1, i + 1)
+    return [a, -a, a];
+  }
+  const a = nOut / nIn; // src = (o + 0.5) / a - 0.5
+  return [a, -0.5 * a - 0.5, 1.5 * a - 0.5];
+}
+
+/** torch.nn.functional.interpolate(x, size, mode='bilinear', align_corners) on NCHW f32. */
+export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
+  const op = 'interpolate';
+  checkTensor(op, 'x', x, { rank: 4 });
+  if (opts === null || typeof opts !== 'object') throw new OpError(op, `'opts' must be an object { size, mode?, alignCorners? }, got ${String(opts)}`);
+  if (opts.size === undefined) throw new OpError(op, `'size' is required (an output size or an [oh, ow] pair) for x of shape ${fmtShape(x.shape)}`);
+  const [oh, ow] = pair(op, 'size', opts.size, 1, 1);
+  const mode = opts.mode ?? 'bilinear';
+  if (mode !== 'bilinear') throw new OpError(op, `'mode' must be 'bilinear' (the only mode implemented), got ${JSON.stringify(mode)}`);
+  const alignCorners = opts.alignCorners ?? false;
+  if (typeof alignCorners !== 'boolean') throw new OpError(op, `'alignCorners' must be a boolean, got ${JSON.stringify(alignCorners)}`);
+  const [n, c, h, w] = x.shape;
+  if (h < 1 || w < 1) throw new OpError(op, `x must have a non-empty spatial size, got shape ${fmtShape(x.shape)}`);
+
+  const nc = n * c;
+  const common: Param[] = [nc, h, w, oh, ow, f32(scaleOf(h, oh, alignCorners)), f32(scaleOf(w, ow, alignCorners)), alignCorners ? 1 : 0];
+  const y = empty([n, c, oh, ow]);
+  const e = engine();
+  e.run({ shader: 'resize_bilinear.fwd', params: common, bindings: [x, y], workgroups: e.grid1d(y.size) });
+
+  return record(op, y, [x], [], (dy) => {
+    const dx = empty(x.shape);
+    const e = engine();
+    const params = [...common, ...spanOf(h, oh, alignCorners).map(f32), ...spanOf(w, ow, alignCorners).map(f32)];
+    e.run({ shader: 'resize_bilinear.dx', params, bindings: [dy, dx], workgroups: e.grid1d(dx.size) });
+    return [dx];
+  });
+}

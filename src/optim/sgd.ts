@@ -1,0 +1,110 @@
+// Stochastic gradient descent with momentum, weight decay and Nesterov, exactly torch.optim.SGD.
+// One in-place kernel per parameter (shaders/sgd.wgsl); parameters keep their buffers.
+
+import { engine, f32 } from '../gpu/engine.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { keep } from '../scope.js';
+import { zeroGrad } from '../autograd.js';
+import { checkNumber, OpError } from '../ops/check.js';
+import { vec4Binding } from '../ops/activation.js';
+
+export interface SGDOptions {
+  lr: number;
+  momentum?: number;
+  weightDecay?: number;
+  dampening?: number;
+  nesterov?: boolean;
+}
+
+/**
+ * torch.optim.SGD: d = grad + weightDecay * p; with momentum, buf = d on a parameter's first step,
+ * then buf = momentum * buf + (1 - dampening) * d, and d = nesterov ? d + momentum * buf : buf;
+ * finally p -= lr * d, in place. Parameters whose .grad is null are skipped (their momentum buffer
+ * starts at their first real step, as in PyTorch). `lr` may be changed between steps (polyLR).
+ * The momentum buffers are GPU tensors owned by the optimizer, outside every scope: dispose() frees them.
+ */
+export class SGD {
+  readonly params: readonly Tensor[];
+  lr: number;
+  readonly momentum: number;
+  readonly weightDecay: number;
+  readonly dampening: number;
+  readonly nesterov: boolean;
+  private buffers = new Map<Tensor, Tensor>();
+  private disposed = false;
+
+  constructor(params: Tensor[], opts: SGDOptions) {
+    if (!Array.isArray(params)) throw new OpError('SGD', `'params' must be an array of tensors, got ${typeof params}`);
+    const seen = new Set<Tensor>();
+    params.forEach((p, i) => {
+      if (!(p instanceof Tensor)) throw new OpError('SGD', `params[${i}] must be a Tensor, got ${p === null ? 'null' : typeof p}`);
+      if (p.dtype !== 'f32') throw new OpError('SGD', `params[${i}] must be f32, got ${p.dtype} (shape ${fmtShape(p.shape)})`);
+      if (p.disposed) throw new OpError('SGD', `params[${i}] (shape ${fmtShape(p.shape)}) was disposed`);
+      if (p.node) throw new OpError('SGD', `params[${i}] (shape ${fmtShape(p.shape)}) is the result of an op, not a leaf parameter`);
+      if (seen.has(p)) throw new OpError('SGD', `params[${i}] (shape ${fmtShape(p.shape)}) appears more than once`);
+      seen.add(p);
+    });
+    if (!opts || typeof opts !== 'object') throw new OpError('SGD', `'opts' must be an object {lr, momentum?, ...}, got ${JSON.stringify(opts)}`);
+    this.lr = checkNumber('SGD', 'lr', opts.lr, { min: 0 });
+    this.momentum = checkNumber('SGD', 'momentum', opts.momentum ?? 0, { min: 0 });
+    this.weightDecay = checkNumber('SGD', 'weightDecay', opts.weightDecay ?? 0, { min: 0 });
+    this.dampening = checkNumber('SGD', 'dampening', opts.dampening ?? 0);
+    const nesterov = opts.nesterov ?? false;
+    if (typeof nesterov !== 'boolean') throw new OpError('SGD', `'nesterov' must be a boolean, got ${JSON.stringify(nesterov)}`);
+    if (nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
+      throw new OpError('SGD', `nesterov needs momentum > 0 and dampening 0 (as in PyTorch), got momentum ${this.momentum}, dampening ${this.dampening}`);
+    }
+    this.nesterov = nesterov;
+    this.params = [...params];
+  }
+
+  /** Updates every parameter that has a gradient, in place (records GPU work; nothing is awaited). */
+  step(): void {
+    if (this.disposed) throw new OpError('SGD', 'step() after dispose()');
+    const lr = checkNumber('SGD', 'lr', this.lr, { min: 0 });
+    // Validate everything before recording any update: a bad gradient must not leave half a step.
+    this.params.forEach((p, i) => {
+      if (p.disposed) throw new OpError('SGD', `params[${i}] (shape ${fmtShape(p.shape)}) was disposed`);
+      const g = p.grad;
+      if (g && (g.disposed || g.dtype !== 'f32' || g.rank !== p.rank || g.shape.some((d, j) => d !== p.shape[j]))) {
+        throw new OpError('SGD', `params[${i}] ${fmtShape(p.shape)} has a gradient of shape ${fmtShape(g.shape)} (${g.dtype}${g.disposed ? ', disposed' : ''})`);
+      }
+    });
+    const e = engine();
+    for (const p of this.params) {
+      const g = p.grad;
+      if (!g || p.size === 0) continue;
+      const n4 = Math.ceil(p.size / 4);
+      const params = [n4, f32(lr), f32(this.momentum), f32(this.dampening), f32(this.weightDecay), this.nesterov ? 1 : 0];
+      if (this.momentum === 0) {
+        e.run({ shader: 'sgd', entry: 'plain', params: [...params, 0], bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4) });
+        continue;
+      }
+      let buf = this.buffers.get(p);
+      const first = buf ? 0 : 1;
+      if (!buf) {
+        buf = keep(empty(p.shape));
+        buf.label = `${p.label ?? 'param'}.momentum_buffer`;
+        this.buffers.set(p, buf);
+      }
+      e.run({ shader: 'sgd', entry: 'momentum', params: [...params, first], bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4) });
+    }
+  }
+
+  /** Sets every parameter's .grad to null, returning the gradient buffers to the pool. */
+  zeroGrad(): void {
+    zeroGrad(this.params);
+  }
+
+  /** The momentum buffer of a parameter (null before its first step or without momentum). */
+  momentumBuffer(p: Tensor): Tensor | null {
+    return this.buffers.get(p) ?? null;
+  }
+
+  /** Frees the momentum buffers. The parameters are the caller's and stay alive. */
+  dispose(): void {
+    for (const b of this.buffers.values()) b.dispose();
+    this.buffers.clear();
+    this.disposed = true;
+  }
+}

@@ -1,0 +1,27 @@
+// Every committed PyTorch fixture, forward and backward, on the GPU path (lavapipe in CI).
+import { expect } from 'chai';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { verifyFixture } from '../src/verify.js';
+
+const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
+const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
+
+describe('PyTorch conformance fixtures', () => {
+  it('has fixtures for every op of the format', () => {
+    const ops = new Set(files.map((f) => f.split('__')[0]));
+    for (const op of ['conv2d', 'batch_norm', 'adaptive_avg_pool2d', 'interpolate', 'relu', 'max_pool2d', 'add', 'cat', 'cross_entropy']) {
+      expect(ops.has(op), op).to.equal(true);
+    }
+  });
+  for (const f of files) {
+    it(f.replace('.safetensors', ''), async () => {
+      const r = await verifyFixture(new Uint8Array(readFileSync(join(dir, f))), f);
+      const bad = r.checks.filter((c) => !c.pass).map((c) => `${c.tensor}: rel ${c.rel.toExponential(2)} > ${c.tol}`);
+      expect(r.error, r.error).to.equal(undefined);
+      expect(bad, bad.join('; ')).to.deep.equal([]);
+      expect(r.checks.length).to.be.greaterThan(1);
+    });
+  }
+});

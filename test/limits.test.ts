@@ -1,0 +1,41 @@
+// Device limits: work that would exceed a limit fails before it is recorded, with an error that
+// names the limit. The limits are lowered through DeviceOptions, as a user could.
+import { expect } from 'chai';
+import { reinit, engine, tensor, add, tidy } from '../src/index.js';
+
+describe('device limits', () => {
+  after(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+
+  it('names maxStorageBufferBindingSize when a binding is too large', async () => {
+    await reinit({ limits: { maxStorageBufferBindingSize: 4096 } });
+    expect(engine().limits.maxStorageBufferBindingSize).to.equal(4096);
+    const before = engine().stats().dispatches;
+    tidy(() => {
+      const small = tensor(new Float32Array(1024), [1024]);
+      expect(() => add(small, small)).not.to.throw();
+      const big = tensor(new Float32Array(1025), [1025]);
+      expect(() => add(big, big)).to.throw(/maxStorageBufferBindingSize \(4096 bytes\)/);
+    });
+    expect(engine().stats().dispatches).to.equal(before + 1);
+  });
+
+  it('names maxBufferSize when an allocation is too large', async () => {
+    await reinit({ limits: { maxBufferSize: 1 << 16 } });
+    expect(() => tensor(new Float32Array(1 << 15), [1 << 15])).to.throw(/maxBufferSize \(65536 bytes\)/);
+  });
+
+  it('folds large flat dispatches into two dimensions', async () => {
+    await reinit({ limits: { maxComputeWorkgroupsPerDimension: 16 } });
+    const n = 64 * 16 * 3 + 5; // needs 49 workgroups of 64: more than 16 in one dimension
+    const a = Float32Array.from({ length: n }, (_, i) => i);
+    const out = tidy(() => add(tensor(a, [n]), tensor(a, [n])));
+    const v = await out.data();
+    out.dispose();
+    let ok = true;
+    for (let i = 0; i < n; i++) if (v[i] !== 2 * i) ok = false;
+    expect(ok).to.equal(true);
+  });
+});
