@@ -2,6 +2,9 @@
 import { infoCommand } from './info.js';
 import { verifyCommand } from './verify.js';
 import { dataCommand } from './data.js';
+import { trainCommand } from './train.js';
+import { evalCommand } from './eval.js';
+import { startCommand } from './start.js';
 
 export interface Command {
   summary: string;
@@ -13,6 +16,9 @@ const COMMANDS: Record<string, Command> = {
   info: infoCommand,
   verify: verifyCommand,
   data: dataCommand,
+  train: trainCommand,
+  eval: evalCommand,
+  main: startCommand,
 };
 
 function help(): string {

@@ -86,13 +86,14 @@ export const CONFIGS: Readonly<Record<string, DeepLabV3Config>> = {
   // The paper's head on a small ResNet that trains in minutes through lavapipe (~5 GFLOP/s on 2
   // cores). Width 1/8 (stem 8, stage outputs 32..256) and one unit per stage except the three of
   // layer4 that Multi-Grid (1, 2, 4) needs; ASPP with 64 filters. At a 65×65 crop and output
-  // stride 16 the forward is ~0.05 GFLOP per image (`model.trace`), so a batch-8 SGD step
-  // (forward + backward ≈ 3×) is ~1.2 GFLOP: about a second per step, a few hundred steps in
-  // minutes. 65 = 16·4 + 1 keeps feature maps odd (5×5 at OS 16), so the centre taps of the
-  // atrous rates (3, 6, 9) at OS 16 stay on valid pixels, as 513 does for the paper.
+  // stride 16 the forward is ~0.04 GFLOP per image (`model.trace`), so a batch-8 SGD step
+  // (forward + backward ≈ 3×) is ~1 GFLOP: measured 0.7 to 1.3 s per step here, a few hundred
+  // steps in minutes. 65 = 16·4 + 1 gives 5×5 features at OS 16 (9×9 at OS 8); the rates
+  // (1, 2, 3) keep the paper's ratio of rate to feature size ((6, 12, 18) on 33×33 at 513), so
+  // the atrous branches still see context instead of degenerating to their centre tap (Fig. 4).
   mini: {
     name: 'mini', numClasses: 21, blocks: [1, 1, 1, 3], cascade: 0, widthMultiplier: 0.125, multiGrid: [1, 2, 4],
-    outputStride: 16, aspp: { rates: [3, 6, 9], ratesOutputStride: 16, imagePooling: true, channels: 64, dropout: 0 },
+    outputStride: 16, aspp: { rates: [1, 2, 3], ratesOutputStride: 16, imagePooling: true, channels: 64, dropout: 0 },
     headConv: false, aux: false, auxDropout: 0.1, bnMomentum: 0.1, bnEps: 1e-5, cropSize: 65,
   },
 };

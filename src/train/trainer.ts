@@ -1,0 +1,318 @@
+// The training loop of DeepLabv3 §4.1: SGD with momentum and weight decay, poly learning rate
+// (power 0.9), cross entropy ignoring 255 on logits upsampled to the crop (the model's forward
+// already returns logits at the input size, so labels are never downsampled).
+//
+// The GPU is kept busy: each step is only recorded (inside tidy) and submitted, the loss is copied
+// into slot j of a small GPU buffer, and that buffer is read back once every `logEvery` steps (a
+// read waits for the GPU). Every step's loss is therefore still known exactly, so a NaN or Inf is
+// reported with its step, and it is checked before any checkpoint is written: the last complete
+// checkpoint on disk is always one taken before training diverged.
+//
+// Resume: the data loader is a pure function of (seed, step) and dropout masks of (seed, call
+// count), so a checkpoint holds the weights and BN statistics, the momentum buffers, the step and
+// the dropout call counts; a resumed run then replays exactly the loss values of an uninterrupted
+// one on the same adapter.
+
+import { engine } from '../gpu/engine.js';
+import { Tensor, empty, tensor } from '../tensor.js';
+import { keep, tidy } from '../scope.js';
+import { backward } from '../autograd.js';
+import { crossEntropy } from '../ops/loss.js';
+import { SGD } from '../optim/sgd.js';
+import { polyLR } from '../optim/schedule.js';
+import { DataLoader } from '../data/loader.js';
+import { openDataset } from '../data/index.js';
+import type { Dataset } from '../data/types.js';
+import { DeepLabV3 } from '../nn/deeplabv3.js';
+import { Dropout } from '../nn/layers.js';
+import type { DeepLabV3Config } from '../nn/configs.js';
+import type { HostTensor } from '../nn/module.js';
+import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/checkpoint.js';
+import { readFileSync } from 'node:fs';
+import { RunDir } from './rundir.js';
+
+export interface TrainOptions {
+  /** Resolved model configuration (numClasses = the dataset's). */
+  config: DeepLabV3Config;
+  /** 'shapes', 'fashion-scenes' or 'voc:DIR'. */
+  dataset: string;
+  /** Seed of the embedded dataset's generator (its identity, not the run's randomness). */
+  dataSeed: number;
+  /** Embedded datasets: train on the first N generated samples only (default: the split's size). */
+  dataLength?: number;
+  steps: number;
+  batch: number;
+  crop: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  power: number;
+  /** Random scale range of the augmentation (§4.1: 0.5 to 2). */
+  scaleMin: number;
+  scaleMax: number;
+  /** Weights init, data order, augmentation and dropout. */
+  seed: number;
+  checkpointEvery: number;
+  logEvery: number;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainOptions, 'config' | 'dataset'> = {
+  dataSeed: 0, steps: 1000, batch: 8, crop: 65, lr: 0.02, momentum: 0.9, weightDecay: 1e-4, power: 0.9,
+  scaleMin: 0.5, scaleMax: 2.0, seed: 0, checkpointEvery: 200, logEvery: 10,
+};
+
+export const RUN_FORMAT = 'atrous-run';
+
+export interface RunInfo {
+  format: typeof RUN_FORMAT;
+  created: string;
+  options: TrainOptions;
+}
+
+/** One report per read-back: the latest step and the rates since the previous report. */
+export interface ProgressInfo {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  imagesPerSecond: number;
+  secondsPerStep: number;
+  etaSeconds: number;
+}
+
+export interface TrainHooks {
+  onProgress?: (p: ProgressInfo) => void;
+  onCheckpoint?: (step: number, dir: string) => void;
+  /** Polled after every step: true stops the run after saving a checkpoint (Ctrl-C). */
+  shouldStop?: () => boolean;
+}
+
+export interface TrainResult {
+  run: RunDir;
+  /** Steps completed (equal to options.steps unless stopped). */
+  step: number;
+  stopped: boolean;
+  /** Loss of every step run in this call, in order. */
+  losses: number[];
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+interface TrainState {
+  step: number;
+  seed: number;
+  steps: number;
+  /** Training seconds of the run so far (all sessions). */
+  elapsed: number;
+  /** Calls of each Dropout layer (its mask stream position), by module name. */
+  dropoutCalls: Record<string, number>;
+}
+
+export class TrainingError extends Error {}
+
+/** Checks a TrainOptions object up front, naming the first bad field. */
+export function checkTrainOptions(o: TrainOptions): void {
+  const int = (k: keyof TrainOptions, min: number) => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`train: ${k} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  };
+  const num = (k: keyof TrainOptions, min: number, max = Infinity) => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new Error(`train: ${k} must be a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
+  };
+  int('steps', 1); int('batch', 1); int('crop', 8); int('seed', 0); int('dataSeed', 0); int('checkpointEvery', 1); int('logEvery', 1);
+  if (o.dataLength !== undefined) int('dataLength', 1);
+  num('lr', 0); num('momentum', 0, 1); num('weightDecay', 0); num('power', 0); num('scaleMin', 0.01); num('scaleMax', o.scaleMin);
+}
+
+type DropoutCalls = { calls: number };
+
+function dropoutCalls(model: DeepLabV3): Record<string, number> {
+  const out: Record<string, number> = {};
+  // Dropout keeps its mask counter private; it is part of the RNG state a resume must restore.
+  for (const [name, m] of model.namedModules()) if (m instanceof Dropout) out[name] = (m as unknown as DropoutCalls).calls;
+  return out;
+}
+
+/** SGD keeps its momentum buffers private and has no loader; they are restored here by hand. */
+function optimizerBuffers(opt: SGD): Map<Tensor, Tensor> {
+  return (opt as unknown as { buffers: Map<Tensor, Tensor> }).buffers;
+}
+
+function openTrainDataset(o: TrainOptions): Dataset {
+  const ds = openDataset(o.dataset, { split: 'train', seed: o.dataSeed, length: o.dataLength });
+  if (ds.numClasses !== o.config.numClasses) {
+    throw new Error(`train: model config '${o.config.name}' predicts ${o.config.numClasses} classes but ${ds.name} has ${ds.numClasses}`);
+  }
+  return ds;
+}
+
+/**
+ * Trains into `run` (created with RunDir.create and a RunInfo) from step 0, or from its latest
+ * checkpoint with resume: true. Returns when options.steps are done or shouldStop() said so.
+ */
+export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?: boolean } = {}): Promise<TrainResult> {
+  const info = run.readRun<RunInfo>();
+  if (info.format !== RUN_FORMAT) throw new Error(`${run.file('run.json')}: not an atrous run (format ${JSON.stringify(info.format)})`);
+  const o = info.options;
+  checkTrainOptions(o);
+  const ds = openTrainDataset(o);
+
+  const model = new DeepLabV3(o.config);
+  const opt = { current: null as SGD | null };
+  let state: TrainState = { step: 0, seed: o.seed, steps: o.steps, elapsed: 0, dropoutCalls: {} };
+  const latest = opts.resume ? run.latest() : null;
+  try {
+    if (latest) {
+      const dir = run.latestFile('');
+      state = JSON.parse(readFileSync(`${dir}state.json`, 'utf8')) as TrainState;
+      const mfile = `${dir}model.safetensors`;
+      const ck = readCheckpoint(readFileSync(mfile), mfile);
+      try {
+        model.loadStateDict(ck.state);
+      } catch (e) {
+        throw new Error(`${mfile}: ${(e as Error).message.replace(/^atrous: /, '')}`);
+      }
+    } else model.materialize(o.seed);
+    model.setDropoutSeed(o.seed);
+    for (const [name, m] of model.namedModules()) if (m instanceof Dropout) (m as unknown as DropoutCalls).calls = state.dropoutCalls[name] ?? 0;
+    model.train();
+    const sgd = new SGD(model.trainableParameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+    opt.current = sgd;
+    if (latest && o.momentum > 0) {
+      const ofile = `${run.latestFile('')}optimizer.safetensors`;
+      const ock = readCheckpoint(readFileSync(ofile), ofile);
+      const bufs = optimizerBuffers(sgd);
+      for (const [name, p] of model.namedParameters()) {
+        const h = ock.state.get(name);
+        if (!h || !p.requiresGrad) continue;
+        if (h.data.length !== p.size) throw new Error(`${ofile}: momentum buffer '${name}' has ${h.data.length} values, the parameter ${p.size}`);
+        const b = keep(tensor(h.data as Float32Array, p.shape));
+        b.label = `${p.label ?? name}.momentum_buffer`;
+        bufs.set(p, b);
+      }
+    }
+    if (opts.resume) run.truncateMetrics(state.step);
+    return await loop(run, o, ds, model, sgd, state, hooks);
+  } finally {
+    opt.current?.dispose();
+    model.dispose();
+  }
+}
+
+async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3, opt: SGD, state: TrainState, hooks: TrainHooks): Promise<TrainResult> {
+  const e = engine();
+  const start = state.step;
+  const loader = new DataLoader(ds, {
+    batchSize: o.batch, seed: o.seed, augment: { crop: o.crop, scaleMin: o.scaleMin, scaleMax: o.scaleMax },
+    startStep: start, steps: Math.max(0, o.steps - start), prefetch: 2,
+  });
+  const window = Math.max(1, o.logEvery);
+  const lossBuf = keep(empty([window]));
+  const losses: number[] = [];
+  const pending: { step: number; lr: number }[] = [];
+  let lastGood = run.latest()?.step ?? null;
+  let step = start;
+  let stopped = false;
+  const t0 = performance.now();
+  let tWindow = t0;
+  let stepsWindow = 0;
+
+  // Reads the losses of the pending steps, checks them, appends metrics, reports progress.
+  const drain = async () => {
+    if (pending.length === 0) return;
+    const values = new Float32Array(await e.read(lossBuf, pending.length * 4));
+    const now = performance.now();
+    const records: object[] = [];
+    let bad: { step: number; loss: number } | null = null;
+    for (let j = 0; j < pending.length; j++) {
+      const v = values[j];
+      if (!Number.isFinite(v)) {
+        bad = { step: pending[j].step, loss: v };
+        break;
+      }
+      losses.push(v);
+      records.push({ step: pending[j].step, loss: v, lr: pending[j].lr, time: +(state.elapsed + (now - t0) / 1000).toFixed(3) });
+    }
+    run.appendMetrics(records);
+    if (bad) {
+      const keepMsg = lastGood === null ? 'no checkpoint was written before it' : `the last good checkpoint (step ${lastGood}) is kept in ${run.path}`;
+      throw new TrainingError(`train: the loss became ${bad.loss} at step ${bad.step} (training diverged: lower --lr?); ${keepMsg}`);
+    }
+    const last = pending[pending.length - 1];
+    const dt = (now - tWindow) / 1000;
+    const sps = dt / Math.max(1, stepsWindow);
+    hooks.onProgress?.({
+      step: last.step, steps: o.steps, loss: values[pending.length - 1], lr: last.lr,
+      imagesPerSecond: (stepsWindow * o.batch) / Math.max(dt, 1e-9), secondsPerStep: sps, etaSeconds: sps * (o.steps - last.step),
+    });
+    tWindow = now;
+    stepsWindow = 0;
+    pending.length = 0;
+  };
+
+  const checkpoint = async () => {
+    await drain();
+    const st: TrainState = { step, seed: o.seed, steps: o.steps, elapsed: state.elapsed + (performance.now() - t0) / 1000, dropoutCalls: dropoutCalls(model) };
+    const optState = new Map<string, HostTensor>();
+    for (const [name, p] of model.namedParameters()) {
+      const b = opt.momentumBuffer(p);
+      if (b) optState.set(name, { shape: [...p.shape], data: await b.float32() });
+    }
+    const dir = run.writeCheckpoint(step, {
+      'model.safetensors': await saveCheckpoint(model, { step: String(step), seed: String(o.seed) }),
+      'optimizer.safetensors': stateDictToSafetensors(optState, { format: 'atrous-sgd', momentum: String(o.momentum), step: String(step) }),
+      'state.json': `${JSON.stringify(st, null, 2)}\n`,
+    });
+    lastGood = step;
+    hooks.onCheckpoint?.(step, dir);
+  };
+
+  try {
+    for await (const b of loader) {
+      const lr = polyLR(o.lr, step, o.steps, o.power);
+      opt.lr = lr;
+      const slot = pending.length;
+      tidy(() => {
+        const x = tensor(b.images, [b.n, 3, b.h, b.w]);
+        const y = tensor(b.labels, [b.n, b.h, b.w], 'i32');
+        const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
+        backward(loss);
+        opt.step();
+        opt.zeroGrad();
+        e.copy(loss, lossBuf, 4, 0, slot * 4);
+      });
+      // Submit now so the GPU works while the loader prepares the next batch.
+      e.flush();
+      step++;
+      stepsWindow++;
+      pending.push({ step, lr });
+      stopped = hooks.shouldStop?.() ?? false;
+      if (pending.length === window || step === o.steps || stopped || step % o.checkpointEvery === 0) await drain();
+      if (step % o.checkpointEvery === 0 || step === o.steps || stopped) await checkpoint();
+      if (stopped) break;
+    }
+    await drain();
+  } finally {
+    lossBuf.dispose();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { run, step, stopped, losses, seconds, imagesPerSecond: ((step - start) * o.batch) / Math.max(seconds, 1e-9) };
+}
+
+/** A one-line progress bar (terminal) or a plain log line (pipes and files). */
+export function formatProgress(p: ProgressInfo, tty: boolean): string {
+  const eta = fmtDuration(p.etaSeconds);
+  const fields = `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.imagesPerSecond.toFixed(1)} img/s  ${p.secondsPerStep.toFixed(2)} s/step  ETA ${eta}`;
+  if (!tty) return fields;
+  const width = 24;
+  const filled = Math.round((width * p.step) / p.steps);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${fields}`;
+}
+
+export function fmtDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  const m = Math.floor(s / 60);
+  const sec = Math.round(s - m * 60);
+  return m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
