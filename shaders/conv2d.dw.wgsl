@@ -1,16 +1,19 @@
 // conv2d backward-weight: a GEMM with the reduction over K = n·oh·ow, one gather per weight tile:
 //   dw[co, ci, ky, kx] = Σ_{n, oy, ox} dy[n, co, oy, ox] · x[n, ci, iy, ix]
 //   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw
-// Register blocking, no workgroup memory: each invocation owns 4 output channels × 4 input
-// channels of one tap (ky, kx); per output pixel it loads 4 dy + 4 x values for 16 FMAs.
+// x and dy are read channels-last (conv2d.nhwc), so 4 channels of one pixel are one aligned vec4.
+// Register blocking, no workgroup memory: each invocation owns 8 output channels (vec4 groups
+// go0, go1) × 8 input channels (vec4 groups gi0, gi1) of one tap (ky, kx); per output pixel it
+// does 2 dy + 2 x vec4 loads for 64 FMAs (channels-last measured ~2× faster than 4 × 4 tiles of
+// scalar NCHW loads on lavapipe).
 // Tap pruning: for a fixed tap the output pixels whose input is inside the map form the box
 // [oyA, oyB) × [oxA, oxB), computed exactly, so the inner loops need no bounds tests; taps outside
 // the CPU's global range [kyLo, kyHi) × [kxLo, kxHi) only ever see padding and are written as 0.
 // Summation order is fixed (n, oy, ox): results are deterministic, no atomics.
-// Bindings: 0 params (below, i32); 1 x: f32[n, cin, h, w]; 2 dy: f32[n, cout, oh, ow];
-// 3 dw: f32[cout, cin, kh, kw].
+// Bindings: 0 params (below, i32); 1 x: vec4f[n, h, w, ciPad4] (channels-last, zero-padded);
+// 2 dy: vec4f[n, oh, ow, coPad4] (likewise); 3 dw: f32[cout, cin, kh, kw].
 // Dispatch: workgroup (WG); grid1d(kh·kw·ciBlocks, WG) in x/y over (tap, ci block) with the ci
-// block fastest (ciBlocks = ceil(cin / 4)); z = ceil(cout / 4) output-channel blocks.
+// block fastest (ciBlocks = ceil(cin / 8)); z = ceil(cout / 8) output-channel blocks.
 override WG: u32 = 8;
 struct Params {
   n: i32, cin: i32, h: i32, w: i32,
@@ -20,8 +23,8 @@ struct Params {
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
 // Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
@@ -31,18 +34,31 @@ fn floorDiv(a: i32, b: i32) -> i32 {
 }
 fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
 
+// Stores dw for output channel co and the 4 input channels of group gi at tap (ky, kx);
+// channels past cout / cin are dropped.
+fn store(co: i32, gi: i32, ky: i32, kx: i32, v: vec4f) {
+  if (co >= p.cout) { return; }
+  let taps = p.kh * p.kw;
+  let o = (co * p.cin + gi * 4) * taps + ky * p.kw + kx;
+  let nc = min(4, p.cin - gi * 4);
+  for (var c = 0; c < nc; c++) { dw[o + c * taps] = v[c]; }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let idx = i32(gid.x + gid.y * (nwg.x * WG));
   let taps = p.kh * p.kw;
   if (idx >= taps * p.ciBlocks) { return; }
-  let co0 = i32(gid.z) * 4;
-  let ci0 = (idx % p.ciBlocks) * 4;
   let tap = idx / p.ciBlocks;
   let ky = tap / p.kw;
   let kx = tap % p.kw;
-  let hw = p.h * p.w;
-  let ohw = p.oh * p.ow;
+  let ciPad4 = (p.cin + 3) / 4;
+  let coPad4 = (p.cout + 3) / 4;
+  // Groups past the last one re-read it (a valid address); store() drops them.
+  let gi0 = (idx % p.ciBlocks) * 2;
+  let gi1 = min(gi0 + 1, ciPad4 - 1);
+  let go0 = i32(gid.z) * 2;
+  let go1 = min(go0 + 1, coPad4 - 1);
 
   // The output box whose taps land inside the input; empty for globally pruned taps.
   let inY = ky >= p.kyLo && ky < p.kyHi;
@@ -52,40 +68,45 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let oxA = max(0, ceilDiv(p.pw - kx * p.dw, p.sw));
   let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dw, p.sw) + 1), inX);
 
-  // Channels past cout / cin re-read the last channel (a valid address); they are not stored.
-  let dyC = vec4i(co0, min(co0 + 1, p.cout - 1), min(co0 + 2, p.cout - 1), min(co0 + 3, p.cout - 1)) * ohw;
-  let xC = vec4i(ci0, min(ci0 + 1, p.cin - 1), min(ci0 + 2, p.cin - 1), min(ci0 + 3, p.cin - 1)) * hw;
-  // acc_c holds output channel co0 + c for the 4 input channels ci0 + j (vec4 lane j).
-  var acc0 = vec4f(0.0);
-  var acc1 = vec4f(0.0);
-  var acc2 = vec4f(0.0);
-  var acc3 = vec4f(0.0);
+  // a<o><c><i>: output channel 4·go<o> + c, input channels 4·gi<i> .. + 3 (vec4 lanes).
+
+  var a000 = vec4f(0.0); var a001 = vec4f(0.0);
+  var a010 = vec4f(0.0); var a011 = vec4f(0.0);
+  var a020 = vec4f(0.0); var a021 = vec4f(0.0);
+  var a030 = vec4f(0.0); var a031 = vec4f(0.0);
+  var a100 = vec4f(0.0); var a101 = vec4f(0.0);
+  var a110 = vec4f(0.0); var a111 = vec4f(0.0);
+  var a120 = vec4f(0.0); var a121 = vec4f(0.0);
+  var a130 = vec4f(0.0); var a131 = vec4f(0.0);
   for (var nb = 0; nb < p.n; nb++) {
     for (var oy = oyA; oy < oyB; oy++) {
-      let dRow = dyC + vec4i(nb * p.cout * ohw + oy * p.ow);
-      let xRow = xC + vec4i(nb * p.cin * hw + (oy * p.sh - p.ph + ky * p.dh) * p.w);
-      var dIdx = dRow + vec4i(oxA);
-      var xIdx = xRow + vec4i(oxA * p.sw - p.pw + kx * p.dw);
+      var di = ((nb * p.oh + oy) * p.ow + oxA) * coPad4;
+      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dh) * p.w + oxA * p.sw - p.pw + kx * p.dw) * ciPad4;
       for (var ox = oxA; ox < oxB; ox++) {
-        let xv = vec4f(x[xIdx.x], x[xIdx.y], x[xIdx.z], x[xIdx.w]);
-        acc0 += dy[dIdx.x] * xv;
-        acc1 += dy[dIdx.y] * xv;
-        acc2 += dy[dIdx.z] * xv;
-        acc3 += dy[dIdx.w] * xv;
-        dIdx += vec4i(1);
-        xIdx += vec4i(p.sw);
+        let x0 = x[xi + gi0];
+        let x1 = x[xi + gi1];
+        let d0 = dy[di + go0];
+        let d1 = dy[di + go1];
+        a000 += d0.x * x0; a001 += d0.x * x1;
+        a010 += d0.y * x0; a011 += d0.y * x1;
+        a020 += d0.z * x0; a021 += d0.z * x1;
+        a030 += d0.w * x0; a031 += d0.w * x1;
+        a100 += d1.x * x0; a101 += d1.x * x1;
+        a110 += d1.y * x0; a111 += d1.y * x1;
+        a120 += d1.z * x0; a121 += d1.z * x1;
+        a130 += d1.w * x0; a131 += d1.w * x1;
+        di += coPad4;
+        xi += p.sw * ciPad4;
       }
     }
   }
 
-  let nco = min(4, p.cout - co0);
-  let nci = min(4, p.cin - ci0);
-  for (var j = 0; j < nci; j++) {
-    let o = ((co0 * p.cin + ci0 + j) * p.kh + ky) * p.kw + kx;
-    let s = p.cin * taps;
-    dw[o] = acc0[j];
-    if (nco > 1) { dw[o + s] = acc1[j]; }
-    if (nco > 2) { dw[o + 2 * s] = acc2[j]; }
-    if (nco > 3) { dw[o + 3 * s] = acc3[j]; }
-  }
+  store(go0 * 4 + 0, gi0 + 0, ky, kx, a000); store(go0 * 4 + 0, gi0 + 1, ky, kx, a001);
+  store(go0 * 4 + 1, gi0 + 0, ky, kx, a010); store(go0 * 4 + 1, gi0 + 1, ky, kx, a011);
+  store(go0 * 4 + 2, gi0 + 0, ky, kx, a020); store(go0 * 4 + 2, gi0 + 1, ky, kx, a021);
+  store(go0 * 4 + 3, gi0 + 0, ky, kx, a030); store(go0 * 4 + 3, gi0 + 1, ky, kx, a031);
+  store(go0 * 4 + 4, gi0 + 0, ky, kx, a100); store(go0 * 4 + 4, gi0 + 1, ky, kx, a101);
+  store(go0 * 4 + 5, gi0 + 0, ky, kx, a110); store(go0 * 4 + 5, gi0 + 1, ky, kx, a111);
+  store(go0 * 4 + 6, gi0 + 0, ky, kx, a120); store(go0 * 4 + 6, gi0 + 1, ky, kx, a121);
+  store(go0 * 4 + 7, gi0 + 0, ky, kx, a130); store(go0 * 4 + 7, gi0 + 1, ky, kx, a131);
 }

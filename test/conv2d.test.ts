@@ -88,6 +88,7 @@ const cases: Case[] = [
   { name: 'padding and dilation pairs [2, 3]', x: [1, 3, 9, 10], w: [5, 3, 3, 3], bias: true, opts: { padding: [2, 3], dilation: [2, 3] } },
   { name: 'stride 3×2, padding [0, 1], dilation [1, 2], 2×4 kernel', x: [2, 3, 11, 14], w: [6, 3, 2, 4], bias: true, opts: { stride: [3, 2], padding: [0, 1], dilation: [1, 2] } },
   { name: '17 → 33 channels (crosses the channel tiles), dilation 2, no bias', x: [2, 17, 9, 10], w: [33, 17, 3, 3], bias: false, opts: { padding: 2, dilation: 2 } },
+  { name: '12 → 20 channels (multiples of 4, not of the 8/16 tiles), stride 2, dilation 3', x: [2, 12, 14, 15], w: [20, 12, 3, 3], bias: true, opts: { stride: 2, padding: 3, dilation: 3 } },
   { name: '1×1 input map, 3×3 padding 1', x: [3, 3, 1, 1], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 } },
   { name: 'padding larger than the kernel reach (border outputs see only padding)', x: [1, 2, 5, 6], w: [3, 2, 3, 3], bias: true, opts: { padding: 4 } },
   { name: 'stride 2 with no padding, odd map (unused last row/column)', x: [2, 5, 12, 13], w: [9, 5, 3, 3], bias: false, opts: { stride: 2 } },
@@ -225,10 +226,45 @@ describe('conv2d', () => {
       expect(noX.grads).to.deep.equal([false, true, true]);
       expect(onlyX.grads).to.deep.equal([true, false, false]);
       expect(onlyB.grads).to.deep.equal([false, false, true]);
-      // dx = weight packing + gather (2 dispatches), dw = 1, db = 1.
+      // dx = weight packing + gather (2 dispatches), dw = 2 channels-last copies + reduction (3), db = 1.
       expect(all.n - noX.n).to.equal(2);
-      expect(all.n - onlyX.n).to.equal(2);
-      expect(noX.n - onlyB.n).to.equal(1);
+      expect(all.n - onlyX.n).to.equal(4);
+      expect(noX.n - onlyB.n).to.equal(3);
+    });
+
+    it('handles an empty batch (n = 0): empty output, zero dw and db', async () => {
+      const x = parameter(new Float32Array(0), [0, 3, 5, 4]);
+      const w = parameter(randn(2 * 3 * 9, 2), [2, 3, 3, 3]);
+      const b = parameter(randn(2, 3), [2]);
+      tidy(() => {
+        const y = conv2d(x, w, b, { padding: 1 });
+        expect(y.shape).to.deep.equal([0, 2, 5, 4]);
+        backward(y, tensor(new Float32Array(0), y.shape));
+      });
+      expect(x.grad!.shape).to.deep.equal([0, 3, 5, 4]);
+      expect(Array.from(await w.grad!.float32())).to.deep.equal(new Array(2 * 3 * 9).fill(0));
+      expect(Array.from(await b.grad!.float32())).to.deep.equal([0, 0]);
+      for (const t of [x, w, b]) {
+        t.grad?.dispose();
+        t.dispose();
+      }
+    });
+
+    it('frees its intermediates: packed weights, channels-last copies, saved tensors', () => {
+      const before = engine().stats().liveBuffers;
+      const x = parameter(randn(2 * 5 * 7 * 6, 1), [2, 5, 7, 6]);
+      const w = parameter(randn(6 * 5 * 9, 2), [6, 5, 3, 3]);
+      const b = parameter(randn(6, 3), [6]);
+      tidy(() => {
+        const y = conv2d(x, w, b, { stride: 2, padding: 2, dilation: 2 });
+        backward(y, tensor(randn(y.size, 4), y.shape));
+        conv2d(x, w, null); // a forward whose graph is never walked
+      });
+      for (const t of [x, w, b]) {
+        t.grad?.dispose();
+        t.dispose();
+      }
+      expect(engine().stats().liveBuffers).to.equal(before);
     });
 
     it('records no graph under noGrad or when nothing requires a gradient', () => {
@@ -281,6 +317,7 @@ describe('conv2d', () => {
     });
     it('groups ≠ 1', () => {
       bad((x, w, b) => conv2d(x, w, b, { groups: 5 }), 'groups', '[2, 5, 13, 11]', '[7, 5, 3, 3]');
+      bad((x, w, b) => conv2d(x, w, b, { groups: 1.5 }), "'groups'", '1.5', '[2, 5, 13, 11]');
     });
     it('negative padding, zero stride or dilation, malformed pairs', () => {
       bad((x, w, b) => conv2d(x, w, b, { padding: -1 }), "'padding'", '-1', '[2, 5, 13, 11]', '[7, 5, 3, 3]');

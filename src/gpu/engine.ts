@@ -153,8 +153,9 @@ export class Engine {
     let slot = 0;
     if (call.params) entries.push({ binding: slot++, resource: { buffer: this.uniformBuffer(call.params) } });
     for (const b of call.bindings) {
-      // Zero-sized bindings are invalid; an empty tensor still owns a 16-byte buffer.
-      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size: Math.max(4, b.byteLength) } });
+      // Zero-sized bindings are invalid and vec4 arrays need 16 bytes; every pooled buffer has
+      // at least 16 (pool.sizeClass), so an empty tensor binds those.
+      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size: Math.max(16, b.byteLength) } });
     }
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const pass = this.computePass();

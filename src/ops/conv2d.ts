@@ -1,13 +1,15 @@
 // conv2d with torch.nn.functional.conv2d semantics (groups = 1), forward and backward.
 // Kernels: shaders/conv2d.wpack.wgsl + conv2d.fwd.wgsl (forward, implicit GEMM),
 // conv2d.wpackdx.wgsl + conv2d.dx.wgsl (backward-data, transposed conv as a gather),
-// conv2d.dw.wgsl (backward-weight, reduction over n·oh·ow), conv2d.db.wgsl (bias gradient).
+// conv2d.nhwc.wgsl + conv2d.dw.wgsl (backward-weight, reduction over n·oh·ow on channels-last
+// copies of x and dy), conv2d.db.wgsl (bias gradient).
 // Each gradient is computed only for the inputs that require one.
 
 import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { OpError, checkTensor, checkNumber, pair } from './check.js';
+import { zeros } from './elementwise.js';
 
 export interface Conv2dOptions {
   stride?: number | [number, number];
@@ -42,8 +44,14 @@ export interface Conv2dGeometry {
 }
 
 const OP = 'conv2d';
-/** Output channels (forward, dw) and input channels (dx, dw) per invocation: the vec4 tile. */
-const TILE = 4;
+/** Register tiles (see the shader headers): forward 16 output channels × 4 columns, backward-data
+ * 16 input channels × 4 columns, backward-weight 8 output × 8 input channels. Channel counts are
+ * padded to multiples of 4 (one vec4). */
+const FWD_CO = 16;
+const DX_CI = 16;
+const DW_CO = 8;
+const DW_CI = 8;
+const COLS = 4;
 /** Invocations per workgroup of the GEMM kernels: a multiple of lavapipe's 8-wide SIMD. */
 const WG_GEMM = 8;
 const WG_DB = 64;
@@ -71,22 +79,20 @@ export function conv2dGeometry(x: Tensor, weight: Tensor, bias: Tensor | null | 
   checkTensor(OP, 'x', x, { rank: 4 });
   checkTensor(OP, 'weight', weight, { rank: 4 });
   const shapes = `x ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}`;
-  if (opts === null || typeof opts !== 'object') throw new OpError(OP, `options must be an object, got ${JSON.stringify(opts)}`);
-  const groups = opts.groups === undefined ? 1 : checkNumber(OP, 'groups', opts.groups, { integer: true, min: 1 });
-  if (groups !== 1) {
-    throw new OpError(OP, `groups = ${groups} is not supported (only groups = 1); ${shapes}`);
-  }
-  // pair() names the op and the option; the shapes are added so the message says which conv it was.
-  const option = (arg: keyof Conv2dOptions, v: number | [number, number] | undefined, dflt: number, min: number): [number, number] => {
+  // The shared checks name the op and the option; the shapes are added to say which conv it was.
+  const withShapes = <T>(check: () => T): T => {
     try {
-      return pair(OP, arg, v, dflt, min);
+      return check();
     } catch (e) {
       throw new OpError(OP, `${(e as Error).message.replace(`atrous: ${OP}: `, '')} (${shapes})`);
     }
   };
-  const [sh, sw] = option('stride', opts.stride, 1, 1);
-  const [ph, pw] = option('padding', opts.padding, 0, 0);
-  const [dh, dw] = option('dilation', opts.dilation, 1, 1);
+  if (opts === null || typeof opts !== 'object') throw new OpError(OP, `options must be an object, got ${JSON.stringify(opts)} (${shapes})`);
+  const groups = opts.groups === undefined ? 1 : withShapes(() => checkNumber(OP, 'groups', opts.groups, { integer: true, min: 1 }));
+  if (groups !== 1) throw new OpError(OP, `groups = ${groups} is not supported (only groups = 1); ${shapes}`);
+  const [sh, sw] = withShapes(() => pair(OP, 'stride', opts.stride, 1, 1));
+  const [ph, pw] = withShapes(() => pair(OP, 'padding', opts.padding, 0, 0));
+  const [dh, dw] = withShapes(() => pair(OP, 'dilation', opts.dilation, 1, 1));
   const [n, cin, h, w] = x.shape;
   const [cout, wcin, kh, kw] = weight.shape;
   if (wcin !== cin) {
@@ -124,8 +130,8 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
   const e = engine();
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
-  const coBlocks = ceilDiv(g.cout, TILE);
-  const coPad = coBlocks * TILE;
+  const coPad4 = ceilDiv(g.cout, 4);
+  const coPad = coPad4 * 4;
   const K = g.kh * g.kw * g.cin;
   const wp = empty([K + 1, coPad]);
   // Without a bias the weight is bound in its place (never read: hasBias = 0).
@@ -135,14 +141,14 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
     bindings: [weight, bias ?? weight, wp],
     workgroups: e.grid1d(wp.size, 64),
   });
-  const owBlocks = ceilDiv(g.ow, TILE);
+  const owBlocks = ceilDiv(g.ow, COLS);
   const [gx, gy] = e.grid1d(g.n * g.oh * owBlocks, WG_GEMM);
   e.run({
     shader: 'conv2d.fwd',
     constants: { WG: WG_GEMM },
-    params: gemmParams(g, coBlocks, [owBlocks]),
+    params: gemmParams(g, coPad4, [owBlocks]),
     bindings: [x, wp, y],
-    workgroups: [gx, gy, coBlocks],
+    workgroups: [gx, gy, ceilDiv(g.cout, FWD_CO)],
   });
   wp.dispose();
   return y;
@@ -153,8 +159,8 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
   const e = engine();
   const dx = empty([g.n, g.cin, g.h, g.w]);
   if (dx.size === 0) return dx;
-  const ciBlocks = ceilDiv(g.cin, TILE);
-  const ciPad = ciBlocks * TILE;
+  const ciPad4 = ceilDiv(g.cin, 4);
+  const ciPad = ciPad4 * 4;
   const wq = empty([g.kh * g.kw * g.cout, ciPad]);
   e.run({
     shader: 'conv2d.wpackdx',
@@ -162,33 +168,50 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
     bindings: [weight, wq],
     workgroups: e.grid1d(wq.size, 64),
   });
-  const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), TILE);
+  const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
   const [gx, gy] = e.grid1d(g.n * g.h * g.sw * qBlocks, WG_GEMM);
   e.run({
     shader: 'conv2d.dx',
     constants: { WG: WG_GEMM },
-    params: gemmParams(g, ciBlocks, [qBlocks]),
+    params: gemmParams(g, ciPad4, [qBlocks]),
     bindings: [dy, wq, dx],
-    workgroups: [gx, gy, ciBlocks],
+    workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
   });
   wq.dispose();
   return dx;
 }
 
-/** Backward-weight kernel: dw[co, ci, ky, kx] = Σ dy · im2col(x), shape [cout, cin, kh, kw]. */
+/** NCHW → channels-last [n, h·w, cPad] with the channels zero-padded to a multiple of 4. */
+function channelsLast(t: Tensor): Tensor {
+  const e = engine();
+  const [n, c, h, w] = t.shape;
+  const cPad = ceilDiv(c, 4) * 4;
+  const out = empty([n, h * w, cPad]);
+  e.run({ shader: 'conv2d.nhwc', params: [n, c, h * w, cPad], bindings: [t, out], workgroups: e.grid1d(out.size, 64) });
+  return out;
+}
+
+/** Backward-weight kernels: dw[co, ci, ky, kx] = Σ dy · im2col(x), shape [cout, cin, kh, kw]. */
 export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry): Tensor {
   const e = engine();
+  // An empty batch has nothing to sum (and its empty channels-last copies could not be bound
+  // as vec4 arrays, whose minimum binding size is 16 bytes).
+  if (g.n === 0) return zeros([g.cout, g.cin, g.kh, g.kw]);
   const dw = empty([g.cout, g.cin, g.kh, g.kw]);
   if (dw.size === 0) return dw;
-  const ciBlocks = ceilDiv(g.cin, TILE);
+  const xT = channelsLast(x);
+  const dyT = channelsLast(dy);
+  const ciBlocks = ceilDiv(g.cin, DW_CI);
   const [gx, gy] = e.grid1d(g.kh * g.kw * ciBlocks, WG_GEMM);
   e.run({
     shader: 'conv2d.dw',
     constants: { WG: WG_GEMM },
     params: gemmParams(g, ciBlocks, []),
-    bindings: [x, dy, dw],
-    workgroups: [gx, gy, ceilDiv(g.cout, TILE)],
+    bindings: [xT, dyT, dw],
+    workgroups: [gx, gy, ceilDiv(g.cout, DW_CO)],
   });
+  xT.dispose();
+  dyT.dispose();
   return dw;
 }
 
