@@ -1,6 +1,7 @@
 // The `atrous` command line. Each command lives in its own module; this file only dispatches.
 import { infoCommand } from './info.js';
 import { verifyCommand } from './verify.js';
+import { predictCommand } from './predict.js';
 import { dataCommand } from './data.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
@@ -15,6 +16,7 @@ export interface Command {
 const COMMANDS: Record<string, Command> = {
   info: infoCommand,
   verify: verifyCommand,
+  predict: predictCommand,
   data: dataCommand,
   train: trainCommand,
   eval: evalCommand,

@@ -2,8 +2,8 @@
 // dataset, evaluates it on the held-out val split and prints where the run is and its mIoU.
 //
 // Budget: ~15 minutes on a 2-core CPU through lavapipe. Measured there: a batch-16 step at a
-// 65×65 crop takes ~0.85 s (~19 images/s), so MAIN_DEFAULTS.steps steps fill ~12 minutes and
-// the evaluation of the 200 val images (129×129, whole) a few seconds more.
+// 65×65 crop takes 0.7 to 0.8 s (~21 images/s), so MAIN_DEFAULTS.steps steps fill ~11 minutes
+// and the evaluation of the 200 val images (129×129, whole) ~20 s more.
 import { join } from 'node:path';
 import { writeFileAtomic } from '../train/rundir.js';
 import { formatMetrics } from '../train/metrics.js';
@@ -12,13 +12,13 @@ import { runEval } from './eval.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
-export const MAIN_DEFAULTS = { steps: 800, batch: 16, crop: 65, lr: 0.02, seed: 0 };
+export const MAIN_DEFAULTS = { steps: 900, batch: 16, crop: 65, lr: 0.05, seed: 0 };
 
 const USAGE = [
   'usage: atrous main [--out DIR] [--steps N] [--batch B] [--crop C] [--lr L] [--seed S]',
   '',
   `Trains mini on shapes (defaults: ${MAIN_DEFAULTS.steps} steps of ${MAIN_DEFAULTS.batch}×${MAIN_DEFAULTS.crop}², lr ${MAIN_DEFAULTS.lr},`,
-  'about 12 minutes on 2 CPU cores through lavapipe), evaluates it on the held-out val split and prints',
+  'about 11 minutes on 2 CPU cores through lavapipe), evaluates it on the held-out val split and prints',
   "the run directory and the final mIoU; eval.json in the run holds the metrics. DIR defaults to runs/main-<time>.",
   '',
   'The training options behave as in atrous train:',

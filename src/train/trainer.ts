@@ -164,9 +164,14 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
   const latest = opts.resume ? run.latest() : null;
   try {
     if (latest) {
-      const dir = run.latestFile('');
-      state = JSON.parse(readFileSync(`${dir}state.json`, 'utf8')) as TrainState;
-      const mfile = `${dir}model.safetensors`;
+      const sfile = run.latestFile('state.json');
+      try {
+        state = JSON.parse(readFileSync(sfile, 'utf8')) as TrainState;
+      } catch (e) {
+        throw new Error(`${sfile}: cannot read the training state: ${(e as Error).message}`);
+      }
+      if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`${sfile}: 'step' must be a non-negative integer, got ${JSON.stringify(state.step)}`);
+      const mfile = run.latestFile('model.safetensors');
       const ck = readCheckpoint(readFileSync(mfile), mfile);
       try {
         model.loadStateDict(ck.state);
@@ -180,7 +185,7 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
     const sgd = new SGD(model.trainableParameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
     opt.current = sgd;
     if (latest && o.momentum > 0) {
-      const ofile = `${run.latestFile('')}optimizer.safetensors`;
+      const ofile = run.latestFile('optimizer.safetensors');
       const ock = readCheckpoint(readFileSync(ofile), ofile);
       const bufs = optimizerBuffers(sgd);
       for (const [name, p] of model.namedParameters()) {
@@ -205,7 +210,8 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
   const start = state.step;
   const loader = new DataLoader(ds, {
     batchSize: o.batch, seed: o.seed, augment: { crop: o.crop, scaleMin: o.scaleMin, scaleMax: o.scaleMax },
-    startStep: start, steps: Math.max(0, o.steps - start), prefetch: 2,
+    // The loader's `steps` is where its stream ends (batch indices startStep..steps-1), not a count.
+    startStep: start, steps: o.steps, prefetch: 2,
   });
   const window = Math.max(1, o.logEvery);
   const lossBuf = keep(empty([window]));
