@@ -100,6 +100,29 @@ describe('SGD', () => {
     q.dispose();
   });
 
+  it('setMomentumBuffer resumes a run: step 2 continues from the restored buffer', async () => {
+    const o = { momentum: 0.9, weightDecay: 1e-4, dampening: 0, nesterov: false };
+    const p0 = randn(13, 4);
+    const g1 = randn(13, 5);
+    const g2 = randn(13, 6);
+    const ref = reference(p0, [g1, g2], [0.1, 0.05], o);
+    const after1 = reference(p0, [g1], [0.1], o);
+    // A fresh optimizer on the step-1 weights, given the step-1 momentum buffer, takes step 2.
+    const p = parameter(Float32Array.from(after1.p), [13]);
+    const opt = new SGD([p], { lr: 0.05, ...o });
+    opt.setMomentumBuffer(p, Float32Array.from(after1.buf!));
+    p.grad = keep(tensor(g2, [13]));
+    opt.step();
+    expectClose(await p.float32(), ref.p, 1e-6, 'resumed parameter');
+    expectClose(await opt.momentumBuffer(p)!.float32(), ref.buf!, 1e-6, 'resumed buffer');
+    expect(() => opt.setMomentumBuffer(p, new Float32Array(3))).to.throw('3 values');
+    const other = parameter(randn(13, 7), [13]);
+    expect(() => opt.setMomentumBuffer(other, new Float32Array(13))).to.throw('not one of');
+    opt.zeroGrad();
+    opt.dispose();
+    for (const t of [p, other]) t.dispose();
+  });
+
   it('rejects bad arguments before any GPU work', () => {
     const p = parameter(randn(6, 1), [2, 3]);
     const xi = tensor(new Int32Array(3), [3]);

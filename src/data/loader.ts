@@ -26,8 +26,9 @@ export interface LoaderOptions {
   /** Batches prepared ahead of the consumer (default 2; 0 = prepare on demand). */
   prefetch?: number;
   /**
-   * Number of batches the iterator yields. Default: endless when shuffling (training), one pass
-   * when not (evaluation; the last batch may then be smaller than batchSize).
+   * Index one past the last batch the iterator yields: it yields batches startStep..steps-1, so a
+   * run of N steps passes N whether it starts at 0 or resumes. Default: endless when shuffling
+   * (training), one pass when not (evaluation; the last batch may then be smaller than batchSize).
    */
   steps?: number;
   /** First batch the iterator yields (a resumed run passes its step). Default 0. */
@@ -148,7 +149,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     return { images: images!, labels: labels!, n: positions.length, h, w, ids, step };
   }
 
-  /** Batches startStep, startStep + 1, ... (steps of them in all), up to `prefetch` prepared ahead. */
+  /** Batches startStep, startStep + 1, ..., steps - 1, up to `prefetch` prepared ahead. */
   async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
     const end = this.steps === Infinity ? Infinity : this.steps;
     const queue: Promise<Batch>[] = [];

@@ -102,7 +102,8 @@ export class ReLU extends Layer {
 export class Dropout extends Layer {
   p: number;
   seed: number;
-  private calls = 0;
+  /** Training forwards so far: part of the RNG state (a resumed run restores it to replay masks). */
+  calls = 0;
 
   constructor(p: number, seed = 0) {
     super();

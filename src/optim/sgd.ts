@@ -2,7 +2,7 @@
 // One in-place kernel per parameter (shaders/sgd.wgsl); parameters keep their buffers.
 
 import { engine, f32 } from '../gpu/engine.js';
-import { Tensor, empty, fmtShape } from '../tensor.js';
+import { Tensor, empty, tensor, fmtShape } from '../tensor.js';
 import { keep } from '../scope.js';
 import { zeroGrad } from '../autograd.js';
 import { checkNumber, OpError } from '../ops/check.js';
@@ -99,6 +99,18 @@ export class SGD {
   /** The momentum buffer of a parameter (null before its first step or without momentum). */
   momentumBuffer(p: Tensor): Tensor | null {
     return this.buffers.get(p) ?? null;
+  }
+
+  /** Restores a parameter's momentum buffer (from a checkpoint, to resume a run); copies `data`.
+   * The next step then treats the parameter as already started. */
+  setMomentumBuffer(p: Tensor, data: Float32Array): void {
+    if (this.disposed) throw new OpError('SGD', 'setMomentumBuffer() after dispose()');
+    if (!this.params.includes(p)) throw new OpError('SGD', `setMomentumBuffer: the tensor ${fmtShape(p.shape)} is not one of this optimizer's parameters`);
+    if (data.length !== p.size) throw new OpError('SGD', `setMomentumBuffer: ${data.length} values for a parameter of shape ${fmtShape(p.shape)}`);
+    const b = keep(tensor(data, p.shape));
+    b.label = `${p.label ?? 'param'}.momentum_buffer`;
+    this.buffers.get(p)?.dispose();
+    this.buffers.set(p, b);
   }
 
   /** Frees the momentum buffers. The parameters are the caller's and stay alive. */

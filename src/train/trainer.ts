@@ -125,18 +125,11 @@ export function checkTrainOptions(o: TrainOptions): void {
   num('lr', 0); num('momentum', 0, 1); num('weightDecay', 0); num('power', 0); num('scaleMin', 0.01); num('scaleMax', o.scaleMin);
 }
 
-type DropoutCalls = { calls: number };
-
 function dropoutCalls(model: DeepLabV3): Record<string, number> {
   const out: Record<string, number> = {};
-  // Dropout keeps its mask counter private; it is part of the RNG state a resume must restore.
-  for (const [name, m] of model.namedModules()) if (m instanceof Dropout) out[name] = (m as unknown as DropoutCalls).calls;
+  // Dropout's mask counter is part of the RNG state a resume must restore.
+  for (const [name, m] of model.namedModules()) if (m instanceof Dropout) out[name] = m.calls;
   return out;
-}
-
-/** SGD keeps its momentum buffers private and has no loader; they are restored here by hand. */
-function optimizerBuffers(opt: SGD): Map<Tensor, Tensor> {
-  return (opt as unknown as { buffers: Map<Tensor, Tensor> }).buffers;
 }
 
 function openTrainDataset(o: TrainOptions): Dataset {
@@ -180,21 +173,18 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
       }
     } else model.materialize(o.seed);
     model.setDropoutSeed(o.seed);
-    for (const [name, m] of model.namedModules()) if (m instanceof Dropout) (m as unknown as DropoutCalls).calls = state.dropoutCalls[name] ?? 0;
+    for (const [name, m] of model.namedModules()) if (m instanceof Dropout) m.calls = state.dropoutCalls[name] ?? 0;
     model.train();
     const sgd = new SGD(model.trainableParameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
     opt.current = sgd;
     if (latest && o.momentum > 0) {
       const ofile = run.latestFile('optimizer.safetensors');
       const ock = readCheckpoint(readFileSync(ofile), ofile);
-      const bufs = optimizerBuffers(sgd);
       for (const [name, p] of model.namedParameters()) {
         const h = ock.state.get(name);
         if (!h || !p.requiresGrad) continue;
         if (h.data.length !== p.size) throw new Error(`${ofile}: momentum buffer '${name}' has ${h.data.length} values, the parameter ${p.size}`);
-        const b = keep(tensor(h.data as Float32Array, p.shape));
-        b.label = `${p.label ?? name}.momentum_buffer`;
-        bufs.set(p, b);
+        sgd.setMomentumBuffer(p, h.data as Float32Array);
       }
     }
     if (opts.resume) run.truncateMetrics(state.step);
@@ -210,7 +200,6 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
   const start = state.step;
   const loader = new DataLoader(ds, {
     batchSize: o.batch, seed: o.seed, augment: { crop: o.crop, scaleMin: o.scaleMin, scaleMax: o.scaleMax },
-    // The loader's `steps` is where its stream ends (batch indices startStep..steps-1), not a count.
     startStep: start, steps: o.steps, prefetch: 2,
   });
   const window = Math.max(1, o.logEvery);
