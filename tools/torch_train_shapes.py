@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""PyTorch reference for the main job's recipe: is a result a property of the engine or of the task?
+
+Trains the torchvision-structured equivalent of atrous's `mini` (tools/gen_model_fixture.py's
+build_small with mini's widths, blocks and ASPP; torchvision's DeepLabHead adds one 3x3 conv, and
+Multi-Grid is left out) on a `shapes` export, with the same recipe as `atrous train` (SGD momentum
+0.9, weight decay 1e-4, poly LR power 0.9, random scale / crop / flip, cross entropy ignoring 255)
+and prints the per-class IoU and mIoU on the exported val split (whole images).
+
+    npx atrous data export --dataset shapes --split train --count 3000 --format png --out /tmp/shp
+    npx atrous data export --dataset shapes --split val --count 200 --format png --out /tmp/shp
+    /usr/bin/python3 tools/torch_train_shapes.py root=/tmp/shp steps=900 batch=16 crop=65 lr=0.05 os=16
+
+Options (key=value): root, steps, batch, crop, lr, os (8 | 16), wm (width multiplier), smin/smax
+(scale range), adam=1 (Adam instead of SGD, for comparison only).
+"""
+
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_model_fixture as g  # noqa: E402
+
+torch.set_num_threads(2)
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+steps = int(args.get("steps", 900))
+batch = int(args.get("batch", 16))
+crop = int(args.get("crop", 65))
+lr0 = float(args.get("lr", 0.05))
+os_ = int(args.get("os", 16))
+wm = float(args.get("wm", 0.125))
+smin = float(args.get("smin", 0.5))
+smax = float(args.get("smax", 2.0))
+root = args.get("root", "/tmp/shp")
+MEAN = np.array([0.485, 0.456, 0.406])
+STD = np.array([0.229, 0.224, 0.225])
+
+
+def load(split):
+    ids = open(f"{root}/ImageSets/Segmentation/{split}.txt").read().split()
+    x = np.stack([np.array(Image.open(f"{root}/JPEGImages/{i}.png").convert("RGB")) for i in ids]).astype(np.float32)
+    y = np.stack([np.array(Image.open(f"{root}/SegmentationClass/{i}.png")) for i in ids]).astype(np.int64)
+    x = (x / 255 - MEAN) / STD
+    return torch.tensor(x, dtype=torch.float32).permute(0, 3, 1, 2).contiguous(), torch.tensor(y)
+
+
+xt, yt = load("train")
+xv, yv = load("val")
+classes = int(torch.where(yt == 255, 0, yt).max()) + 1
+cfg = {"numClasses": classes, "blocks": [1, 1, 1, 3], "widthMultiplier": wm,
+       "aspp": {"rates": [1, 2, 3], "ratesOutputStride": 16, "channels": 64}}
+model = g.build_small(cfg, os_)
+model.aux_classifier = None
+if args.get("adam"):
+    opt = torch.optim.Adam(model.parameters(), lr=lr0)
+else:
+    opt = torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9, weight_decay=1e-4)
+rng = random.Random(0)
+
+
+def augment(x, y):
+    """Random scale (bilinear image, nearest label), crop padded with 0 (the normalised mean) and
+    255, left-right flip: the §4.1 augmentation of src/data/augment.ts."""
+    s = rng.uniform(smin, smax)
+    h, w = max(1, round(x.shape[1] * s)), max(1, round(x.shape[2] * s))
+    x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    y = F.interpolate(y[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+    xo = torch.zeros(3, crop, crop)
+    yo = torch.full((crop, crop), 255, dtype=torch.long)
+    t = rng.randint(min(0, h - crop), max(0, h - crop))
+    l = rng.randint(min(0, w - crop), max(0, w - crop))
+    ys, xs, yd, xd = max(0, t), max(0, l), max(0, -t), max(0, -l)
+    hh, ww = min(h - ys, crop - yd), min(w - xs, crop - xd)
+    xo[:, yd:yd + hh, xd:xd + ww] = x[:, ys:ys + hh, xs:xs + ww]
+    yo[yd:yd + hh, xd:xd + ww] = y[ys:ys + hh, xs:xs + ww]
+    if rng.random() < 0.5:
+        xo, yo = xo.flip(-1), yo.flip(-1)
+    return xo, yo
+
+
+t0 = time.time()
+model.train()
+for step in range(steps):
+    for pg in opt.param_groups:
+        pg["lr"] = lr0 * (1 - step / steps) ** 0.9
+    xb, yb = zip(*[augment(xt[i], yt[i]) for i in (rng.randrange(len(xt)) for _ in range(batch))])
+    loss = F.cross_entropy(model(torch.stack(xb))["out"], torch.stack(yb), ignore_index=255)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if step % 100 == 0 or step == steps - 1:
+        print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+model.eval()
+conf = torch.zeros(classes, classes, dtype=torch.long)
+with torch.no_grad():
+    for i in range(0, len(xv), 20):
+        p = model(xv[i:i + 20])["out"].argmax(1)
+        y = yv[i:i + 20]
+        keep = y != 255
+        conf += torch.bincount(y[keep] * classes + p[keep], minlength=classes * classes).view(classes, classes)
+inter = conf.diag().float()
+union = (conf.sum(0) + conf.sum(1) - conf.diag()).float()
+iou = inter[union > 0] / union[union > 0]
+print("IoU", [round(v, 3) for v in iou.tolist()], f"mIoU {iou.mean().item():.4f}")
