@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, tidy, argmax, engine, Tensor } from '../src/index.js';
-import { randn, numel } from './helpers.js';
+import { randn, numel, expectOpError } from './helpers.js';
 
 /** float64-free reference: index of the first maximum along `dim`. */
 function reference(x: ArrayLike<number>, shape: number[], dim: number): Int32Array {
@@ -34,19 +34,6 @@ async function gpuArgmax(data: Float32Array, shape: number[], dim?: number): Pro
   return { shape: s, v };
 }
 
-function expectOpError(fn: () => unknown, ...parts: string[]): void {
-  const before = engine().stats();
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected an error').to.be.instanceOf(Error);
-  for (const p of parts) expect((err as Error).message).to.include(p);
-  expect(engine().stats().dispatches, 'no GPU work before the error').to.equal(before.dispatches);
-  expect(engine().stats().liveBuffers, 'no buffer leaked by the error').to.equal(before.liveBuffers);
-}
 
 describe('argmax', () => {
   const cases: { shape: number[]; dim?: number; out: number[] }[] = [

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, tidy, backward, noGrad, crossEntropy, engine, Tensor } from '../src/index.js';
-import { randn, numel, expectClose, gradCheck, maxAbsErr } from './helpers.js';
+import { randn, numel, expectClose, gradCheck, maxAbsErr, expectOpError } from './helpers.js';
 
 /** float64 reference of F.cross_entropy(x, target, ignore_index, reduction='mean') and of
  * d(dyScalar * loss)/dx, with out-of-range targets ignored and loss 0 when nothing is valid. */
@@ -72,20 +72,6 @@ async function gpuCrossEntropy(xData: Float32Array, tData: Int32Array, shape: nu
   }
 }
 
-function expectOpError(fn: () => unknown, ...parts: string[]): void {
-  const before = engine().stats();
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected an error').to.be.instanceOf(Error);
-  for (const p of parts) expect((err as Error).message).to.include(p);
-  const after = engine().stats();
-  expect(after.dispatches, 'no GPU work before the error').to.equal(before.dispatches);
-  expect(after.liveBuffers, 'no buffer leaked by the error').to.equal(before.liveBuffers);
-}
 
 describe('crossEntropy', () => {
   const cases: { name: string; shape: number[]; ignored: number; dy?: number; scale?: number }[] = [

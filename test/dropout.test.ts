@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, tidy, backward, dropout, engine, Tensor, type DropoutOptions } from '../src/index.js';
-import { randn, numel, gradCheck, expectClose } from './helpers.js';
+import { randn, numel, gradCheck, expectClose, expectOpError } from './helpers.js';
 
 // CPU copy of the mask of shaders/dropout.apply.wgsl: element i is dropped iff
 // xxh32(pcg(seed), i) < round(p * 2^32).
@@ -44,19 +44,6 @@ async function gpuDropout(xData: Float32Array, dyData: Float32Array, shape: numb
 
 const nonzero = (n: number, seed: number) => randn(n, seed).map((v) => (v === 0 ? 1 : v));
 
-function expectOpError(fn: () => unknown, ...parts: string[]): void {
-  const before = engine().stats();
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected an error').to.be.instanceOf(Error);
-  for (const p of parts) expect((err as Error).message).to.include(p);
-  expect(engine().stats().dispatches, 'no GPU work before the error').to.equal(before.dispatches);
-  expect(engine().stats().liveBuffers, 'no buffer leaked by the error').to.equal(before.liveBuffers);
-}
 
 describe('dropout', () => {
   for (const p of [0.1, 0.5, 0.9]) {

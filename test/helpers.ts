@@ -2,7 +2,7 @@
 // check that runs the op's forward on the GPU.
 
 import { expect } from 'chai';
-import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape } from '../src/index.js';
+import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape, engine } from '../src/index.js';
 
 /** Deterministic standard-normal values (mulberry32 + Box-Muller). */
 export function randn(n: number, seed = 1, scale = 1, offset = 0): Float32Array {
@@ -139,3 +139,20 @@ export async function gradCheck(
 
 /** Fills a tensor's buffer with NaN before a kernel writes it, to prove every element is written. */
 export const POISON = Number.NaN;
+
+/** fn must throw an error whose message contains every part, having recorded no GPU work and
+ * leaked no buffer (argument checks run before anything is allocated or dispatched). */
+export function expectOpError(fn: () => unknown, ...parts: string[]): void {
+  const before = engine().stats();
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'expected an error').to.be.instanceOf(Error);
+  for (const p of parts) expect((err as Error).message).to.include(p);
+  const after = engine().stats();
+  expect(after.dispatches, 'no GPU work before the error').to.equal(before.dispatches);
+  expect(after.liveBuffers, 'no buffer leaked by the error').to.equal(before.liveBuffers);
+}

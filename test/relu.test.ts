@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, tidy, backward, relu, engine, Tensor } from '../src/index.js';
-import { randn, numel, expectClose, gradCheck } from './helpers.js';
+import { randn, numel, expectClose, gradCheck, expectOpError } from './helpers.js';
 
 /** Runs relu forward and backward on the GPU; returns y and dx. */
 async function gpuRelu(xData: Float32Array, dyData: Float32Array, shape: number[]): Promise<{ y: Float32Array; dx: Float32Array }> {
@@ -21,18 +21,6 @@ async function gpuRelu(xData: Float32Array, dyData: Float32Array, shape: number[
   }
 }
 
-function expectOpError(fn: () => unknown, ...parts: string[]): void {
-  const before = engine().stats();
-  expect(fn).to.throw();
-  try {
-    fn();
-  } catch (e) {
-    for (const p of parts) expect((e as Error).message).to.include(p);
-  }
-  const after = engine().stats();
-  expect(after.dispatches, 'no GPU work before the error').to.equal(before.dispatches);
-  expect(after.liveBuffers, 'no buffer leaked by the error').to.equal(before.liveBuffers);
-}
 
 describe('relu', () => {
   // Odd sizes, sizes that are not multiples of 4 (the vec4 tail) or of the workgroup, batch >= 2.

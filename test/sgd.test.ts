@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, keep, SGD, polyLR, engine, Tensor, type SGDOptions } from '../src/index.js';
-import { randn, numel, expectClose } from './helpers.js';
+import { randn, numel, expectClose, expectOpError } from './helpers.js';
 
 /** float64 torch.optim.SGD for one parameter over several steps; grads[k] null = no gradient. */
 function reference(p0: Float32Array, grads: (Float32Array | null)[], lrs: number[], o: Required<Omit<SGDOptions, 'lr'>>) {
@@ -19,18 +19,6 @@ function reference(p0: Float32Array, grads: (Float32Array | null)[], lrs: number
   return { p, buf: buf as Float64Array | null };
 }
 
-function expectOpError(fn: () => unknown, ...parts: string[]): void {
-  const before = engine().stats();
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected an error').to.be.instanceOf(Error);
-  for (const p of parts) expect((err as Error).message).to.include(p);
-  expect(engine().stats().dispatches, 'no GPU work before the error').to.equal(before.dispatches);
-}
 
 describe('SGD', () => {
   // Sizes not multiples of 4 (the vec4 tail) or of the workgroup, and one above 64 * 4.
