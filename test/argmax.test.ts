@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { tensor, parameter, tidy, argmax, engine, Tensor } from '../src/index.js';
+import { tensor, parameter, tidy, argmax, Tensor } from '../src/index.js';
 import { randn, numel, expectOpError } from './helpers.js';
 
 /** float64-free reference: index of the first maximum along `dim`. */

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { tensor, parameter, tidy, backward, dropout, engine, Tensor, type DropoutOptions } from '../src/index.js';
+import { tensor, parameter, tidy, backward, dropout, Tensor, type DropoutOptions } from '../src/index.js';
 import { randn, numel, gradCheck, expectClose, expectOpError } from './helpers.js';
 
 // CPU copy of the mask of shaders/dropout.apply.wgsl: element i is dropped iff
