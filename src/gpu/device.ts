@@ -43,7 +43,10 @@ export interface GPUContext {
 
 // Dawn's `create()` result must outlive every adapter, device and buffer made from it: dropping
 // it crashes the process at the next dispatch once the garbage collector runs (NOTES.md).
+// Every create() result made in this process (one per distinct adapter/toggle request) is held;
+// the first, made with default options, is reused by later default requests.
 let dawnGPU: GPU | null = null;
+const keepAlive: GPU[] = [];
 
 function env(name: string): string | undefined {
   const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
@@ -74,7 +77,6 @@ async function nodeGPU(opts: DeviceOptions): Promise<GPU> {
   keepAlive.push(gpu);
   return gpu;
 }
-const keepAlive: GPU[] = [];
 
 const LIMIT_NAMES: (keyof EngineLimits)[] = [
   'maxStorageBufferBindingSize',
