@@ -4,8 +4,8 @@
 // GFLOP/s counts the useful work of a dense conv, 2·n·cout·oh·ow·cin·kh·kw, for every rate, so
 // taps skipped by pruning show up as a higher effective rate. Never asserts.
 //   node dist/bench/conv2d.js [--quick]
+// No Node built-ins: the browser demo's Bench panel runs benchConv2d too.
 
-import { fileURLToPath } from 'node:url';
 import { init, engine, tensor, noGrad, type Tensor } from '../src/index.js';
 import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight } from '../src/ops/conv2d.js';
 
@@ -91,16 +91,18 @@ export async function benchConv2d(
   return rows;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const quick = process.argv.includes('--quick');
+// Run as a script? (No node:url import and no Node types: the browser demo bundles this module.)
+const proc = (globalThis as { process?: { argv: string[]; exit(code: number): never } }).process;
+if (proc?.argv[1] && decodeURIComponent(new URL(import.meta.url).pathname) === proc.argv[1]) {
+  const quick = proc.argv.includes('--quick');
   init()
     .then(() => benchConv2d(quick ? { c: 64, hw: 33, dilations: [1, 18], repeats: 3 } : { dilations: [1, 18] }))
     .then((rows) => {
       for (const r of rows) console.log(`${r.pass.padEnd(16)} d=${String(r.dilation).padEnd(3)} ${r.ms.toFixed(1).padStart(8)} ms ${r.gflops.toFixed(2).padStart(6)} GFLOP/s`);
-      process.exit(0);
+      proc.exit(0);
     })
     .catch((err) => {
       console.error(err);
-      process.exit(1);
+      proc.exit(1);
     });
 }

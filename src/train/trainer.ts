@@ -14,10 +14,8 @@
 // one on the same adapter.
 
 import { engine } from '../gpu/engine.js';
-import { Tensor, empty, tensor } from '../tensor.js';
-import { keep, tidy } from '../scope.js';
-import { backward } from '../autograd.js';
-import { crossEntropy } from '../ops/loss.js';
+import { empty } from '../tensor.js';
+import { keep } from '../scope.js';
 import { SGD } from '../optim/sgd.js';
 import { polyLR } from '../optim/schedule.js';
 import { DataLoader } from '../data/loader.js';
@@ -30,6 +28,7 @@ import type { HostTensor } from '../nn/module.js';
 import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/checkpoint.js';
 import { readFileSync } from 'node:fs';
 import { RunDir } from './rundir.js';
+import { recordTrainStep } from './step.js';
 
 export interface TrainOptions {
   /** Resolved model configuration (numClasses = the dataset's). */
@@ -255,7 +254,7 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
       if (b) optState.set(name, { shape: [...p.shape], data: await b.float32() });
     }
     const dir = run.writeCheckpoint(step, {
-      'model.safetensors': await saveCheckpoint(model, { step: String(step), seed: String(o.seed) }),
+      'model.safetensors': await saveCheckpoint(model, { step: String(step), seed: String(o.seed), dataset: ds.name, classes: JSON.stringify(ds.classNames) }),
       'optimizer.safetensors': stateDictToSafetensors(optState, { format: 'atrous-sgd', momentum: String(o.momentum), step: String(step) }),
       'state.json': `${JSON.stringify(st, null, 2)}\n`,
     });
@@ -268,15 +267,7 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
       const lr = polyLR(o.lr, step, o.steps, o.power);
       opt.lr = lr;
       const slot = pending.length;
-      tidy(() => {
-        const x = tensor(b.images, [b.n, 3, b.h, b.w]);
-        const y = tensor(b.labels, [b.n, b.h, b.w], 'i32');
-        const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
-        backward(loss);
-        opt.step();
-        opt.zeroGrad();
-        e.copy(loss, lossBuf, 4, 0, slot * 4);
-      });
+      recordTrainStep(model, opt, b, lossBuf, slot);
       // Submit now so the GPU works while the loader prepares the next batch.
       e.flush();
       step++;
