@@ -521,10 +521,8 @@ function drawCurve(): void {
   ctx.textAlign = 'left';
   for (let i = 0; i <= 4; i++) ctx.fillText((i / 4).toFixed(2), W - R + 4, ym(i / 4) + 4);
   ctx.textAlign = 'center';
-  for (let i = 0; i <= 5; i++) {
-    const s = Math.round((steps * i) / 5);
-    ctx.fillText(String(s), x(s), H - B + 14);
-  }
+  const ticks = new Set(Array.from({ length: 6 }, (_, i) => Math.round((steps * i) / 5)));
+  for (const s of ticks) ctx.fillText(String(s), x(s), H - B + 14);
   ctx.fillText('step', (W - R + L) / 2, H - 2);
   ctx.save();
   ctx.translate(12, H / 2);
@@ -546,9 +544,11 @@ function drawCurve(): void {
     ctx.globalAlpha = 1;
     ctx.lineWidth = 2;
     ctx.beginPath();
+    // Smoothing over ~1/20 of the run: none for a handful of steps, ~15 steps for 300.
+    const alpha = Math.min(1, 20 / steps);
     let ema = losses[0].loss;
     losses.forEach((l, i) => {
-      ema = i ? 0.9 * ema + 0.1 * l.loss : l.loss;
+      ema = i ? (1 - alpha) * ema + alpha * l.loss : l.loss;
       if (i) ctx.lineTo(x(l.step), yl(ema));
       else ctx.moveTo(x(l.step), yl(ema));
     });

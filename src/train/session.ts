@@ -164,7 +164,10 @@ export class TrainSession {
         if (!Number.isFinite(loss)) throw new Error(`training: the loss became ${loss} at step ${this.step} (diverged: lower the learning rate)`);
         this.losses.push({ step: this.step, loss });
         hooks.onStep?.({ step: this.step, steps: o.steps, loss, lr, ms: performance.now() - t0 });
-        if (!this.disposed && ((o.evalEvery > 0 && this.step % o.evalEvery === 0) || this.done)) hooks.onEval?.(await this.evaluate());
+        if (!this.disposed && ((o.evalEvery > 0 && this.step % o.evalEvery === 0) || this.done)) {
+          const r = await this.evaluate();
+          hooks.onEval?.(r);
+        }
       }
     } finally {
       this.running = false;
