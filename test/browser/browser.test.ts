@@ -172,6 +172,20 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const legend = await page.textContent('#seg-legend');
     expect(legend).to.match(/background|circle|square|triangle|star|cross|ring/);
     expect(await page.textContent('#seg-time')).to.match(/Inference: \d+ ms/);
+
+    // The library bundle as an ES module in the same page (its own engine and device).
+    const lib = await page.evaluate(async () => {
+      const a = (await import(new URL('atrous.js', location.href).href)) as Record<string, any>;
+      await a.init();
+      const x = a.tensor(new Float32Array([-1, 2, -3, 4]), [4]);
+      const y = a.relu(x);
+      const out = Array.from(await y.data());
+      x.dispose();
+      y.dispose();
+      return { out, names: ['init', 'segment', 'modelFromCheckpoint', 'TrainSession', 'conv2d', 'backward'].filter((k) => typeof a[k] === 'function') };
+    });
+    expect(lib.out).to.deep.equal([0, 2, 0, 4]);
+    expect(lib.names).to.have.length(6);
   });
 
   it('segments with a checkpoint loaded from a file, at output stride 8 with flip, like `atrous predict --output-stride 8 --flip`', async () => {
@@ -204,11 +218,25 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(agree).to.be.at.least(MIN_AGREEMENT);
     expect(await page.textContent('#seg-time')).to.contain('2 forward passes, output stride 8, flip');
     await page.screenshot({ path: join(SHOTS, 'segment.png'), fullPage: true });
+    before = await page.evaluate(() => atrousDemo.segmentations);
     await page.uncheck('#seg-flip');
     await page.selectOption('#seg-os', '16');
+    await page.waitForFunction((n) => (atrousDemo.segmentations >= n + 2 && atrousDemo.lastSegmentation?.outputStride === 16) || atrousDemo.errors.length > 0, before, { timeout: 300_000 });
   });
 
-  it('names bad input on the page: a file that is not an image, a checkpoint that does not fit its configuration', async () => {
+  it('takes a dropped image, and names bad input: a file that is not an image, a checkpoint that does not fit its configuration', async () => {
+    // Drag and drop: a sample dropped on the drop zone is segmented.
+    const before = await page.evaluate(() => atrousDemo.segmentations);
+    await page.evaluate(async () => {
+      const blob = await (await fetch('samples/shapes-val-3.png')).blob();
+      const dt = new DataTransfer();
+      dt.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
+      document.querySelector('#seg-drop')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    await page.waitForFunction((n) => (atrousDemo.segmentations > n && atrousDemo.lastSegmentation?.image === 'dropped.png') || atrousDemo.errors.length > 0, before, { timeout: 300_000 });
+    expect(await page.evaluate(() => atrousDemo.errors)).to.deep.equal([]);
+    expect(await page.evaluate(() => atrousDemo.lastSegmentation?.image)).to.equal('dropped.png');
+
     const notImage = join(tmp, 'notes.txt');
     writeFileSync(notImage, 'not an image\n');
     await page.setInputFiles('#seg-file', notImage);
@@ -233,6 +261,8 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     await page.setInputFiles('#seg-weights-file', garbage);
     await page.waitForFunction(() => document.querySelector('#seg-model')!.textContent!.includes('cannot read garbage.safetensors'), null, { timeout: 60_000 });
     expect(await page.textContent('#seg-model')).to.contain('cannot read garbage.safetensors');
+    // Those errors were expected: later waits watch the list for new ones.
+    await page.evaluate(() => atrousDemo.errors.splice(0));
   });
 
   it('trains mini on shapes: the loss falls, pause/resume continues the run, the checkpoint downloads and loads in the Node CLI', async () => {
