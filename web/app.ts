@@ -231,7 +231,7 @@ async function loadModel(bytes: Uint8Array, source: string): Promise<void> {
   try {
     loaded = modelFromCheckpoint(bytes, { source, outputStride: outputStride() });
   } catch (e) {
-    throw new Error(`${source} does not fit its configuration '${ck.config.name}': ${errText(e).replace(`${source}: `, '')}`);
+    throw new Error(`${source} does not fit its configuration '${ck.config.name}': ${errText(e).replace(`${source}: `, '').replace(/^loadStateDict: /, '')}`);
   }
   const { names, from } = classNamesFor(ck.metadata, loaded.config.numClasses);
   loaded.model.eval();
