@@ -39,6 +39,8 @@ export interface EngineStats extends PoolStats {
   submits: number;
   dispatches: number;
   uniformBuffers: number;
+  /** Bind groups created since the engine was made (one per dispatch unless cached). */
+  bindGroups: number;
 }
 
 let current: Engine | null = null;
@@ -86,6 +88,7 @@ export class Engine {
   private pendingDispatches = 0;
   private submits = 0;
   private dispatches = 0;
+  private bindGroups = 0;
   private gpuError: string | null = null;
   private timing = false;
   private destroyed = false;
@@ -158,6 +161,7 @@ export class Engine {
       entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size: Math.max(16, b.byteLength) } });
     }
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    this.bindGroups++;
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -281,6 +285,7 @@ export class Engine {
       submits: this.submits,
       dispatches: this.dispatches,
       uniformBuffers: this.uniforms.size,
+      bindGroups: this.bindGroups,
     };
   }
 

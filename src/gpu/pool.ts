@@ -12,6 +12,8 @@ export interface PoolStats {
   allocatedBytes: number;
   /** Buffers created since the pool was made (a growing number in a steady loop means churn). */
   created: number;
+  /** Highest liveBytes since the pool was made or since `resetPeak()` (peak tensor memory). */
+  peakLiveBytes: number;
 }
 
 const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
@@ -33,6 +35,7 @@ export class BufferPool {
   private allocatedBuffers = 0;
   private allocatedBytes = 0;
   private created = 0;
+  private peakLiveBytes = 0;
   /** Debug/test mode: fill every buffer with NaN when it is handed out, so a kernel that fails
    * to write an element shows up as NaN. Safe to do here: a free buffer is used by no pending work. */
   poison = false;
@@ -57,6 +60,7 @@ export class BufferPool {
     }
     this.live.add(buf);
     this.liveBytes += size;
+    if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
     if (this.poison) this.device.queue.writeBuffer(buf, 0, new Float32Array(size / 4).fill(Number.NaN));
     return buf;
   }
@@ -89,6 +93,11 @@ export class BufferPool {
     this.free.clear();
   }
 
+  /** Starts a new peak measurement from the bytes alive now. */
+  resetPeak(): void {
+    this.peakLiveBytes = this.liveBytes;
+  }
+
   stats(): PoolStats {
     return {
       liveBuffers: this.live.size,
@@ -96,6 +105,7 @@ export class BufferPool {
       allocatedBuffers: this.allocatedBuffers,
       allocatedBytes: this.allocatedBytes,
       created: this.created,
+      peakLiveBytes: this.peakLiveBytes,
     };
   }
 }
