@@ -1,8 +1,10 @@
 // One DeepLabv3 training step: forward, cross entropy (ignore 255), backward, SGD update (momentum
 // 0.9, weight decay 1e-4), as src/train/trainer.ts runs it, on a fixed random batch that stays on
 // the GPU. Wall clock from the first recorded kernel to the end of the GPU's work (each step is
-// submitted and waited for), one warm-up step (pipelines compiled, pool filled; its time is reported
-// as `first_step_ms`), then the median of `repeats` steps.
+// submitted and waited for). As in the trainer, every pipeline is compiled asynchronously before the
+// first step (src/train/precompile.ts; `precompile_ms`, `pipelines_precompiled`, and
+// `first_step_pipelines_created`, which is 0 when the trace found them all). Then two warm-up steps
+// (the pool filled; the first one's time is `first_step_ms`) and the median of `repeats` steps.
 //
 // Reported beside the time, from the engine's statistics over the timed steps:
 //   peak_bytes           the most tensor memory alive at once (the pool's live bytes, parameters,
@@ -14,6 +16,7 @@
 // same count as PyTorch's 44 GFLOP for paper-r50-os16 at 129×129, batch 2, in NOTES.md).
 
 import { engine, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../src/index.js';
+import { precompileTrainStep } from '../src/train/precompile.js';
 import { median, values, type BenchRow } from './common.js';
 
 export interface TrainStepCase {
@@ -56,9 +59,18 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
   try {
     await e.sync();
     let t0 = performance.now();
+    const compiled = await precompileTrainStep(model, opt, c.n, c.size, c.size);
+    const precompileMs = performance.now() - t0;
+    const pipelines0 = e.stats().pipelines;
+    t0 = performance.now();
     step();
     await e.sync();
     const firstMs = performance.now() - t0;
+    const firstStepPipelines = e.stats().pipelines - pipelines0;
+    // The second step still fills the pool (buffers freed late in step 1 are reused in a new
+    // order); from the third on, a step creates no buffer and no bind group.
+    step();
+    await e.sync();
     const before = e.stats();
     e.pool.resetPeak();
     const times: number[] = [];
@@ -74,7 +86,8 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
     const per = (k: 'submits' | 'dispatches' | 'bindGroups' | 'created') => (after[k] - before[k]) / repeats;
     return {
       kernel: 'train-step', pass: 'step', impl: 'atrous', config: c.config, n: c.n, h: c.size, w: c.size,
-      ms, gflops: flops / (ms * 1e6), step_gflop: flops / 1e9, first_step_ms: firstMs,
+      ms, gflops: flops / (ms * 1e6), step_gflop: flops / 1e9,
+      precompile_ms: precompileMs, pipelines_precompiled: compiled, first_step_ms: firstMs, first_step_pipelines_created: firstStepPipelines,
       peak_bytes: after.peakLiveBytes, pool_bytes: after.allocatedBytes,
       submits_per_step: per('submits'), dispatches_per_step: per('dispatches'), bind_groups_per_step: per('bindGroups'),
       buffers_created_per_step: per('created'), pipelines_created: after.pipelines - before.pipelines,

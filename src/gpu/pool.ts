@@ -29,6 +29,8 @@ export function sizeClass(bytes: number): number {
 
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
+  /** Creation order of every buffer: free lists are kept sorted by it (see afterSubmit). */
+  private ids = new WeakMap<GPUBuffer, number>();
   private pending: GPUBuffer[] = [];
   private live = new Set<GPUBuffer>();
   private liveBytes = 0;
@@ -54,6 +56,7 @@ export class BufferPool {
     let buf = list?.pop();
     if (!buf) {
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
+      this.ids.set(buf, this.created);
       this.allocatedBuffers++;
       this.allocatedBytes += size;
       this.created++;
@@ -72,13 +75,20 @@ export class BufferPool {
     this.pending.push(buf);
   }
 
+  /** Makes the buffers released before this submit reusable. Each free list is kept sorted (the
+   * oldest buffer is handed out first), so a loop that repeats the same allocations, such as a
+   * training step, gets the same buffers every iteration: its bind groups are then found in the
+   * engine's cache instead of being created again, and the pool stops growing. */
   afterSubmit(): void {
+    const touched = new Set<GPUBuffer[]>();
     for (const buf of this.pending) {
       let list = this.free.get(buf.size);
       if (!list) this.free.set(buf.size, (list = []));
       list.push(buf);
+      touched.add(list);
     }
     this.pending = [];
+    for (const list of touched) list.sort((a, b) => this.ids.get(b)! - this.ids.get(a)!);
   }
 
   /** Destroys every free buffer (call after a flush to give memory back to the driver). */
