@@ -1,92 +1,132 @@
-// conv2d kernel benchmark at the ASPP shape (default 1×256×65×65 → 256, 3×3, padding = dilation):
-// forward, backward-data and backward-weight timed separately, wall clock around
-// `await engine().sync()`, one warm-up, median of `repeats`.
-// GFLOP/s counts the useful work of a dense conv, 2·n·cout·oh·ow·cin·kh·kw, for every rate, so
-// taps skipped by pruning show up as a higher effective rate. Never asserts.
+// conv2d kernel benchmarks: forward, backward-data and backward-weight, each timed on its own
+// (bench/common.ts: GPU timestamps where the adapter has them, one warm-up, median of repeats).
+//
+// Useful work: a multiply-add counts only when its tap reads inside the input (not padding):
+//   flops = 2 · n · cout · cin · Σ_{output positions} (taps inside the map)
+// which is separable: (Σ over ky of the output rows whose row tap is inside) × (the same for
+// columns). Backward-data and backward-weight do the same multiply-adds, so they count the same.
+// `gflops_dense` counts every tap (2 · n · cout · oh · ow · cin · kh · kw) for comparison; at a
+// large rate the difference is the work that tap pruning avoids.
 //   node dist/bench/conv2d.js [--quick]
 // No Node built-ins: the browser demo's Bench panel runs benchConv2d too.
 
-import { init, engine, tensor, noGrad, type Tensor } from '../src/index.js';
+import { init, tensor, noGrad, type Tensor } from '../src/index.js';
 import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight } from '../src/ops/conv2d.js';
+import { timeKernels, values, type BenchRow } from './common.js';
 
 export type Conv2dPass = 'forward' | 'backward-data' | 'backward-weight';
+export const CONV_PASSES: Conv2dPass[] = ['forward', 'backward-data', 'backward-weight'];
 
-export interface Conv2dBenchRow {
-  kernel: 'conv2d';
-  pass: string;
-  impl: 'atrous';
+/** One convolution: x [n, cin, h, w] (square), weight [cout, cin, k, k]. */
+export interface ConvShape {
+  /** 'aspp' (the paper's atrous branch shape) or 'backbone' (a ResNet-50 layer at 129×129). */
+  group: 'aspp' | 'backbone';
   n: number;
   cin: number;
   cout: number;
   h: number;
-  w: number;
   k: number;
   stride: number;
   dilation: number;
-  ms: number;
-  gflops: number;
+  padding: number;
 }
 
-/** Deterministic values in [-0.5, 0.5) (an LCG: the benchmark needs data, not statistics). */
-function values(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed >>> 0;
-  for (let i = 0; i < count; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 4294967296 - 0.5;
+/** Σ over taps t of the outputs o in [0, out) whose input o·s − p + t·d lies in [0, size). */
+export function validTapPositions(k: number, stride: number, pad: number, dil: number, size: number, out: number): number {
+  let total = 0;
+  for (let t = 0; t < k; t++) {
+    const first = Math.max(0, Math.ceil((pad - t * dil) / stride));
+    const last = Math.min(out - 1, Math.floor((size - 1 + pad - t * dil) / stride));
+    if (first <= last) total += last - first + 1;
+  }
+  return total;
+}
+
+export function convOutSize(s: ConvShape): number {
+  return Math.floor((s.h + 2 * s.padding - s.dilation * (s.k - 1) - 1) / s.stride) + 1;
+}
+
+/** Useful and dense FLOPs of one pass of the convolution (see the file header). */
+export function convFlops(s: ConvShape): { useful: number; dense: number } {
+  const o = convOutSize(s);
+  const v = validTapPositions(s.k, s.stride, s.padding, s.dilation, s.h, o);
+  return { useful: 2 * s.n * s.cout * s.cin * v * v, dense: 2 * s.n * s.cout * s.cin * o * o * s.k * s.k };
+}
+
+/** Minimum bytes a pass must move: its inputs read once and its output written once. */
+function convBytes(s: ConvShape): number {
+  const o = convOutSize(s);
+  const x = s.n * s.cin * s.h * s.h;
+  const y = s.n * s.cout * o * o;
+  const w = s.cout * s.cin * s.k * s.k;
+  return 4 * (x + y + w);
+}
+
+/** The ASPP shapes of the issue: batch 2, 256 → 256, 65×65 and 33×33, 3×3, padding = rate. */
+export function asppShapes(opts: { n?: number; c?: number; sizes?: number[]; rates?: number[] } = {}): ConvShape[] {
+  const out: ConvShape[] = [];
+  for (const h of opts.sizes ?? [65, 33]) {
+    for (const d of opts.rates ?? [1, 6, 12, 18, 24, 36]) {
+      out.push({ group: 'aspp', n: opts.n ?? 2, cin: opts.c ?? 256, cout: opts.c ?? 256, h, k: 3, stride: 1, dilation: d, padding: d });
+    }
   }
   return out;
 }
 
-async function timeMs(record: () => Tensor, repeats: number): Promise<number> {
-  const e = engine();
-  record().dispose(); // warm-up: pipelines compiled, pool buffers created
-  await e.sync();
-  const times: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    await e.sync();
-    const t0 = performance.now();
-    const out = record();
-    await e.sync();
-    times.push(performance.now() - t0);
-    out.dispose();
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+/** ResNet-50 backbone convolutions of paper-r50-os16 at a 129×129 input, batch 2: 1×1 and 3×3
+ * at strides 1 and 2 (layer1 at 33×33, layer2's strided unit, layer3 at 9×9). `scale` divides the
+ * channel counts (tiny runs). */
+export function backboneShapes(n = 2, scale = 1): ConvShape[] {
+  const c = (v: number) => Math.max(1, Math.round(v / scale));
+  const sh = (cin: number, cout: number, h: number, k: number, stride: number): ConvShape => ({
+    group: 'backbone', n, cin: c(cin), cout: c(cout), h, k, stride, dilation: 1, padding: (k - 1) >> 1,
+  });
+  return [
+    sh(64, 256, 33, 1, 1), // layer1 conv3
+    sh(64, 64, 33, 3, 1), // layer1 conv2
+    sh(256, 512, 33, 1, 2), // layer2.0 downsample
+    sh(128, 128, 33, 3, 2), // layer2.0 conv2
+    sh(1024, 256, 9, 1, 1), // layer3 conv1
+    sh(256, 256, 9, 3, 1), // layer3 conv2
+  ];
 }
 
-export async function benchConv2d(
-  opts: { n?: number; c?: number; hw?: number; dilations?: number[]; repeats?: number; passes?: Conv2dPass[] } = {},
-): Promise<Conv2dBenchRow[]> {
-  const n = opts.n ?? 1;
-  const c = opts.c ?? 256;
-  const hw = opts.hw ?? 65;
-  const k = 3;
-  const repeats = opts.repeats ?? 5;
-  const passes = opts.passes ?? ['forward', 'backward-data', 'backward-weight'];
-  const rows: Conv2dBenchRow[] = [];
-  const x = tensor(values(n * c * hw * hw, 1), [n, c, hw, hw]);
-  const w = tensor(values(c * c * k * k, 2).map((v) => v * 0.1), [c, c, k, k]);
-  try {
-    for (const dilation of opts.dilations ?? [1, 6, 12, 18]) {
-      const g = conv2dGeometry(x, w, null, { padding: dilation, dilation });
-      const dy = tensor(values(n * c * g.oh * g.ow, 3), [n, c, g.oh, g.ow]);
-      const flop = 2 * n * c * g.oh * g.ow * c * k * k;
-      for (const pass of passes) {
-        const record =
+export function shapeFields(s: ConvShape): Record<string, number | string> {
+  return { group: s.group, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.h, k: s.k, stride: s.stride, dilation: s.dilation, padding: s.padding };
+}
+
+/** Times every pass of every shape on the current engine. */
+export async function benchConv2d(shapes: ConvShape[], opts: { repeats: number; adapter: string; passes?: Conv2dPass[]; onRow?: (r: BenchRow) => void }): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const s of shapes) {
+    const x = tensor(values(s.n * s.cin * s.h * s.h, 1), [s.n, s.cin, s.h, s.h]);
+    const w = tensor(values(s.cout * s.cin * s.k * s.k, 2, 0.1), [s.cout, s.cin, s.k, s.k]);
+    const g = conv2dGeometry(x, w, null, { stride: s.stride, padding: s.padding, dilation: s.dilation });
+    const dy = tensor(values(s.n * s.cout * g.oh * g.ow, 3), [s.n, s.cout, g.oh, g.ow]);
+    const flops = convFlops(s);
+    try {
+      for (const pass of opts.passes ?? CONV_PASSES) {
+        const run: () => Tensor =
           pass === 'forward'
             ? () => conv2dForward(x, w, null, g)
             : pass === 'backward-data'
               ? () => conv2dBackwardData(dy, w, g)
               : () => conv2dBackwardWeight(x, dy, g);
-        const ms = await timeMs(() => noGrad(record), repeats);
-        rows.push({ kernel: 'conv2d', pass, impl: 'atrous', n, cin: c, cout: c, h: hw, w: hw, k, stride: 1, dilation, ms, gflops: flop / (ms * 1e6) });
+        const t = await timeKernels(() => noGrad(run), opts.repeats);
+        const row: BenchRow = {
+          kernel: 'conv2d', pass, impl: 'atrous', ...shapeFields(s),
+          ms: t.ms, gflops: flops.useful / (t.ms * 1e6), gflops_dense: flops.dense / (t.ms * 1e6),
+          gbs: convBytes(s) / (t.ms * 1e6), useful_fraction: flops.useful / flops.dense,
+          adapter: opts.adapter, timing: t.timing,
+        };
+        rows.push(row);
+        opts.onRow?.(row);
       }
+    } finally {
+      x.dispose();
+      w.dispose();
       dy.dispose();
     }
-  } finally {
-    x.dispose();
-    w.dispose();
   }
   return rows;
 }
@@ -96,9 +136,9 @@ const proc = (globalThis as { process?: { argv: string[]; exit(code: number): ne
 if (proc?.argv[1] && decodeURIComponent(new URL(import.meta.url).pathname) === proc.argv[1]) {
   const quick = proc.argv.includes('--quick');
   init()
-    .then(() => benchConv2d(quick ? { c: 64, hw: 33, dilations: [1, 18], repeats: 3 } : { dilations: [1, 18] }))
+    .then((e) => benchConv2d(quick ? asppShapes({ n: 1, c: 32, sizes: [17], rates: [1, 6] }) : asppShapes({ sizes: [65], rates: [1, 18] }), { repeats: quick ? 2 : 5, adapter: e.adapterName }))
     .then((rows) => {
-      for (const r of rows) console.log(`${r.pass.padEnd(16)} d=${String(r.dilation).padEnd(3)} ${r.ms.toFixed(1).padStart(8)} ms ${r.gflops.toFixed(2).padStart(6)} GFLOP/s`);
+      for (const r of rows) console.log(`${r.pass.padEnd(16)} h=${r.h} d=${String(r.dilation).padEnd(3)} ${r.ms!.toFixed(1).padStart(8)} ms ${r.gflops!.toFixed(2).padStart(6)} GFLOP/s`);
       proc.exit(0);
     })
     .catch((err) => {

@@ -1,5 +1,5 @@
 // Public API of atrous.
-export { init, reinit, engine, f32, type Engine, type KernelCall, type Param } from './gpu/engine.js';
+export { init, reinit, engine, f32, type Engine, type KernelCall, type Param, type PipelineSpec } from './gpu/engine.js';
 export { openDevice, adapterName, type DeviceOptions, type AdapterInfo, type EngineLimits } from './gpu/device.js';
 export { Tensor, tensor, empty, parameter, shapeSize, fmtShape, type DType } from './tensor.js';
 export { tidy, keep } from './scope.js';

@@ -6,6 +6,7 @@ import { dataCommand } from './data.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
 import { startCommand } from './start.js';
+import { benchCommand } from './bench.js';
 
 export interface Command {
   summary: string;
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
   train: trainCommand,
   eval: evalCommand,
   main: startCommand,
+  bench: benchCommand,
 };
 
 function help(): string {

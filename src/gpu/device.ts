@@ -78,6 +78,14 @@ async function nodeGPU(opts: DeviceOptions): Promise<GPU> {
   return gpu;
 }
 
+/** The WebGPU entry point atrous opens its devices from: navigator.gpu in a browser, the cached
+ * Dawn instance in Node (benchmarks hand it to another library so both use the same adapter). */
+export async function webgpuInstance(opts: Pick<DeviceOptions, 'adapter' | 'dawnOptions'> = {}): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  return nodeGPU(opts);
+}
+
 const LIMIT_NAMES: (keyof EngineLimits)[] = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',

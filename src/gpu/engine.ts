@@ -34,11 +34,23 @@ export interface KernelCall {
   workgroups: [number, number?, number?];
 }
 
+/** A pipeline as the engine caches it: (shader, entry point, override constants). */
+export interface PipelineSpec {
+  shader: string;
+  entry?: string;
+  constants?: Record<string, number>;
+}
+
+const pipelineKey = (shader: string, entry = 'main', constants?: Record<string, number>): string =>
+  constants ? `${shader}:${entry}:${JSON.stringify(constants)}` : `${shader}:${entry}`;
+
 export interface EngineStats extends PoolStats {
   pipelines: number;
   submits: number;
   dispatches: number;
   uniformBuffers: number;
+  /** Bind groups created since the engine was made (one per dispatch unless cached). */
+  bindGroups: number;
 }
 
 let current: Engine | null = null;
@@ -78,6 +90,13 @@ export class Engine {
   maxDispatchesPerSubmit = 256;
 
   private pipelines = new Map<string, GPUComputePipeline>();
+  /** Bind groups by (pipeline, uniform buffer, storage buffers and sizes): a training loop binds the
+   * same pooled buffers every step, so after the first step no bind group is created. */
+  private bindGroupCache = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  /** Set while `trace` runs: pipelines are noted, nothing is recorded. */
+  private traced: Map<string, PipelineSpec> | null = null;
   private modules = new Map<string, GPUShaderModule>();
   private uniforms = new Map<string, GPUBuffer>();
   private retiredUniforms: GPUBuffer[] = [];
@@ -86,6 +105,7 @@ export class Engine {
   private pendingDispatches = 0;
   private submits = 0;
   private dispatches = 0;
+  private bindGroups = 0;
   private gpuError: string | null = null;
   private timing = false;
   private destroyed = false;
@@ -110,9 +130,15 @@ export class Engine {
 
   /** Compiles (or returns the cached) pipeline for a shader + entry + override constants. */
   pipeline(shader: string, entry = 'main', constants?: Record<string, number>): GPUComputePipeline {
-    const key = constants ? `${shader}:${entry}:${JSON.stringify(constants)}` : `${shader}:${entry}`;
+    const key = pipelineKey(shader, entry, constants);
     let p = this.pipelines.get(key);
     if (p) return p;
+    p = this.device.createComputePipeline(this.pipelineDescriptor(key, shader, entry, constants));
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  private pipelineDescriptor(key: string, shader: string, entry: string, constants?: Record<string, number>): GPUComputePipelineDescriptor {
     let module = this.modules.get(shader);
     if (!module) {
       const code = SHADERS[shader];
@@ -120,13 +146,48 @@ export class Engine {
       module = this.device.createShaderModule({ label: shader, code });
       this.modules.set(shader, module);
     }
-    p = this.device.createComputePipeline({
-      label: key,
-      layout: 'auto',
-      compute: { module, entryPoint: entry, constants },
-    });
-    this.pipelines.set(key, p);
-    return p;
+    return { label: key, layout: 'auto', compute: { module, entryPoint: entry, constants } };
+  }
+
+  /**
+   * Compiles pipelines asynchronously (createComputePipelineAsync, all requests in flight at once)
+   * and caches them, so that later dispatches find them compiled. Pipelines already cached are
+   * skipped. Resolves with the number compiled.
+   */
+  async precompile(specs: Iterable<PipelineSpec>): Promise<number> {
+    this.assertAlive();
+    const todo = new Map<string, PipelineSpec>();
+    for (const s of specs) {
+      const key = pipelineKey(s.shader, s.entry, s.constants);
+      if (!this.pipelines.has(key)) todo.set(key, s);
+    }
+    await Promise.all(
+      [...todo].map(async ([key, s]) => {
+        const p = await this.device.createComputePipelineAsync(this.pipelineDescriptor(key, s.shader, s.entry ?? 'main', s.constants));
+        if (!this.pipelines.has(key)) this.pipelines.set(key, p);
+      }),
+    );
+    this.throwGpuError();
+    return todo.size;
+  }
+
+  /**
+   * Runs `fn` without recording GPU work and returns the pipelines its dispatches would use (for
+   * `precompile`). Uploads and copies are skipped too and reads throw, so `fn` must be pure GPU
+   * recording; tensors it allocates come from the pool as usual (and must be disposed by it).
+   * CPU-side state that `fn` changes (counters, RNG positions) is the caller's to restore.
+   */
+  trace(fn: () => void): PipelineSpec[] {
+    if (this.traced) throw new Error('atrous: Engine.trace() cannot be nested');
+    this.flush();
+    this.traced = new Map();
+    try {
+      fn();
+      return [...this.traced.values()];
+    } finally {
+      this.traced = null;
+      this.flush();
+    }
   }
 
   /** Records one dispatch. Checks binding sizes against the device limits before recording. */
@@ -148,16 +209,33 @@ export class Engine {
       throw new Error(`atrous: ${call.shader}: dispatch [${x}, ${y}, ${z}] exceeds the device limit maxComputeWorkgroupsPerDimension (${maxWg})`);
     }
     if (x === 0 || y === 0 || z === 0) return;
+    if (this.traced) {
+      this.traced.set(pipelineKey(call.shader, call.entry, call.constants), { shader: call.shader, entry: call.entry, constants: call.constants });
+      return;
+    }
     const pipeline = this.pipeline(call.shader, call.entry, call.constants);
     const entries: GPUBindGroupEntry[] = [];
     let slot = 0;
-    if (call.params) entries.push({ binding: slot++, resource: { buffer: this.uniformBuffer(call.params) } });
+    let key = pipelineKey(call.shader, call.entry, call.constants);
+    if (call.params) {
+      const u = this.uniformBuffer(call.params);
+      entries.push({ binding: slot++, resource: { buffer: u } });
+      key += `|${this.bufferId(u)}`;
+    }
     for (const b of call.bindings) {
       // Zero-sized bindings are invalid and vec4 arrays need 16 bytes; every pooled buffer has
       // at least 16 (pool.sizeClass), so an empty tensor binds those.
-      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size: Math.max(16, b.byteLength) } });
+      const size = Math.max(16, b.byteLength);
+      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size } });
+      key += `|${this.bufferId(b.buffer)}:${size}`;
     }
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    let bindGroup = this.bindGroupCache.get(key);
+    if (!bindGroup) {
+      if (this.bindGroupCache.size >= 16384) this.bindGroupCache.clear();
+      bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroupCache.set(key, bindGroup);
+      this.bindGroups++;
+    }
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -221,6 +299,7 @@ export class Engine {
   /** Copies between buffers in order with the recorded kernels. */
   copy(src: Bindable, dst: Bindable, bytes: number, srcOffset = 0, dstOffset = 0): void {
     this.assertAlive();
+    if (this.traced) return;
     const enc = this.commandEncoder();
     enc.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
@@ -228,6 +307,7 @@ export class Engine {
   /** Uploads data into a buffer. Flushes recorded work first, so the upload cannot overtake it. */
   write(dst: Bindable, data: ArrayBufferView, dstOffset = 0): void {
     this.assertAlive();
+    if (this.traced) return;
     if (this.encoder) this.flush();
     this.device.queue.writeBuffer(dst.buffer, dstOffset, data.buffer, data.byteOffset, data.byteLength);
   }
@@ -252,6 +332,7 @@ export class Engine {
   /** Reads a buffer back to the CPU (submits pending work first). */
   async read(src: Bindable, bytes = src.byteLength, offset = 0): Promise<ArrayBuffer> {
     this.assertAlive();
+    if (this.traced) throw new Error('atrous: a read-back inside Engine.trace() (tracing records no GPU work)');
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.device.createBuffer({ size, usage: MAP_READ_COPY_DST });
     this.commandEncoder().copyBufferToBuffer(src.buffer, offset, staging, 0, size);
@@ -281,6 +362,7 @@ export class Engine {
       submits: this.submits,
       dispatches: this.dispatches,
       uniformBuffers: this.uniforms.size,
+      bindGroups: this.bindGroups,
     };
   }
 
@@ -318,6 +400,12 @@ export class Engine {
     return this.pass;
   }
 
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
+  }
+
   private uniformBuffer(params: Param[]): GPUBuffer {
     const words = Math.max(4, Math.ceil(params.length / 4) * 4); // 16-byte multiple
     const data = new ArrayBuffer(words * 4);
@@ -336,9 +424,11 @@ export class Engine {
     let buf = this.uniforms.get(key);
     if (buf) return buf;
     if (this.uniforms.size >= 16384) {
-      // Bounded cache: retire everything; the buffers die after the submit that may use them.
+      // Bounded cache: retire everything; the buffers die after the submit that may use them,
+      // and so must the bind groups that hold them.
       for (const b of this.uniforms.values()) this.retiredUniforms.push(b);
       this.uniforms.clear();
+      this.bindGroupCache.clear();
     }
     buf = this.device.createBuffer({ size: data.byteLength, usage: UNIFORM, mappedAtCreation: true });
     new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data));

@@ -12,6 +12,8 @@ export interface PoolStats {
   allocatedBytes: number;
   /** Buffers created since the pool was made (a growing number in a steady loop means churn). */
   created: number;
+  /** Highest liveBytes since the pool was made or since `resetPeak()` (peak tensor memory). */
+  peakLiveBytes: number;
 }
 
 const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
@@ -27,12 +29,15 @@ export function sizeClass(bytes: number): number {
 
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
+  /** Creation order of every buffer: free lists are kept sorted by it (see afterSubmit). */
+  private ids = new WeakMap<GPUBuffer, number>();
   private pending: GPUBuffer[] = [];
   private live = new Set<GPUBuffer>();
   private liveBytes = 0;
   private allocatedBuffers = 0;
   private allocatedBytes = 0;
   private created = 0;
+  private peakLiveBytes = 0;
   /** Debug/test mode: fill every buffer with NaN when it is handed out, so a kernel that fails
    * to write an element shows up as NaN. Safe to do here: a free buffer is used by no pending work. */
   poison = false;
@@ -51,12 +56,14 @@ export class BufferPool {
     let buf = list?.pop();
     if (!buf) {
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
+      this.ids.set(buf, this.created);
       this.allocatedBuffers++;
       this.allocatedBytes += size;
       this.created++;
     }
     this.live.add(buf);
     this.liveBytes += size;
+    if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
     if (this.poison) this.device.queue.writeBuffer(buf, 0, new Float32Array(size / 4).fill(Number.NaN));
     return buf;
   }
@@ -68,13 +75,20 @@ export class BufferPool {
     this.pending.push(buf);
   }
 
+  /** Makes the buffers released before this submit reusable. Each free list is kept sorted (the
+   * oldest buffer is handed out first), so a loop that repeats the same allocations, such as a
+   * training step, gets the same buffers every iteration: its bind groups are then found in the
+   * engine's cache instead of being created again, and the pool stops growing. */
   afterSubmit(): void {
+    const touched = new Set<GPUBuffer[]>();
     for (const buf of this.pending) {
       let list = this.free.get(buf.size);
       if (!list) this.free.set(buf.size, (list = []));
       list.push(buf);
+      touched.add(list);
     }
     this.pending = [];
+    for (const list of touched) list.sort((a, b) => this.ids.get(b)! - this.ids.get(a)!);
   }
 
   /** Destroys every free buffer (call after a flush to give memory back to the driver). */
@@ -89,6 +103,11 @@ export class BufferPool {
     this.free.clear();
   }
 
+  /** Starts a new peak measurement from the bytes alive now. */
+  resetPeak(): void {
+    this.peakLiveBytes = this.liveBytes;
+  }
+
   stats(): PoolStats {
     return {
       liveBuffers: this.live.size,
@@ -96,6 +115,7 @@ export class BufferPool {
       allocatedBuffers: this.allocatedBuffers,
       allocatedBytes: this.allocatedBytes,
       created: this.created,
+      peakLiveBytes: this.peakLiveBytes,
     };
   }
 }

@@ -215,6 +215,15 @@ export abstract class Module {
     for (const [name, m] of this.children) yield* m.namedSlots(prefix ? `${prefix}.${name}` : name);
   }
 
+  /** Counter values (num_batches_tracked) by name; `setCounters` puts a snapshot back. */
+  counters(): Map<string, number> {
+    return new Map([...this.namedSlots()].filter(([, s]) => s.kind === 'counter').map(([n, s]) => [n, (s as { value: number }).value]));
+  }
+
+  setCounters(values: Map<string, number>): void {
+    for (const [n, s] of this.namedSlots()) if (s.kind === 'counter' && values.has(n)) (s as { value: number }).value = values.get(n)!;
+  }
+
   /** Parameter names and shapes, without touching the GPU. */
   namedParameterShapes(): [string, number[]][] {
     return [...this.namedSlots()].filter(([, s]) => s.kind === 'parameter').map(([n, s]) => [n, [...s.shape]]);

@@ -6,3 +6,4 @@ export {
   train, checkTrainOptions, formatProgress, fmtDuration, TrainingError, TRAIN_DEFAULTS, RUN_FORMAT,
   type TrainOptions, type RunInfo, type TrainHooks, type TrainResult, type ProgressInfo,
 } from './trainer.js';
+export { traceTrainStep, precompileTrainStep } from './precompile.js';

@@ -29,6 +29,7 @@ import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/ch
 import { readFileSync } from 'node:fs';
 import { RunDir } from './rundir.js';
 import { recordTrainStep } from './step.js';
+import { precompileTrainStep } from './precompile.js';
 
 export interface TrainOptions {
   /** Resolved model configuration (numClasses = the dataset's). */
@@ -263,6 +264,9 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
   };
 
   try {
+    // Every pipeline of the step compiled before the first one, asynchronously (the loader is
+    // already preparing the first batch meanwhile).
+    await precompileTrainStep(model, opt, o.batch, o.crop, o.crop);
     for await (const b of loader) {
       const lr = polyLR(o.lr, step, o.steps, o.power);
       opt.lr = lr;

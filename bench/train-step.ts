@@ -1,0 +1,103 @@
+// One DeepLabv3 training step: forward, cross entropy (ignore 255), backward, SGD update (momentum
+// 0.9, weight decay 1e-4), as src/train/trainer.ts runs it, on a fixed random batch that stays on
+// the GPU. Wall clock from the first recorded kernel to the end of the GPU's work (each step is
+// submitted and waited for). As in the trainer, every pipeline is compiled asynchronously before the
+// first step (src/train/precompile.ts; `precompile_ms`, `pipelines_precompiled`, and
+// `first_step_pipelines_created`, which is 0 when the trace found them all). Then two warm-up steps
+// (the pool filled; the first one's time is `first_step_ms`) and the median of `repeats` steps.
+//
+// Reported beside the time, from the engine's statistics over the timed steps:
+//   peak_bytes           the most tensor memory alive at once (the pool's live bytes, parameters,
+//                        momentum buffers, activations and gradients included)
+//   pool_bytes           GPU memory the buffer pool holds after the steps
+//   submits_per_step, dispatches_per_step, bind_groups_per_step,
+//   buffers_created_per_step (pool churn: 0 in a steady loop), pipelines_created (after warm-up)
+// Useful work: 3 × the forward's convolution FLOPs (forward, backward-data, backward-weight; the
+// same count as PyTorch's 44 GFLOP for paper-r50-os16 at 129×129, batch 2, in NOTES.md).
+
+import { engine, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../src/index.js';
+import { precompileTrainStep } from '../src/train/precompile.js';
+import { median, values, type BenchRow } from './common.js';
+
+export interface TrainStepCase {
+  config: string;
+  n: number;
+  size: number;
+}
+
+/** Random labels in [0, classes) with a few 255s (ignored), deterministic. */
+function labels(count: number, classes: number): Int32Array {
+  const v = values(count, 41);
+  return Int32Array.from(v, (x, i) => (i % 97 === 0 ? 255 : Math.min(classes - 1, Math.floor((x + 0.5) * classes))));
+}
+
+export function trainStepFlops(c: TrainStepCase): number {
+  const model = new DeepLabV3(modelConfig(c.config));
+  return 3 * model.trace([c.n, 3, c.size, c.size]).flops;
+}
+
+export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; adapter: string }): Promise<BenchRow> {
+  const e = engine();
+  const cfg = modelConfig(c.config);
+  const model = new DeepLabV3(cfg);
+  const flops = 3 * model.trace([c.n, 3, c.size, c.size]).flops;
+  model.materialize(0);
+  model.setDropoutSeed(0);
+  model.train();
+  const opt = new SGD(model.trainableParameters(), { lr: 0.001, momentum: 0.9, weightDecay: 1e-4 });
+  const [x, y] = tidy(() => [
+    keep(tensor(values(c.n * 3 * c.size * c.size, 40, 2), [c.n, 3, c.size, c.size])),
+    keep(tensor(labels(c.n * c.size * c.size, cfg.numClasses), [c.n, c.size, c.size], 'i32')),
+  ]);
+  const step = () =>
+    tidy(() => {
+      const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
+      backward(loss);
+      opt.step();
+      opt.zeroGrad();
+    });
+  try {
+    await e.sync();
+    let t0 = performance.now();
+    const compiled = await precompileTrainStep(model, opt, c.n, c.size, c.size);
+    const precompileMs = performance.now() - t0;
+    const pipelines0 = e.stats().pipelines;
+    t0 = performance.now();
+    step();
+    await e.sync();
+    const firstMs = performance.now() - t0;
+    const firstStepPipelines = e.stats().pipelines - pipelines0;
+    // The second step still fills the pool (buffers freed late in step 1 are reused in a new
+    // order); from the third on, a step creates no buffer and no bind group.
+    step();
+    await e.sync();
+    const before = e.stats();
+    e.pool.resetPeak();
+    const times: number[] = [];
+    const repeats = Math.max(1, opts.repeats);
+    for (let r = 0; r < repeats; r++) {
+      t0 = performance.now();
+      step();
+      await e.sync();
+      times.push(performance.now() - t0);
+    }
+    const after = e.stats();
+    const ms = median(times);
+    const per = (k: 'submits' | 'dispatches' | 'bindGroups' | 'created') => (after[k] - before[k]) / repeats;
+    return {
+      kernel: 'train-step', pass: 'step', impl: 'atrous', config: c.config, n: c.n, h: c.size, w: c.size,
+      ms, gflops: flops / (ms * 1e6), step_gflop: flops / 1e9,
+      precompile_ms: precompileMs, pipelines_precompiled: compiled, first_step_ms: firstMs, first_step_pipelines_created: firstStepPipelines,
+      peak_bytes: after.peakLiveBytes, pool_bytes: after.allocatedBytes,
+      submits_per_step: per('submits'), dispatches_per_step: per('dispatches'), bind_groups_per_step: per('bindGroups'),
+      buffers_created_per_step: per('created'), pipelines_created: after.pipelines - before.pipelines,
+      adapter: opts.adapter, timing: 'wall-clock',
+    };
+  } finally {
+    x.dispose();
+    y.dispose();
+    opt.dispose();
+    model.dispose();
+    await e.sync();
+  }
+}
