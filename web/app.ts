@@ -10,7 +10,8 @@ import {
   init, engine, readCheckpoint, modelFromCheckpoint, segment, normalize, IMAGENET, vocPalette, VOC_CLASSES, SHAPE_KINDS,
   TrainSession, SESSION_DEFAULTS, CHECKPOINT_FORMAT, type DeepLabV3, type DeepLabV3Config, type SessionOptions, type StepReport, type EvalReport,
 } from '../src/index.js';
-import { benchConv2d, type Conv2dPass, type Conv2dBenchRow } from '../bench/conv2d.js';
+import { benchConv2d, asppShapes, type Conv2dPass } from '../bench/conv2d.js';
+import type { BenchRow } from '../bench/common.js';
 
 const WEIGHTS_URL = 'weights/mini-shapes.safetensors';
 /** Longer image side above which a picture is downscaled before segmentation. */
@@ -56,7 +57,7 @@ const demo = {
     started: 0,
     stopped: 0,
   },
-  benchRows: [] as (Conv2dBenchRow & { adapter: string })[],
+  benchRows: [] as (BenchRow & { adapter: string })[],
   errors: [] as string[],
   stats: (): Stats | null => (gpuReady ? engine().stats() : null),
 };
@@ -748,10 +749,10 @@ function setupBench(): void {
       for (const rate of rates) {
         for (const pass of passes) {
           setStatus('bench-status', `Running conv2d ${pass}, rate ${rate} (${done + 1} of ${total})…`);
-          const [row] = await benchConv2d({ n: 1, c, hw, dilations: [rate], passes: [pass], repeats });
+          const [row] = await benchConv2d(asppShapes({ n: 1, c, sizes: [hw], rates: [rate] }), { passes: [pass], repeats, adapter });
           demo.benchRows.push({ ...row, adapter });
           const tr = document.createElement('tr');
-          for (const v of ['conv2d', pass, String(rate), `1×${c}×${hw}×${hw} → ${c}, 3×3`, row.ms.toFixed(2), row.gflops.toFixed(2), adapter]) {
+          for (const v of ['conv2d', pass, String(rate), `1×${c}×${hw}×${hw} → ${c}, 3×3`, (row.ms ?? NaN).toFixed(2), (row.gflops ?? NaN).toFixed(2), adapter]) {
             const td = document.createElement('td');
             td.textContent = v;
             tr.append(td);
