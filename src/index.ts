@@ -18,6 +18,7 @@ export { vocPalette, colorize, VOC_CLASSES } from './data/palette.js';
 export { IGNORE, type Dataset, type Sample, type Batch } from './data/types.js';
 export { segment, type SegmentOptions, type Segmentation } from './infer/segment.js';
 export { ConfusionMatrix, formatMetrics, type SegMetrics } from './train/metrics.js';
-export { evaluate, type EvaluateOptions, type EvaluateResult } from './train/evaluate.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult, type KeptPrediction } from './train/evaluate.js';
+export { renderReport, lossCurveSvg, type ReportInput } from './train/report.js';
 export { recordTrainStep } from './train/step.js';
 export { TrainSession, SESSION_DEFAULTS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport } from './train/session.js';

@@ -1,9 +1,12 @@
 // `atrous eval`: confusion matrix, per-class IoU, mIoU and pixel accuracy of a run or a checkpoint.
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { init } from '../gpu/engine.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
 import { openDataset } from '../data/index.js';
-import { RunDir } from '../train/rundir.js';
+import { RunDir, writeFileAtomic } from '../train/rundir.js';
+import { renderReport } from '../train/report.js';
+import { encodePng, chwToRgb } from '../io/image.js';
 import { evaluate, type EvaluateResult } from '../train/evaluate.js';
 import { formatMetrics } from '../train/metrics.js';
 import type { RunInfo } from '../train/trainer.js';
@@ -13,12 +16,17 @@ import type { Command } from './main.js';
 
 export const EVAL_USAGE = [
   'usage: atrous eval (--run DIR | --weights FILE) [--dataset NAME] [--split val] [--count N]',
-  '                   [--output-stride N] [--batch B] [--json]',
+  '                   [--output-stride N] [--scales 0.5,0.75,1,1.25,1.5,1.75] [--flip] [--no-pad]',
+  '                   [--batch B] [--json] [--report] [--overlays N] [--out DIR]',
   '',
   'Runs whole images (no crop) of the split through the model and prints per-class IoU, pixel accuracy',
   "and a closing line 'mIoU: 0.xxxx' (--json: one JSON object instead). --run takes the run's latest",
   'checkpoint and its dataset; --weights takes any checkpoint file (then --dataset, default shapes).',
-  'Default split val, all of it; --output-stride evaluates at another output stride than trained.',
+  'Default split val, all of it; --output-stride evaluates at another output stride than trained;',
+  '--scales and --flip average the class probabilities over scaled and flipped inputs (Tables 4, 6);',
+  'inputs are padded to a multiple of the output stride (--no-pad: not). --report writes eval.json,',
+  'N overlays (default 6: image, ground truth, prediction) and report.html (loss curve, per-class IoU,',
+  'overlays) into --out DIR, or into the run directory with --run.',
 ].join('\n');
 
 export interface EvalArgs {
@@ -30,6 +38,12 @@ export interface EvalArgs {
   outputStride?: number;
   batch?: number;
   adapter?: string;
+  scales?: number[];
+  flip?: boolean;
+  /** Pad to a multiple of the output stride (default true). */
+  pad?: boolean;
+  /** Samples kept with their predictions for overlays. */
+  keep?: number;
 }
 
 export interface EvalOutcome extends EvaluateResult {
@@ -37,7 +51,10 @@ export interface EvalOutcome extends EvaluateResult {
   dataset: string;
   split: string;
   classNames: readonly string[];
+  palette: Uint8Array;
   outputStride: number;
+  /** The run directory evaluated (--run), if any. */
+  run?: string;
 }
 
 /** Loads the weights and the dataset (errors before any GPU work where possible), then evaluates. */
@@ -67,32 +84,112 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
     }
     // Images of a directory dataset may differ in size: one per forward there.
     const batch = a.batch ?? (ds.name.startsWith('voc:') ? 1 : 4);
-    const r = await evaluate(model, ds, { count: a.count, batchSize: batch });
-    return { ...r, weights, dataset: ds.name, split, classNames: ds.classNames, outputStride: model.outputStride };
+    const r = await evaluate(model, ds, {
+      count: a.count, batchSize: batch, scales: a.scales, flip: a.flip, padMultiple: a.pad === false ? 0 : model.outputStride, keep: a.keep,
+    });
+    return { ...r, weights, dataset: ds.name, split, classNames: ds.classNames, palette: ds.palette, outputStride: model.outputStride, ...(a.run !== undefined ? { run: a.run } : {}) };
   } finally {
     model.dispose();
   }
 }
 
+/** The metrics as JSON (no kept samples, no palette). */
+export function evalJson(r: EvalOutcome): string {
+  const { classNames, kept, palette, ...rest } = r;
+  void kept;
+  void palette;
+  return `${JSON.stringify({ ...rest, classes: classNames }, null, 2)}\n`;
+}
+
+/** A kept prediction as one PNG: the image, the ground truth over it and the prediction over it. */
+function overlayPng(k: NonNullable<EvalOutcome['kept']>[number], palette: Uint8Array): Uint8Array {
+  const { h, w } = k;
+  const rgb = chwToRgb(k.image, h, w);
+  const out = new Uint8Array(h * w * 3 * 3);
+  const W = 3 * w;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      for (let c = 0; c < 3; c++) {
+        const v = rgb[3 * i + c];
+        out[3 * (y * W + x) + c] = v;
+        const g = k.label[i];
+        // Ignored pixels (255) are shown white in the ground truth.
+        out[3 * (y * W + w + x) + c] = g === 255 ? 255 : Math.round(0.4 * v + 0.6 * palette[3 * g + c]);
+        out[3 * (y * W + 2 * w + x) + c] = Math.round(0.4 * v + 0.6 * palette[3 * k.pred[i] + c]);
+      }
+    }
+  }
+  return encodePng(out, W, h);
+}
+
+/**
+ * Writes eval.json, overlays/<id>.png for the kept samples and report.html into `dir` (each file
+ * atomically); the loss curve comes from the run's metrics.jsonl when `dir` is a run.
+ */
+export async function writeEvalOutputs(dir: string, r: EvalOutcome): Promise<{ report: string; json: string; overlayDir: string; overlays: string[] }> {
+  mkdirSync(dir, { recursive: true });
+  const overlayDir = join(dir, 'overlays');
+  mkdirSync(overlayDir, { recursive: true });
+  const overlays: string[] = [];
+  for (const k of r.kept ?? []) {
+    const f = join(overlayDir, `${k.id}.png`);
+    writeFileAtomic(f, overlayPng(k, r.palette));
+    overlays.push(f);
+  }
+  let losses: { step: number; loss: number }[] = [];
+  const runDir = r.run ?? (existsSync(join(dir, 'run.json')) ? dir : undefined);
+  if (runDir !== undefined) losses = RunDir.open(runDir).readMetrics().map((m) => ({ step: m.step, loss: m.loss }));
+  const json = join(dir, 'eval.json');
+  writeFileAtomic(json, evalJson(r));
+  const report = join(dir, 'report.html');
+  writeFileAtomic(report, renderReport({
+    title: `atrous: ${r.dataset} (${r.split})`,
+    settings: {
+      checkpoint: r.weights, dataset: r.dataset, split: r.split, images: r.images, 'output stride': r.outputStride,
+      scales: r.scales.join(', '), flip: r.flip, 'evaluation seconds': +r.seconds.toFixed(1),
+    },
+    metrics: r, classNames: r.classNames, losses,
+    overlays: (r.kept ?? []).map((k) => ({ file: `overlays/${k.id}.png`, id: k.id })),
+  }));
+  return { report, json, overlayDir, overlays };
+}
+
+/** "0.5,1,1.5" → [0.5, 1, 1.5], naming the option on a bad value. */
+export function scalesOpt(cmd: string, v: string | undefined): number[] | undefined {
+  if (v === undefined) return undefined;
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (!xs.length || xs.some((x) => !Number.isFinite(x) || x <= 0)) throw new Error(`atrous ${cmd}: --scales must be positive numbers separated by commas, got '${v}'`);
+  return xs;
+}
+
 export const evalCommand: Command = {
-  summary: 'evaluate a run or checkpoint: per-class IoU, mIoU, pixel accuracy',
+  summary: 'evaluate a run or checkpoint: per-class IoU, mIoU, pixel accuracy; overlays and an HTML report',
   usage: EVAL_USAGE,
   async run(argv) {
     const { values: v } = parse('eval', argv, {
       run: { type: 'string' }, weights: { type: 'string' }, dataset: { type: 'string' }, split: { type: 'string' },
       count: { type: 'string' }, 'output-stride': { type: 'string' }, batch: { type: 'string' }, json: { type: 'boolean' },
+      scales: { type: 'string' }, flip: { type: 'boolean' }, 'no-pad': { type: 'boolean' }, report: { type: 'boolean' },
+      overlays: { type: 'string' }, out: { type: 'string' },
     });
+    const report = v.report === true;
+    if (report && v.out === undefined && v.run === undefined) throw new Error('atrous eval: --report needs --out DIR (or --run DIR, which receives it)');
+    if (!report && (v.out !== undefined || v.overlays !== undefined)) throw new Error('atrous eval: --out and --overlays go with --report');
+    const overlays = intOpt('eval', 'overlays', v.overlays, 0) ?? 6;
     const r = await runEval({
       run: v.run, weights: v.weights, dataset: v.dataset, split: v.split, adapter: v.adapter as string | undefined,
       count: intOpt('eval', 'count', v.count, 1), outputStride: intOpt('eval', 'output-stride', v['output-stride'], 1), batch: intOpt('eval', 'batch', v.batch, 1),
+      scales: scalesOpt('eval', v.scales), flip: v.flip === true, pad: v['no-pad'] !== true, keep: report ? overlays : 0,
     });
+    const files = report ? await writeEvalOutputs(v.out ?? v.run!, r) : null;
     if (v.json) {
-      const { classNames, ...rest } = r;
-      console.log(JSON.stringify({ ...rest, classes: classNames }, null, 2));
+      process.stdout.write(evalJson(r));
       return 0;
     }
-    console.log(`${r.weights} on ${r.dataset} (${r.split}), ${r.images} images, output stride ${r.outputStride}, ${r.seconds.toFixed(1)} s\n`);
+    console.log(`${r.weights} on ${r.dataset} (${r.split}), ${r.images} images, output stride ${r.outputStride}, scales ${r.scales.join(',')}${r.flip ? ' + flip' : ''}, ${r.seconds.toFixed(1)} s\n`);
     console.log(formatMetrics(r, r.classNames));
+    if (files) console.log(`\nreport: ${files.report} (${files.overlays.length} overlays in ${files.overlayDir})`);
     return 0;
   },
 };

@@ -14,6 +14,24 @@ export interface SegmentOptions {
   scales?: number[];
   /** Also run the left-right flipped image. */
   flip?: boolean;
+  /** Pad each (scaled) input at the bottom and right with zeros (the mean, after normalisation)
+   * to a multiple of this (the output stride, as eval does); the logits are cropped back. */
+  padMultiple?: number;
+}
+
+/** Pads a CHW tensor's data at the bottom and right with zeros to ph × pw. */
+function padCHW(data: Float32Array, c: number, h: number, w: number, ph: number, pw: number): Float32Array {
+  const out = new Float32Array(c * ph * pw);
+  for (let k = 0; k < c; k++) for (let y = 0; y < h; y++) out.set(data.subarray((k * h + y) * w, (k * h + y + 1) * w), (k * ph + y) * pw);
+  return out;
+}
+
+/** The top-left h × w of a CHW array of ph × pw planes. */
+function cropCHW(data: Float32Array, c: number, ph: number, pw: number, h: number, w: number): Float32Array {
+  if (ph === h && pw === w) return data;
+  const out = new Float32Array(c * h * w);
+  for (let k = 0; k < c; k++) for (let y = 0; y < h; y++) out.set(data.subarray((k * ph + y) * pw, (k * ph + y) * pw + w), (k * h + y) * w);
+  return out;
 }
 
 export interface Segmentation {
@@ -52,17 +70,24 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
     for (const s of scales) {
       const sh = Math.max(1, Math.round(h * s));
       const sw = Math.max(1, Math.round(w * s));
-      const out = noGrad(() =>
-        tidy(() => {
-          let x = tensor(input, [1, 3, h, w]);
-          if (sh !== h || sw !== w) x = interpolate(x, { size: [sh, sw], alignCorners: false });
-          let y = model.forward(x);
-          if (sh !== h || sw !== w) y = interpolate(y, { size: [h, w], alignCorners: false });
-          return y;
-        }),
-      );
-      let logits = (await out.data()) as Float32Array;
-      out.dispose();
+      const m = opts.padMultiple ?? 0;
+      const ph = m > 1 ? Math.ceil(sh / m) * m : sh;
+      const pw = m > 1 ? Math.ceil(sw / m) * m : sw;
+      let scaled = input;
+      if (sh !== h || sw !== w) {
+        const t = noGrad(() => tidy(() => interpolate(tensor(input, [1, 3, h, w]), { size: [sh, sw], alignCorners: false })));
+        scaled = (await t.data()) as Float32Array;
+        t.dispose();
+      }
+      const padded = ph !== sh || pw !== sw ? padCHW(scaled, 3, sh, sw, ph, pw) : scaled;
+      const y = noGrad(() => tidy(() => model.forward(tensor(padded, [1, 3, ph, pw]))));
+      let logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, sh, sw);
+      y.dispose();
+      if (sh !== h || sw !== w) {
+        const t = noGrad(() => tidy(() => interpolate(tensor(logits, [1, c, sh, sw]), { size: [h, w], alignCorners: false })));
+        logits = (await t.data()) as Float32Array;
+        t.dispose();
+      }
       if (flipped) logits = flipW(logits, c, h, w);
       // Softmax per pixel, accumulated; max-subtracted for stability.
       for (let i = 0; i < hw; i++) {

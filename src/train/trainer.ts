@@ -20,7 +20,7 @@ import { SGD } from '../optim/sgd.js';
 import { polyLR } from '../optim/schedule.js';
 import { DataLoader } from '../data/loader.js';
 import { openDataset } from '../data/index.js';
-import type { Dataset } from '../data/types.js';
+import type { Batch, Dataset } from '../data/types.js';
 import { DeepLabV3 } from '../nn/deeplabv3.js';
 import { Dropout } from '../nn/layers.js';
 import type { DeepLabV3Config } from '../nn/configs.js';
@@ -54,12 +54,48 @@ export interface TrainOptions {
   seed: number;
   checkpointEvery: number;
   logEvery: number;
+  /** Gradient accumulation: each SGD step sums the gradients of `accum` batches of `batch` images,
+   * each loss weighted 1/accum (an effective batch of batch × accum). Default 1. */
+  accum?: number;
+  /** The §4.1 schedule in stages, run one after the other (steps = the sum of theirs); each has its
+   * own poly learning rate from its `lr` to 0, and may change the output stride and freeze batch
+   * norm (statistics and affine parameters). Absent: one stage of `steps` at `lr`. */
+  stages?: StageOptions[];
+}
+
+export interface StageOptions {
+  steps: number;
+  lr: number;
+  /** Output stride of this stage (default: the config's). */
+  outputStride?: number;
+  /** Batch norm uses and keeps its running statistics, and its weight and bias stop training. */
+  freezeBatchNorm?: boolean;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainOptions, 'config' | 'dataset'> = {
   dataSeed: 0, steps: 1000, batch: 8, crop: 65, lr: 0.02, momentum: 0.9, weightDecay: 1e-4, power: 0.9,
-  scaleMin: 0.5, scaleMax: 2.0, seed: 0, checkpointEvery: 200, logEvery: 10,
+  scaleMin: 0.5, scaleMax: 2.0, seed: 0, checkpointEvery: 200, logEvery: 10, accum: 1,
 };
+
+/** The stages of a run (one implicit stage without `stages`). */
+export function runStages(o: TrainOptions): Required<StageOptions>[] {
+  const st = o.stages ?? [{ steps: o.steps, lr: o.lr }];
+  return st.map((s) => ({ steps: s.steps, lr: s.lr, outputStride: s.outputStride ?? o.config.outputStride, freezeBatchNorm: s.freezeBatchNorm ?? false }));
+}
+
+/** The stage that step (0-based) falls in, with its first step and its learning rate there. */
+export function stageAt(o: TrainOptions, step: number): { index: number; stage: Required<StageOptions>; start: number; lr: number } {
+  const stages = runStages(o);
+  let start = 0;
+  for (let i = 0; i < stages.length; i++) {
+    const st = stages[i];
+    if (step < start + st.steps || i === stages.length - 1) {
+      return { index: i, stage: st, start, lr: polyLR(st.lr, Math.min(step - start, st.steps), st.steps, o.power) };
+    }
+    start += st.steps;
+  }
+  throw new Error('train: no stages');
+}
 
 export const RUN_FORMAT = 'atrous-run';
 
@@ -83,6 +119,8 @@ export interface ProgressInfo {
 export interface TrainHooks {
   onProgress?: (p: ProgressInfo) => void;
   onCheckpoint?: (step: number, dir: string) => void;
+  /** A later stage begins (its index and settings). */
+  onStage?: (index: number, stage: Required<StageOptions>) => void;
   /** Polled after every step: true stops the run after saving a checkpoint (Ctrl-C). */
   shouldStop?: () => boolean;
 }
@@ -122,7 +160,26 @@ export function checkTrainOptions(o: TrainOptions): void {
   };
   int('steps', 1); int('batch', 1); int('crop', 8); int('seed', 0); int('dataSeed', 0); int('checkpointEvery', 1); int('logEvery', 1);
   if (o.dataLength !== undefined) int('dataLength', 1);
+  if (o.accum !== undefined) int('accum', 1);
   num('lr', 0); num('momentum', 0, 1); num('weightDecay', 0); num('power', 0); num('scaleMin', 0.01); num('scaleMax', o.scaleMin);
+  if (o.stages !== undefined) {
+    if (!Array.isArray(o.stages) || o.stages.length === 0) throw new Error(`train: stages must be a non-empty array, got ${JSON.stringify(o.stages)}`);
+    let total = 0;
+    o.stages.forEach((st, i) => {
+      const where = `train: stages[${i}]`;
+      if (!st || typeof st !== 'object') throw new Error(`${where} must be an object, got ${JSON.stringify(st)}`);
+      const unknown = Object.keys(st).filter((k) => !['steps', 'lr', 'outputStride', 'freezeBatchNorm'].includes(k));
+      if (unknown.length) throw new Error(`${where}: unknown field '${unknown[0]}' (known: steps, lr, outputStride, freezeBatchNorm)`);
+      if (!Number.isInteger(st.steps) || st.steps < 1) throw new Error(`${where}.steps must be an integer >= 1, got ${JSON.stringify(st.steps)}`);
+      if (typeof st.lr !== 'number' || !Number.isFinite(st.lr) || st.lr < 0) throw new Error(`${where}.lr must be a number >= 0, got ${JSON.stringify(st.lr)}`);
+      if (st.outputStride !== undefined && (!Number.isInteger(st.outputStride) || st.outputStride < 4 || (st.outputStride & (st.outputStride - 1)) !== 0)) {
+        throw new Error(`${where}.outputStride must be a power of two >= 4, got ${JSON.stringify(st.outputStride)}`);
+      }
+      if (st.freezeBatchNorm !== undefined && typeof st.freezeBatchNorm !== 'boolean') throw new Error(`${where}.freezeBatchNorm must be true or false, got ${JSON.stringify(st.freezeBatchNorm)}`);
+      total += st.steps;
+    });
+    if (total !== o.steps) throw new Error(`train: the stages add up to ${total} steps but steps is ${o.steps}`);
+  }
 }
 
 function dropoutCalls(model: DeepLabV3): Record<string, number> {
@@ -198,12 +255,14 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
 async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3, opt: SGD, state: TrainState, hooks: TrainHooks): Promise<TrainResult> {
   const e = engine();
   const start = state.step;
+  const accum = o.accum ?? 1;
+  // The loader counts batches: step s uses batches s·accum .. s·accum + accum − 1.
   const loader = new DataLoader(ds, {
     batchSize: o.batch, seed: o.seed, augment: { crop: o.crop, scaleMin: o.scaleMin, scaleMax: o.scaleMax },
-    startStep: start, steps: o.steps, prefetch: 2,
+    startStep: start * accum, steps: o.steps * accum, prefetch: 2 * accum,
   });
   const window = Math.max(1, o.logEvery);
-  const lossBuf = keep(empty([window]));
+  const lossBuf = keep(empty([window * accum]));
   const losses: number[] = [];
   const pending: { step: number; lr: number }[] = [];
   let lastGood = run.latest()?.step ?? null;
@@ -216,7 +275,13 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
   // Reads the losses of the pending steps, checks them, appends metrics, reports progress.
   const drain = async () => {
     if (pending.length === 0) return;
-    const values = new Float32Array(await e.read(lossBuf, pending.length * 4));
+    const micro = new Float32Array(await e.read(lossBuf, pending.length * accum * 4));
+    // A step's loss is the mean of its batches' (exactly the value itself without accumulation).
+    const values = accum === 1 ? micro : Float32Array.from({ length: pending.length }, (_, j) => {
+      let sum = 0;
+      for (let k = 0; k < accum; k++) sum += micro[j * accum + k];
+      return sum / accum;
+    });
     const now = performance.now();
     const records: object[] = [];
     let bad: { step: number; loss: number } | null = null;
@@ -239,7 +304,7 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
     const sps = dt / Math.max(1, stepsWindow);
     hooks.onProgress?.({
       step: last.step, steps: o.steps, loss: values[pending.length - 1], lr: last.lr,
-      imagesPerSecond: (stepsWindow * o.batch) / Math.max(dt, 1e-9), secondsPerStep: sps, etaSeconds: sps * (o.steps - last.step),
+      imagesPerSecond: (stepsWindow * o.batch * accum) / Math.max(dt, 1e-9), secondsPerStep: sps, etaSeconds: sps * (o.steps - last.step),
     });
     tWindow = now;
     stepsWindow = 0;
@@ -264,14 +329,30 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
   };
 
   try {
-    // Every pipeline of the step compiled before the first one, asynchronously (the loader is
-    // already preparing the first batch meanwhile).
-    await precompileTrainStep(model, opt, o.batch, o.crop, o.crop);
+    let stageIndex = -1;
+    let micro: Batch[] = [];
     for await (const b of loader) {
-      const lr = polyLR(o.lr, step, o.steps, o.power);
+      micro.push(b);
+      if (micro.length < accum) continue;
+      const at = stageAt(o, step);
+      if (at.index !== stageIndex) {
+        // A new stage (or the first step of this session): its output stride and batch norm mode,
+        // then every pipeline of the step compiled before it runs, asynchronously (the loader
+        // keeps preparing batches meanwhile).
+        if (stageIndex >= 0 || at.index > 0 || at.stage.outputStride !== model.outputStride || at.stage.freezeBatchNorm) {
+          await drain();
+          model.setOutputStride(at.stage.outputStride);
+          model.freezeBatchNorm(at.stage.freezeBatchNorm, { affine: true });
+          if (stageIndex >= 0) hooks.onStage?.(at.index, at.stage);
+        }
+        stageIndex = at.index;
+        await precompileTrainStep(model, opt, o.batch, o.crop, o.crop);
+      }
+      const lr = at.lr;
       opt.lr = lr;
       const slot = pending.length;
-      recordTrainStep(model, opt, b, lossBuf, slot);
+      recordTrainStep(model, opt, micro, lossBuf, slot);
+      micro = [];
       // Submit now so the GPU works while the loader prepares the next batch.
       e.flush();
       step++;
@@ -287,7 +368,7 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
     lossBuf.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { run, step, stopped, losses, seconds, imagesPerSecond: ((step - start) * o.batch) / Math.max(seconds, 1e-9) };
+  return { run, step, stopped, losses, seconds, imagesPerSecond: ((step - start) * o.batch * accum) / Math.max(seconds, 1e-9) };
 }
 
 /** A one-line progress bar (terminal) or a plain log line (pipes and files). */
