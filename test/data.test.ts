@@ -216,15 +216,13 @@ describe('data: shapes dataset', () => {
     expect(val.length).to.equal(200);
   });
 
-  it('has every class, objects from small to large, 8-bit values, and colour that does not give the class away', () => {
-    const ds = new ShapesDataset({ seed: 1 });
-    expect(ds.numClasses).to.equal(SHAPE_KINDS.length + 1);
-    expect(ds.classNames[0]).to.equal('background');
+  /** Per-class mean colours of objects, pixel counts and object areas over n samples. */
+  const survey = (ds: ShapesDataset, n: number) => {
     const hw = ds.h * ds.w;
     const count = new Array(ds.numClasses).fill(0);
     const areas: number[] = [];
     const colours: number[][][] = Array.from({ length: ds.numClasses }, () => []);
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < n; i++) {
       const s = ds.sample(i);
       expect(s.image.every((v) => Number.isInteger(v) && v >= 0 && v <= 255 && !Object.is(v, -0))).to.equal(true);
       const perClass = new Array(ds.numClasses).fill(0);
@@ -235,17 +233,51 @@ describe('data: shapes dataset', () => {
         perClass[l]++;
         for (let c = 0; c < 3; c++) sum[l][c] += s.image[c * hw + p];
       }
-      perClass.forEach((n, k) => {
-        count[k] += n;
-        if (k > 0 && n > 0) {
-          areas.push(n / hw);
-          colours[k].push(sum[k].map((v) => v / n));
+      perClass.forEach((m, k) => {
+        count[k] += m;
+        if (m > 0) {
+          if (k > 0) areas.push(m / hw);
+          colours[k].push(sum[k].map((v) => v / m));
         }
       });
     }
+    return { count, areas, colours };
+  };
+  const hueSat = ([r, g, b]: number[]): [number, number] => {
+    const max = Math.max(r, g, b);
+    const min = Math.min(r, g, b);
+    const d = max - min;
+    if (d === 0) return [0, 0];
+    const h = max === r ? ((g - b) / d + 6) % 6 : max === g ? (b - r) / d + 2 : (r - g) / d + 4;
+    return [h * 60, d / max];
+  };
+
+  it('has every class, objects from small to large, 8-bit values; each class its own hue family on low-saturation backgrounds', () => {
+    const ds = new ShapesDataset({ seed: 1 });
+    expect(ds.numClasses).to.equal(SHAPE_KINDS.length + 1);
+    expect(ds.classNames[0]).to.equal('background');
+    const { count, areas, colours } = survey(ds, 60);
     expect(count.every((n) => n > 0), `pixels per class ${count}`).to.equal(true);
     expect(Math.min(...areas)).to.be.below(0.01);
     expect(Math.max(...areas)).to.be.above(0.12);
+    // Backgrounds are greys with a faint tint; every object's mean colour lies within 35° of its
+    // class hue (360° · (k − 1) / kinds), and is saturated.
+    for (const c of colours[0]) expect(hueSat(c)[1], 'background saturation').to.be.below(0.25);
+    for (let k = 1; k < ds.numClasses; k++) {
+      const want = (360 * (k - 1)) / (ds.numClasses - 1);
+      for (const c of colours[k]) {
+        const [h, sat] = hueSat(c);
+        const off = Math.abs(((h - want + 540) % 360) - 180);
+        expect(off, `${ds.classNames[k]} hue ${h.toFixed(0)} vs ${want}`).to.be.below(35);
+        expect(sat, `${ds.classNames[k]} saturation`).to.be.above(0.3);
+      }
+    }
+  });
+
+  it('classColors: false draws colours that do not give the class away (shape alone tells it)', () => {
+    const ds = new ShapesDataset({ seed: 1, classColors: false });
+    const { count, colours } = survey(ds, 60);
+    expect(count.every((n) => n > 0), `pixels per class ${count}`).to.equal(true);
     // Within each class, the objects' mean colours spread widely (a class has no colour of its own).
     for (let k = 1; k < ds.numClasses; k++) {
       const cs = colours[k];
