@@ -253,10 +253,11 @@ export function clearConv2dAutotune(): void {
   tuned.clear();
 }
 
-/** A hash of the two kernels' sources: a cached choice is only valid for the kernels it timed. */
+/** A hash of the two kernels' sources and the tuning shapes: a cached choice is only valid for
+ * the kernels and shapes it timed. */
 function kernelsHash(): string {
   let h = 0x811c9dc5;
-  const s = `${SHADERS['conv2d.fwd']}\n${SHADERS['conv2d.fwd_tiled']}`;
+  const s = `${SHADERS['conv2d.fwd']}\n${SHADERS['conv2d.fwd_tiled']}\n${JSON.stringify(TUNE_SHAPES)}`;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   return h.toString(16).padStart(8, '0');
 }
