@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { engine, tensor, conv2d } from '../src/index.js';
+import { engine, tensor, conv2d, type Conv2dOptions } from '../src/index.js';
+import { randn, expectClose } from './helpers.js';
 import {
   autotuneConv2d,
   clearConv2dAutotune,
@@ -14,6 +15,8 @@ import {
   describeConv2dVariant,
   CONV2D_VARIANTS,
   AUTOTUNE_FILE,
+  conv2dForward,
+  conv2dGeometry,
   type Conv2dVariant,
 } from '../src/ops/conv2d.js';
 
@@ -133,5 +136,26 @@ describe('conv2d forward variant autotune', () => {
       if (home !== undefined) process.env.HOME = home;
       if (xdg !== undefined) process.env.XDG_CACHE_HOME = xdg;
     }
+  });
+});
+
+describe('conv2d forward variants agree with each other', () => {
+  const shapes: [number[], number[], boolean, Conv2dOptions][] = [
+    [[2, 9, 11, 13], [70, 9, 3, 3], true, { padding: 1 }],
+    [[1, 17, 13, 11], [70, 17, 3, 3], false, { padding: [36, 2], dilation: [36, 1] }],
+    [[3, 5, 12, 9], [66, 5, 3, 5], true, { stride: [2, 3], padding: [2, 1], dilation: [2, 1] }],
+    [[1, 20, 9, 9], [19, 20, 7, 7], true, { stride: 2, padding: 3 }],
+  ];
+  shapes.forEach(([xs, ws, bias, opts], i) => {
+    it(`x [${xs}], w [${ws}], ${JSON.stringify(opts)}${bias ? ', bias' : ''}`, async () => {
+      const x = tensor(randn(xs.reduce((a, b) => a * b), 40 + i), xs);
+      const w = tensor(randn(ws.reduce((a, b) => a * b), 50 + i, 0.3), ws);
+      const b = bias ? tensor(randn(ws[0], 60 + i), [ws[0]]) : null;
+      const g = conv2dGeometry(x, w, b, opts);
+      const [r, t] = CONV2D_VARIANTS.map((v) => conv2dForward(x, w, b, g, v));
+      // Same summation order in both kernels: equal up to float rounding (exactly, on lavapipe).
+      expectClose(await t.float32(), await r.float32(), 1e-6, 'tiled vs register');
+      for (const u of [x, w, b, r, t]) u?.dispose();
+    });
   });
 });

@@ -199,7 +199,7 @@ export interface Conv2dVariantChoice {
   adapter: string;
   ms?: Record<Conv2dVariant, number>;
   timing?: 'gpu-timestamps' | 'wall-clock';
-  /** Why a variant was not measured (e.g. it failed to compile on this adapter). */
+  /** Why the variants were not measured (the autotune failed on this adapter). */
   note?: string;
 }
 
@@ -322,7 +322,7 @@ async function measureVariants(e: Engine): Promise<{ ms: Record<Conv2dVariant, n
  * The per-adapter autotune (init() calls it): picks the faster forward variant on this adapter,
  * from memory, else from the Node cache file (when it was made for the same kernel sources), else
  * by timing both (well under a second on lavapipe) and writing the file. `remeasure` skips both
- * caches. A variant that fails on the adapter (compile or GPU error) leaves the other one.
+ * caches. If the timing fails (a compile or GPU error), register is kept, in memory only.
  */
 export async function autotuneConv2d(e: Engine = engine(), opts: { remeasure?: boolean } = {}): Promise<Conv2dVariantChoice> {
   const adapter = e.adapterName;
@@ -342,8 +342,11 @@ export async function autotuneConv2d(e: Engine = engine(), opts: { remeasure?: b
     const { ms, timing } = await measureVariants(e);
     choice = { variant: ms.tiled < ms.register ? 'tiled' : 'register', source: 'autotune', adapter, ms, timing };
   } catch (err) {
+    // Kept in memory only (the failure may be transient): the next process measures again.
     await e.sync().catch(() => undefined); // clears the engine's pending GPU error
-    choice = { variant: 'register', source: 'autotune', adapter, note: `tiled not usable here: ${(err as Error).message}` };
+    choice = { variant: 'register', source: 'autotune', adapter, note: `autotune failed, register kept: ${(err as Error).message}` };
+    tuned.set(adapter, choice);
+    return choice;
   }
   tuned.set(adapter, choice);
   const file = await readCache();
