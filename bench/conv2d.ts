@@ -9,7 +9,8 @@
 // large rate the difference is the work that tap pruning avoids.
 //   node dist/bench/conv2d.js [--quick] [--variants]
 // --variants: the forward pass only, once per forward kernel variant (register, tiled), forced in
-// turn and alternated per repeat round, for the side-by-side in README "Kernel variants and autotune".
+// turn (per shape, one variant's warm-up and repeats, then the other's), at rates 1 and 12, for the
+// side-by-side in README "Kernel variants and autotune".
 // No Node built-ins: the browser demo's Bench panel runs benchConv2d too.
 
 import { init, tensor, noGrad, type Tensor } from '../src/index.js';
