@@ -7,11 +7,14 @@
 // columns). Backward-data and backward-weight do the same multiply-adds, so they count the same.
 // `gflops_dense` counts every tap (2 · n · cout · oh · ow · cin · kh · kw) for comparison; at a
 // large rate the difference is the work that tap pruning avoids.
-//   node dist/bench/conv2d.js [--quick]
+//   node dist/bench/conv2d.js [--quick] [--variants]
+// --variants: the forward pass only, once per forward kernel variant (register, tiled), forced in
+// turn (per shape, one variant's warm-up and repeats, then the other's), at rates 1 and 12, for the
+// side-by-side in README "Kernel variants and autotune".
 // No Node built-ins: the browser demo's Bench panel runs benchConv2d too.
 
 import { init, tensor, noGrad, type Tensor } from '../src/index.js';
-import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight } from '../src/ops/conv2d.js';
+import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight, conv2dVariant, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d.js';
 import { timeKernels, values, type BenchRow } from './common.js';
 
 export type Conv2dPass = 'forward' | 'backward-data' | 'backward-weight';
@@ -118,6 +121,7 @@ export async function benchConv2d(shapes: ConvShape[], opts: { repeats: number; 
           ms: t.ms, gflops: flops.useful / (t.ms * 1e6), gflops_dense: flops.dense / (t.ms * 1e6),
           gbs: convBytes(s) / (t.ms * 1e6), useful_fraction: flops.useful / flops.dense,
           adapter: opts.adapter, timing: t.timing,
+          ...(pass === 'forward' ? { variant: conv2dVariant().variant } : {}),
         };
         rows.push(row);
         opts.onRow?.(row);
@@ -135,10 +139,23 @@ export async function benchConv2d(shapes: ConvShape[], opts: { repeats: number; 
 const proc = (globalThis as { process?: { argv: string[]; exit(code: number): never } }).process;
 if (proc?.argv[1] && decodeURIComponent(new URL(import.meta.url).pathname) === proc.argv[1]) {
   const quick = proc.argv.includes('--quick');
+  const variants = proc.argv.includes('--variants');
+  const shapes = quick ? asppShapes({ n: 1, c: 32, sizes: [17], rates: [1, 6] }) : asppShapes({ sizes: [65], rates: variants ? [1, 12] : [1, 18] });
   init()
-    .then((e) => benchConv2d(quick ? asppShapes({ n: 1, c: 32, sizes: [17], rates: [1, 6] }) : asppShapes({ sizes: [65], rates: [1, 18] }), { repeats: quick ? 2 : 5, adapter: e.adapterName }))
+    .then(async (e) => {
+      if (!variants) return benchConv2d(shapes, { repeats: quick ? 2 : 5, adapter: e.adapterName });
+      const rows: BenchRow[] = [];
+      for (const s of shapes) {
+        for (const v of CONV2D_VARIANTS) {
+          setConv2dVariant(v);
+          rows.push(...(await benchConv2d([s], { repeats: quick ? 2 : 3, adapter: e.adapterName, passes: ['forward'] })));
+        }
+      }
+      setConv2dVariant(null);
+      return rows;
+    })
     .then((rows) => {
-      for (const r of rows) console.log(`${r.pass.padEnd(16)} h=${r.h} d=${String(r.dilation).padEnd(3)} ${r.ms!.toFixed(1).padStart(8)} ms ${r.gflops!.toFixed(2).padStart(6)} GFLOP/s`);
+      for (const r of rows) console.log(`${r.pass.padEnd(16)} ${String(r.variant ?? '').padEnd(9)}n=${r.n} c=${r.cin} h=${r.h} d=${String(r.dilation).padEnd(3)} ${r.ms!.toFixed(1).padStart(8)} ms ${r.gflops!.toFixed(2).padStart(6)} GFLOP/s (dense ${(r.gflops_dense as number).toFixed(2)})`);
       proc.exit(0);
     })
     .catch((err) => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, tidy, backward, noGrad, engine, conv2d, type Tensor, type Conv2dOptions } from '../src/index.js';
-import { tapRange } from '../src/ops/conv2d.js';
+import { tapRange, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d.js';
 import { randn, expectClose, gradCheck } from './helpers.js';
 
 // An independent float64 CPU reference: direct loops over the definition of the convolution.
@@ -87,6 +87,7 @@ const cases: Case[] = [
   { name: '5×5 padding 1', x: [2, 3, 8, 7], w: [2, 3, 5, 5], bias: true, opts: { padding: 1 } },
   { name: 'padding and dilation pairs [2, 3]', x: [1, 3, 9, 10], w: [5, 3, 3, 3], bias: true, opts: { padding: [2, 3], dilation: [2, 3] } },
   { name: 'stride 3×2, padding [0, 1], dilation [1, 2], 2×4 kernel', x: [2, 3, 11, 14], w: [6, 3, 2, 4], bias: true, opts: { stride: [3, 2], padding: [0, 1], dilation: [1, 2] } },
+  { name: '9 → 70 channels on 2×11×13 (crosses the tiled variant\'s 64-channel and 64-pixel tiles)', x: [2, 9, 11, 13], w: [70, 9, 3, 3], bias: true, opts: { padding: 1 } },
   { name: '17 → 33 channels (crosses the channel tiles), dilation 2, no bias', x: [2, 17, 9, 10], w: [33, 17, 3, 3], bias: false, opts: { padding: 2, dilation: 2 } },
   { name: '12 → 20 channels (multiples of 4, not of the 8/16 tiles), stride 2, dilation 3', x: [2, 12, 14, 15], w: [20, 12, 3, 3], bias: true, opts: { stride: 2, padding: 3, dilation: 3 } },
   { name: '1×1 input map, 3×3 padding 1', x: [3, 3, 1, 1], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 } },
@@ -95,7 +96,10 @@ const cases: Case[] = [
 ];
 
 describe('conv2d', () => {
-  describe('forward and gradients vs a float64 CPU reference', () => {
+  // Every forward kernel variant (shaders/conv2d.fwd*.wgsl), forced in turn.
+  for (const variant of CONV2D_VARIANTS) describe(`forward (${variant} variant) and gradients vs a float64 CPU reference`, () => {
+    before(() => setConv2dVariant(variant));
+    after(() => setConv2dVariant(null));
     cases.forEach((c, ci) => {
       it(c.name, async () => {
         const g = geo(c.x, c.w, c.opts);
@@ -162,7 +166,8 @@ describe('conv2d', () => {
       expect(tapRange(3, 1, 4, 4, 1, 1)).to.deep.equal([1, 2]);
     });
 
-    it('a 3×3 conv at rate 36 on 13×11 is bit-for-bit the 1×1 conv with its centre taps', async () => {
+    for (const variant of CONV2D_VARIANTS) it(`a 3×3 conv at rate 36 on 13×11 is bit-for-bit the 1×1 conv with its centre taps (${variant} forward)`, async () => {
+      setConv2dVariant(variant);
       const xs = [2, 6, 13, 11];
       const xd = randn(2 * 6 * 13 * 11, 5);
       const wd = randn(9 * 6 * 9, 6);
@@ -193,6 +198,7 @@ describe('conv2d', () => {
       dw1.forEach((v, i) => (expected[i * 9 + 4] = v));
       expect(Array.from(dwb)).to.deep.equal(Array.from(expected));
       for (const t of [...Object.values(big), ...Object.values(one)]) t.dispose();
+      setConv2dVariant(null);
     });
   });
 

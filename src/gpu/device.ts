@@ -182,3 +182,60 @@ function guessBackend(info: GPUAdapterInfo): string {
 export function adapterName(info: AdapterInfo): string {
   return info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown adapter';
 }
+
+// A small per-user cache file (Node only; the browser has no file system, so there the callers
+// keep their results in memory for the page's lifetime). The file system modules are imported
+// dynamically through variable specifiers, as 'webgpu' above, so no bundler pulls them into the
+// browser build.
+
+/** The part of node:fs/promises used here (typed locally: the browser build has no Node types). */
+interface NodeFs {
+  readFile(path: string, enc: 'utf8'): Promise<string>;
+  writeFile(path: string, text: string): Promise<void>;
+  mkdir(path: string, opts: { recursive: boolean }): Promise<unknown>;
+  rename(from: string, to: string): Promise<void>;
+}
+
+function isNode(): boolean {
+  return !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node && !(globalThis as { window?: unknown }).window;
+}
+
+/** Where the cache file `name` lives: $ATROUS_CACHE_DIR, else $XDG_CACHE_HOME/atrous, else
+ * ~/.cache/atrous. Null outside Node or without a home directory. */
+export function userCachePath(name: string): string | null {
+  if (!isNode()) return null;
+  const dir = env('ATROUS_CACHE_DIR') || (env('XDG_CACHE_HOME') ? `${env('XDG_CACHE_HOME')}/atrous` : env('HOME') ? `${env('HOME')}/.cache/atrous` : null);
+  return dir ? `${dir.replace(/\/+$/, '')}/${name}` : null;
+}
+
+/** Reads the cache file `name`; null when absent, unreadable or outside Node. */
+export async function readUserCache(name: string): Promise<string | null> {
+  const path = userCachePath(name);
+  if (!path) return null;
+  try {
+    const spec = 'node:fs/promises';
+    const fs = (await import(spec)) as NodeFs;
+    return await fs.readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** Writes the cache file `name` (directory created, written to a temporary file then renamed, so
+ * a concurrent reader never sees half a file). Returns the path, or null when it could not be
+ * written (outside Node, read-only home): a cache that cannot be kept is not an error. */
+export async function writeUserCache(name: string, text: string): Promise<string | null> {
+  const path = userCachePath(name);
+  if (!path) return null;
+  try {
+    const spec = 'node:fs/promises';
+    const fs = (await import(spec)) as NodeFs;
+    await fs.mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+    const tmp = `${path}.${(globalThis as unknown as { process: { pid: number } }).process.pid}.tmp`;
+    await fs.writeFile(tmp, text);
+    await fs.rename(tmp, path);
+    return path;
+  } catch {
+    return null;
+  }
+}

@@ -55,11 +55,27 @@ export interface EngineStats extends PoolStats {
 
 let current: Engine | null = null;
 
-/** Opens the device and makes it the engine every op uses. Safe to call more than once. */
+let starting: Promise<Engine> | null = null;
+
+/** Opens the device and makes it the engine every op uses. Safe to call more than once. The first
+ * engine of a process on an adapter also settles the per-adapter kernel choices (the conv2d forward
+ * variant autotune, src/ops/conv2d.ts: cached in memory and, in Node, in a cache file). */
 export async function init(opts: DeviceOptions = {}): Promise<Engine> {
+  if (starting) return starting;
   if (current) return current;
-  current = new Engine(await openDevice(opts));
-  return current;
+  starting = (async () => {
+    const e = new Engine(await openDevice(opts));
+    current = e;
+    // Imported here rather than at the top: the ops import this module.
+    const { prepareConv2d } = await import('../ops/conv2d.js');
+    await prepareConv2d(e);
+    return e;
+  })();
+  try {
+    return await starting;
+  } finally {
+    starting = null;
+  }
 }
 
 /** Replaces the current engine (tests use this to lower limits). The old one is destroyed. */

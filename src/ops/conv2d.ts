@@ -1,12 +1,15 @@
 // conv2d with torch.nn.functional.conv2d semantics (groups = 1), forward and backward.
-// Kernels: shaders/conv2d.wpack.wgsl + conv2d.fwd.wgsl (forward, implicit GEMM),
+// Kernels: shaders/conv2d.wpack.wgsl + conv2d.fwd.wgsl or conv2d.fwd_tiled.wgsl (forward, implicit
+// GEMM; two variants, picked per adapter, see "Forward kernel variants" below),
 // conv2d.wpackdx.wgsl + conv2d.dx.wgsl (backward-data, transposed conv as a gather),
 // conv2d.nhwc.wgsl + conv2d.dw.wgsl (backward-weight, reduction over n·oh·ow on channels-last
 // copies of x and dy), conv2d.db.wgsl (bias gradient).
 // Each gradient is computed only for the inputs that require one.
 
-import { engine } from '../gpu/engine.js';
-import { Tensor, empty, fmtShape } from '../tensor.js';
+import { engine, type Engine } from '../gpu/engine.js';
+import { readUserCache, writeUserCache, userCachePath } from '../gpu/device.js';
+import { SHADERS } from '../gpu/shaders.generated.js';
+import { Tensor, empty, tensor, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { OpError, checkTensor, checkNumber, pair } from './check.js';
 import { zeros } from './elementwise.js';
@@ -125,15 +128,11 @@ function gemmParams(g: Conv2dGeometry, pad4: number, tail: number[]): number[] {
   return [g.n, g.cin, g.h, g.w, g.cout, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, pad4, g.kyLo, g.kyHi, g.kxLo, g.kxHi, ...tail];
 }
 
-/** Forward kernels only (no autograd): y = conv(x, weight) + bias. */
-export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g: Conv2dGeometry): Tensor {
+/** Packs the weight (and bias) for the forward kernels: wp [K + 1, coPad] (conv2d.wpack.wgsl). */
+function packForwardWeight(weight: Tensor, bias: Tensor | null, g: Conv2dGeometry): Tensor {
   const e = engine();
-  const y = empty([g.n, g.cout, g.oh, g.ow]);
-  if (y.size === 0) return y;
-  const coPad4 = ceilDiv(g.cout, 4);
-  const coPad = coPad4 * 4;
-  const K = g.kh * g.kw * g.cin;
-  const wp = empty([K + 1, coPad]);
+  const coPad = ceilDiv(g.cout, 4) * 4;
+  const wp = empty([g.kh * g.kw * g.cin + 1, coPad]);
   // Without a bias the weight is bound in its place (never read: hasBias = 0).
   e.run({
     shader: 'conv2d.wpack',
@@ -141,6 +140,23 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
     bindings: [weight, bias ?? weight, wp],
     workgroups: e.grid1d(wp.size, 64),
   });
+  return wp;
+}
+
+/** Records the forward GEMM kernel of one variant: y = conv(x, packed weight wp). */
+function runForwardKernel(variant: Conv2dVariant, x: Tensor, wp: Tensor, y: Tensor, g: Conv2dGeometry): void {
+  const e = engine();
+  const coPad4 = ceilDiv(g.cout, 4);
+  if (variant === 'tiled') {
+    const [gx, gy] = e.grid1d(ceilDiv(g.n * g.oh * g.ow, TILED_PIX), 1);
+    e.run({
+      shader: 'conv2d.fwd_tiled',
+      params: gemmParams(g, coPad4, []),
+      bindings: [x, wp, y],
+      workgroups: [gx, gy, ceilDiv(g.cout, TILED_CO)],
+    });
+    return;
+  }
   const owBlocks = ceilDiv(g.ow, COLS);
   const [gx, gy] = e.grid1d(g.n * g.oh * owBlocks, WG_GEMM);
   e.run({
@@ -150,8 +166,212 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
     bindings: [x, wp, y],
     workgroups: [gx, gy, ceilDiv(g.cout, FWD_CO)],
   });
+}
+
+/** Forward kernels only (no autograd): y = conv(x, weight) + bias, with the variant that
+ * `conv2dVariant()` names (or `variant` when given). */
+export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g: Conv2dGeometry, variant?: Conv2dVariant): Tensor {
+  const y = empty([g.n, g.cout, g.oh, g.ow]);
+  if (y.size === 0) return y;
+  const wp = packForwardWeight(weight, bias, g);
+  runForwardKernel(variant ?? conv2dVariant().variant, x, wp, y, g);
   wp.dispose();
   return y;
+}
+
+// ---- Forward kernel variants ----------------------------------------------------------------
+// 'register' (conv2d.fwd.wgsl): register blocking, no workgroup memory, no barriers; fastest on
+// lavapipe, which runs a workgroup on one CPU thread and turns barriers into coroutine switches.
+// 'tiled' (conv2d.fwd_tiled.wgsl): classic workgroup-memory tiled implicit GEMM, the shape real
+// GPUs favour. Both support everything conv2d supports (groups = 1) and give the same results up to
+// float rounding. The choice, in order: setConv2dVariant(), env ATROUS_CONV_VARIANT
+// (register | tiled | auto), else the per-adapter autotune that init() runs once per process
+// (cached in memory by adapter name and, in Node, in the file userCachePath(AUTOTUNE_FILE)).
+
+export type Conv2dVariant = 'register' | 'tiled';
+export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ['register', 'tiled'];
+
+/** How the forward variant in use was chosen. Times are per variant, summed over the autotune's
+ * shapes (best of its repeats), in ms. */
+export interface Conv2dVariantChoice {
+  variant: Conv2dVariant;
+  source: 'forced' | 'env' | 'autotune' | 'cache' | 'default';
+  adapter: string;
+  ms?: Record<Conv2dVariant, number>;
+  timing?: 'gpu-timestamps' | 'wall-clock';
+  /** Why the variants were not measured (the autotune failed on this adapter). */
+  note?: string;
+}
+
+/** Output tile of the tiled kernel: 64 channels × 64 pixels (its header). */
+const TILED_CO = 64;
+const TILED_PIX = 64;
+export const AUTOTUNE_FILE = 'autotune.json';
+/** Representative shapes for the autotune: 3×3 convs at rate 1 and 12 (an ASPP branch, scaled
+ * down), small enough that the whole autotune takes well under a second on lavapipe. */
+const TUNE_SHAPES: { n: number; cin: number; h: number; w: number; cout: number; k: number; dil: number }[] = [
+  { n: 1, cin: 32, h: 25, w: 25, cout: 64, k: 3, dil: 1 },
+  { n: 1, cin: 32, h: 25, w: 25, cout: 64, k: 3, dil: 12 },
+];
+const TUNE_REPEATS = 2;
+
+let forcedVariant: Conv2dVariant | null = null;
+const tuned = new Map<string, Conv2dVariantChoice>();
+
+function parseVariant(v: string, where: string): Conv2dVariant | null {
+  if (v === '' || v === 'auto') return null;
+  if ((CONV2D_VARIANTS as readonly string[]).includes(v)) return v as Conv2dVariant;
+  throw new Error(`atrous: ${where} = '${v}' is not a conv2d forward variant (register, tiled or auto)`);
+}
+
+function envVariant(): Conv2dVariant | null {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ATROUS_CONV_VARIANT;
+  return v === undefined ? null : parseVariant(v.trim().toLowerCase(), 'ATROUS_CONV_VARIANT');
+}
+
+/** Forces a forward variant for this process (null: back to env / autotune). Wins over both. */
+export function setConv2dVariant(v: Conv2dVariant | 'auto' | null): void {
+  forcedVariant = v === null ? null : parseVariant(v, 'setConv2dVariant()');
+}
+
+/** The forward variant conv2d uses now on the current engine's adapter, and why. */
+export function conv2dVariant(e: Engine = engine()): Conv2dVariantChoice {
+  const adapter = e.adapterName;
+  if (forcedVariant) return { variant: forcedVariant, source: 'forced', adapter };
+  const fromEnv = envVariant();
+  if (fromEnv) return { variant: fromEnv, source: 'env', adapter };
+  return tuned.get(adapter) ?? { variant: 'register', source: 'default', adapter };
+}
+
+/** The autotune result cached in memory for an adapter (undefined before it ran). */
+export function conv2dAutotuned(adapter: string): Conv2dVariantChoice | undefined {
+  return tuned.get(adapter);
+}
+
+/** Forgets the in-memory autotune results (tests). */
+export function clearConv2dAutotune(): void {
+  tuned.clear();
+}
+
+/** A hash of the two kernels' sources and the tuning shapes: a cached choice is only valid for
+ * the kernels and shapes it timed. */
+function kernelsHash(): string {
+  let h = 0x811c9dc5;
+  const s = `${SHADERS['conv2d.fwd']}\n${SHADERS['conv2d.fwd_tiled']}\n${JSON.stringify(TUNE_SHAPES)}`;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+interface CacheFile {
+  version: 1;
+  conv2dForward: Record<string, { variant: Conv2dVariant; kernels: string; ms?: Record<Conv2dVariant, number>; timing?: string; note?: string; measured: string }>;
+}
+
+async function readCache(): Promise<CacheFile> {
+  const text = await readUserCache(AUTOTUNE_FILE);
+  try {
+    const j = text ? (JSON.parse(text) as CacheFile) : null;
+    if (j && j.version === 1 && j.conv2dForward && typeof j.conv2dForward === 'object') return j;
+  } catch {
+    // A damaged cache file is re-measured and rewritten.
+  }
+  return { version: 1, conv2dForward: {} };
+}
+
+/** Times the variants' forward kernels (packing excluded) on TUNE_SHAPES; best of the repeats. */
+async function measureVariants(e: Engine): Promise<{ ms: Record<Conv2dVariant, number>; timing: 'gpu-timestamps' | 'wall-clock' }> {
+  const ms: Record<Conv2dVariant, number> = { register: 0, tiled: 0 };
+  let timing: 'gpu-timestamps' | 'wall-clock' = e.hasTimestamps ? 'gpu-timestamps' : 'wall-clock';
+  for (const s of TUNE_SHAPES) {
+    const xs = new Float32Array(s.n * s.cin * s.h * s.w).map((_, i) => ((i * 7919) % 101) / 101 - 0.5);
+    const ws = new Float32Array(s.cout * s.cin * s.k * s.k).map((_, i) => ((i * 104729) % 97) / 970 - 0.05);
+    const x = tensor(xs, [s.n, s.cin, s.h, s.w]);
+    const w = tensor(ws, [s.cout, s.cin, s.k, s.k]);
+    const pad = (s.dil * (s.k - 1)) >> 1;
+    const g = conv2dGeometry(x, w, null, { padding: pad, dilation: s.dil });
+    const y = empty([g.n, g.cout, g.oh, g.ow]);
+    const wp = packForwardWeight(w, null, g);
+    try {
+      // Warm-up: pipelines compiled, first-touch costs paid.
+      for (const v of CONV2D_VARIANTS) runForwardKernel(v, x, wp, y, g);
+      await e.sync();
+      const best: Record<Conv2dVariant, number> = { register: Infinity, tiled: Infinity };
+      for (let r = 0; r < TUNE_REPEATS; r++) {
+        for (const v of CONV2D_VARIANTS) {
+          let t = await e.timeGpu(() => runForwardKernel(v, x, wp, y, g));
+          if (t === null || !(t > 0)) {
+            timing = 'wall-clock';
+            await e.sync();
+            const t0 = performance.now();
+            runForwardKernel(v, x, wp, y, g);
+            await e.sync();
+            t = performance.now() - t0;
+          }
+          best[v] = Math.min(best[v], t);
+        }
+      }
+      for (const v of CONV2D_VARIANTS) ms[v] += best[v];
+    } finally {
+      for (const t of [x, w, y, wp]) t.dispose();
+    }
+  }
+  return { ms, timing };
+}
+
+/**
+ * The per-adapter autotune (init() calls it): picks the faster forward variant on this adapter,
+ * from memory, else from the Node cache file (when it was made for the same kernel sources), else
+ * by timing both (well under a second on lavapipe) and writing the file. `remeasure` skips both
+ * caches. If the timing fails (a compile or GPU error), register is kept, in memory only.
+ */
+export async function autotuneConv2d(e: Engine = engine(), opts: { remeasure?: boolean } = {}): Promise<Conv2dVariantChoice> {
+  const adapter = e.adapterName;
+  const known = tuned.get(adapter);
+  if (known && !opts.remeasure) return known;
+  const hash = kernelsHash();
+  if (!opts.remeasure) {
+    const hit = (await readCache()).conv2dForward[adapter];
+    if (hit && hit.kernels === hash && CONV2D_VARIANTS.includes(hit.variant)) {
+      const c: Conv2dVariantChoice = { variant: hit.variant, source: 'cache', adapter, ms: hit.ms, timing: hit.timing as Conv2dVariantChoice['timing'], note: hit.note };
+      tuned.set(adapter, c);
+      return c;
+    }
+  }
+  let choice: Conv2dVariantChoice;
+  try {
+    const { ms, timing } = await measureVariants(e);
+    choice = { variant: ms.tiled < ms.register ? 'tiled' : 'register', source: 'autotune', adapter, ms, timing };
+  } catch (err) {
+    // Kept in memory only (the failure may be transient): the next process measures again.
+    await e.sync().catch(() => undefined); // clears the engine's pending GPU error
+    choice = { variant: 'register', source: 'autotune', adapter, note: `autotune failed, register kept: ${(err as Error).message}` };
+    tuned.set(adapter, choice);
+    return choice;
+  }
+  tuned.set(adapter, choice);
+  const file = await readCache();
+  file.conv2dForward[adapter] = { variant: choice.variant, kernels: hash, ms: choice.ms, timing: choice.timing, note: choice.note, measured: new Date().toISOString() };
+  await writeUserCache(AUTOTUNE_FILE, `${JSON.stringify(file, null, 2)}\n`);
+  return choice;
+}
+
+/** Called by init(): runs the autotune unless a variant is forced (then nothing needs timing). */
+export async function prepareConv2d(e: Engine): Promise<void> {
+  if (forcedVariant || envVariant()) return;
+  await autotuneConv2d(e);
+}
+
+/** One line for `atrous info`: the variant in use, why, and the measured ratio. */
+export function describeConv2dVariant(c: Conv2dVariantChoice = conv2dVariant()): string {
+  const other: Conv2dVariant = c.variant === 'register' ? 'tiled' : 'register';
+  if (c.source === 'forced' || c.source === 'env') return `${c.variant} (forced${c.source === 'env' ? ' by ATROUS_CONV_VARIANT' : ''})`;
+  if (c.source === 'default') return `${c.variant} (default: not autotuned yet)`;
+  const how = c.source === 'cache' ? `autotuned, cached in ${userCachePath(AUTOTUNE_FILE) ?? 'memory'}` : 'autotuned';
+  if (c.ms && c.ms[c.variant] > 0) {
+    const f = c.ms[other] / c.ms[c.variant];
+    return `${c.variant} (${how}: ${f.toFixed(1)}× faster than ${other}; ${c.ms.register.toFixed(1)} ms register vs ${c.ms.tiled.toFixed(1)} ms tiled, ${c.timing ?? 'timed'})`;
+  }
+  return `${c.variant} (${how}${c.note ? `; ${c.note}` : ''})`;
 }
 
 /** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]. */

@@ -1,0 +1,161 @@
+// The per-adapter choice of the conv2d forward kernel variant: autotune, memory and file caches,
+// forcing. No timing is asserted (lavapipe's speed varies with the machine's load).
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { engine, tensor, conv2d, type Conv2dOptions } from '../src/index.js';
+import { randn, expectClose } from './helpers.js';
+import {
+  autotuneConv2d,
+  clearConv2dAutotune,
+  conv2dVariant,
+  conv2dAutotuned,
+  setConv2dVariant,
+  describeConv2dVariant,
+  CONV2D_VARIANTS,
+  AUTOTUNE_FILE,
+  conv2dForward,
+  conv2dGeometry,
+  type Conv2dVariant,
+} from '../src/ops/conv2d.js';
+
+const other = (v: Conv2dVariant): Conv2dVariant => (v === 'register' ? 'tiled' : 'register');
+
+/** The forward shader a conv2d call dispatches. */
+function forwardShader(): string {
+  const x = tensor(new Float32Array(2 * 3 * 5 * 5).fill(1), [2, 3, 5, 5]);
+  const w = tensor(new Float32Array(4 * 3 * 3 * 3).fill(1), [4, 3, 3, 3]);
+  const specs = engine().trace(() => conv2d(x, w, null, { padding: 1 }).dispose());
+  x.dispose();
+  w.dispose();
+  const fwd = specs.map((s) => s.shader).filter((s) => s.startsWith('conv2d.fwd'));
+  expect(fwd).to.have.length(1);
+  return fwd[0];
+}
+const SHADER: Record<Conv2dVariant, string> = { register: 'conv2d.fwd', tiled: 'conv2d.fwd_tiled' };
+
+describe('conv2d forward variant autotune', () => {
+  const saved = { dir: process.env.ATROUS_CACHE_DIR, env: process.env.ATROUS_CONV_VARIANT };
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'atrous-autotune-'));
+    process.env.ATROUS_CACHE_DIR = dir;
+    delete process.env.ATROUS_CONV_VARIANT;
+    setConv2dVariant(null);
+    clearConv2dAutotune();
+  });
+  after(async () => {
+    process.env.ATROUS_CACHE_DIR = saved.dir;
+    if (saved.env === undefined) delete process.env.ATROUS_CONV_VARIANT;
+    else process.env.ATROUS_CONV_VARIANT = saved.env;
+    setConv2dVariant(null);
+    clearConv2dAutotune();
+    await autotuneConv2d(engine()); // the suite's own choice again (from its cache file)
+  });
+
+  it('measures both variants, picks one, keeps it in memory and in the cache file', async () => {
+    const e = engine();
+    const c = await autotuneConv2d(e);
+    expect(c.source).to.equal('autotune');
+    expect(CONV2D_VARIANTS).to.include(c.variant);
+    expect(c.adapter).to.equal(e.adapterName);
+    expect(c.ms!.register).to.be.greaterThan(0);
+    expect(c.ms!.tiled).to.be.greaterThan(0);
+    // The faster one (by the measurements it made) is the one picked.
+    expect(c.variant).to.equal(c.ms!.tiled < c.ms!.register ? 'tiled' : 'register');
+    expect(conv2dAutotuned(e.adapterName)).to.equal(c);
+    expect(conv2dVariant(e)).to.deep.include({ variant: c.variant, source: 'autotune' });
+    expect(forwardShader()).to.equal(SHADER[c.variant]);
+    expect(describeConv2dVariant()).to.match(/^(register|tiled) \(autotuned: .*× faster than/);
+    const file = JSON.parse(readFileSync(join(dir, AUTOTUNE_FILE), 'utf8'));
+    expect(file.version).to.equal(1);
+    expect(file.conv2dForward[e.adapterName].variant).to.equal(c.variant);
+    // A second call in the process answers from memory (the same object, nothing re-measured).
+    expect(await autotuneConv2d(e)).to.equal(c);
+  });
+
+  it('a later process (memory cleared) reads the file instead of timing', async () => {
+    const e = engine();
+    const first = await autotuneConv2d(e);
+    clearConv2dAutotune();
+    // Make the file say the other variant: only a read of the file can produce it.
+    const path = join(dir, AUTOTUNE_FILE);
+    const file = JSON.parse(readFileSync(path, 'utf8'));
+    file.conv2dForward[e.adapterName].variant = other(first.variant);
+    writeFileSync(path, JSON.stringify(file));
+    const c = await autotuneConv2d(e);
+    expect(c.source).to.equal('cache');
+    expect(c.variant).to.equal(other(first.variant));
+    expect(forwardShader()).to.equal(SHADER[other(first.variant)]);
+    expect(describeConv2dVariant()).to.contain(`cached in ${path}`);
+  });
+
+  it('ignores a cache entry made for other kernel sources, and a damaged file', async () => {
+    const e = engine();
+    const path = join(dir, AUTOTUNE_FILE);
+    writeFileSync(path, JSON.stringify({ version: 1, conv2dForward: { [e.adapterName]: { variant: 'tiled', kernels: 'not-these', measured: '' } } }));
+    expect((await autotuneConv2d(e)).source).to.equal('autotune');
+    clearConv2dAutotune();
+    writeFileSync(path, '{ not json');
+    expect((await autotuneConv2d(e)).source).to.equal('autotune');
+    expect(JSON.parse(readFileSync(path, 'utf8')).conv2dForward[e.adapterName].kernels).to.be.a('string');
+  });
+
+  it('a forced variant wins over the autotuned / cached choice', async () => {
+    const e = engine();
+    const c = await autotuneConv2d(e);
+    const forced = other(c.variant);
+    process.env.ATROUS_CONV_VARIANT = forced;
+    expect(conv2dVariant(e)).to.deep.include({ variant: forced, source: 'env' });
+    expect(forwardShader()).to.equal(SHADER[forced]);
+    expect(describeConv2dVariant()).to.equal(`${forced} (forced by ATROUS_CONV_VARIANT)`);
+    // setConv2dVariant wins over the environment too.
+    setConv2dVariant(c.variant);
+    expect(conv2dVariant(e)).to.deep.include({ variant: c.variant, source: 'forced' });
+    expect(forwardShader()).to.equal(SHADER[c.variant]);
+    setConv2dVariant('auto');
+    process.env.ATROUS_CONV_VARIANT = 'auto';
+    expect(conv2dVariant(e)).to.equal(c);
+    process.env.ATROUS_CONV_VARIANT = 'fastest';
+    expect(() => conv2dVariant(e)).to.throw(/ATROUS_CONV_VARIANT = 'fastest' is not a conv2d forward variant/);
+    expect(() => setConv2dVariant('fast' as Conv2dVariant)).to.throw(/not a conv2d forward variant/);
+  });
+
+  it('without a cache directory it still tunes (memory only)', async () => {
+    delete process.env.ATROUS_CACHE_DIR;
+    const home = process.env.HOME;
+    const xdg = process.env.XDG_CACHE_HOME;
+    delete process.env.HOME;
+    delete process.env.XDG_CACHE_HOME;
+    try {
+      const c = await autotuneConv2d(engine());
+      expect(c.source).to.equal('autotune');
+      expect(existsSync(join(dir, AUTOTUNE_FILE))).to.equal(false);
+    } finally {
+      if (home !== undefined) process.env.HOME = home;
+      if (xdg !== undefined) process.env.XDG_CACHE_HOME = xdg;
+    }
+  });
+});
+
+describe('conv2d forward variants agree with each other', () => {
+  const shapes: [number[], number[], boolean, Conv2dOptions][] = [
+    [[2, 9, 11, 13], [70, 9, 3, 3], true, { padding: 1 }],
+    [[1, 17, 13, 11], [70, 17, 3, 3], false, { padding: [36, 2], dilation: [36, 1] }],
+    [[3, 5, 12, 9], [66, 5, 3, 5], true, { stride: [2, 3], padding: [2, 1], dilation: [2, 1] }],
+    [[1, 20, 9, 9], [19, 20, 7, 7], true, { stride: 2, padding: 3 }],
+  ];
+  shapes.forEach(([xs, ws, bias, opts], i) => {
+    it(`x [${xs}], w [${ws}], ${JSON.stringify(opts)}${bias ? ', bias' : ''}`, async () => {
+      const x = tensor(randn(xs.reduce((a, b) => a * b), 40 + i), xs);
+      const w = tensor(randn(ws.reduce((a, b) => a * b), 50 + i, 0.3), ws);
+      const b = bias ? tensor(randn(ws[0], 60 + i), [ws[0]]) : null;
+      const g = conv2dGeometry(x, w, b, opts);
+      const [r, t] = CONV2D_VARIANTS.map((v) => conv2dForward(x, w, b, g, v));
+      // Same summation order in both kernels: equal up to float rounding (exactly, on lavapipe).
+      expectClose(await t.float32(), await r.float32(), 1e-6, 'tiled vs register');
+      for (const u of [x, w, b, r, t]) u?.dispose();
+    });
+  });
+});
