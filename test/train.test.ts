@@ -13,7 +13,7 @@ async function atrous(...argv: string[]): Promise<{ code: number; out: string; e
   const log = console.log;
   const error = console.error;
   const write = process.stdout.write;
-  process.stdout.write = ((chunk: string | Uint8Array) => void out.push(String(chunk).replace(/\n$/, ''))) as typeof process.stdout.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => { out.push(String(chunk).replace(/\n$/, '')); return true; }) as typeof process.stdout.write;
   console.log = (...a: unknown[]) => void out.push(a.join(' '));
   console.error = (...a: unknown[]) => void err.push(a.join(' '));
   try {
