@@ -205,14 +205,14 @@ describe('eval: scales, flip, padding, overlays and the report', function () {
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  it('padding to a multiple of the output stride leaves aligned inputs unchanged and crops the rest back', async () => {
+  it('padding to k × output stride + 1 leaves aligned inputs unchanged and crops the rest back', async () => {
     const m = new DeepLabV3(modelConfig('mini', { numClasses: 7 })).materialize(2);
     m.eval();
     try {
-      const s = new ShapesDataset({ split: 'val', length: 1, h: 32, w: 48 }).sample(0);
-      const x = normalize(s.image, 32 * 48, IMAGENET);
-      const a = await segment(m, x, 32, 48, {});
-      const b = await segment(m, x, 32, 48, { padMultiple: 16 });
+      const s = new ShapesDataset({ split: 'val', length: 1, h: 33, w: 49 }).sample(0);
+      const x = normalize(s.image, 33 * 49, IMAGENET);
+      const a = await segment(m, x, 33, 49, {});
+      const b = await segment(m, x, 33, 49, { padMultiple: 16 });
       expect(b.logits).to.deep.equal(a.logits);
       const t = new ShapesDataset({ split: 'val', length: 1, h: 37, w: 41 }).sample(0);
       const c = await segment(m, normalize(t.image, 37 * 41, IMAGENET), 37, 41, { padMultiple: 16, scales: [0.75, 1], flip: true });

@@ -24,7 +24,7 @@ export const EVAL_USAGE = [
   'checkpoint and its dataset; --weights takes any checkpoint file (then --dataset, default shapes).',
   'Default split val, all of it; --output-stride evaluates at another output stride than trained;',
   '--scales and --flip average the class probabilities over scaled and flipped inputs (Tables 4, 6);',
-  'inputs are padded to a multiple of the output stride (--no-pad: not). --report writes eval.json,',
+  'inputs are padded to k × output stride + 1, as the paper pads to 513 (--no-pad: not). --report writes eval.json,',
   'N overlays (default 6: image, ground truth, prediction) and report.html (loss curve, per-class IoU,',
   'overlays) into --out DIR, or into the run directory with --run.',
 ].join('\n');

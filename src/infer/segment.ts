@@ -15,7 +15,9 @@ export interface SegmentOptions {
   /** Also run the left-right flipped image. */
   flip?: boolean;
   /** Pad each (scaled) input at the bottom and right with zeros (the mean, after normalisation)
-   * to a multiple of this (the output stride, as eval does); the logits are cropped back. */
+   * to a multiple of this plus one (k·m + 1: the paper's 513 = 32·16 + 1 sizes, on which the
+   * stride-2 layers' outputs land on the first and last pixel, as on the 16k+1 training crops);
+   * `atrous eval` passes the output stride. The logits are cropped back. */
   padMultiple?: number;
 }
 
@@ -71,8 +73,8 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
       const sh = Math.max(1, Math.round(h * s));
       const sw = Math.max(1, Math.round(w * s));
       const m = opts.padMultiple ?? 0;
-      const ph = m > 1 ? Math.ceil(sh / m) * m : sh;
-      const pw = m > 1 ? Math.ceil(sw / m) * m : sw;
+      const ph = m > 1 ? Math.ceil((sh - 1) / m) * m + 1 : sh;
+      const pw = m > 1 ? Math.ceil((sw - 1) / m) * m + 1 : sw;
       let scaled = input;
       if (sh !== h || sw !== w) {
         const t = noGrad(() => tidy(() => interpolate(tensor(input, [1, 3, h, w]), { size: [sh, sw], alignCorners: false })));

@@ -1,7 +1,8 @@
 // Evaluation as in the paper (§4.2, Tables 4 and 6): whole images (no crop, no augmentation)
 // through the model in eval mode, optionally at several scales and left-right flipped with the
-// class probabilities averaged (src/infer/segment.ts), each input padded to a multiple of the
-// output stride; the class maps are counted into a confusion matrix.
+// class probabilities averaged (src/infer/segment.ts), each input padded to k × output stride + 1
+// (the paper's 513 × 513 convention, the geometry of the 16k+1 training crops); the class maps are
+// counted into a confusion matrix.
 //
 // The plain case (one scale, no flip, sizes already a multiple of the padding) runs batches with
 // the argmax on the GPU; the others run image by image through segment().
@@ -26,7 +27,7 @@ export interface EvaluateOptions {
   scales?: number[];
   /** Also average the left-right flipped image. */
   flip?: boolean;
-  /** Pad inputs to a multiple of this (default: none; `atrous eval` passes the output stride). */
+  /** Pad inputs to a multiple of this plus one (default: none; `atrous eval` passes the output stride). */
   padMultiple?: number;
   /** Keep the first N samples with their predictions (for overlays). Default 0. */
   keep?: number;
@@ -71,7 +72,7 @@ export async function evaluate(model: DeepLabV3, dataset: Dataset, opts: Evaluat
   const t0 = performance.now();
   let done = 0;
   const first = await dataset.get(0);
-  const aligned = pad <= 1 || (first.h % pad === 0 && first.w % pad === 0);
+  const aligned = pad <= 1 || ((first.h - 1) % pad === 0 && (first.w - 1) % pad === 0);
   if (scales.length === 1 && scales[0] === 1 && !flip && aligned && !dataset.name.startsWith('voc:')) {
     const batchSize = Math.min(opts.batchSize ?? 4, total);
     // A view of the first `total` samples, so the loader's one pass stops there.
