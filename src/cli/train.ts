@@ -174,7 +174,10 @@ export async function runTraining(parsed: ReturnType<typeof parseTrainArgs>, arg
     const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: parsed.options! };
     run = RunDir.create(parsed.out!, info);
     const o = parsed.options!;
-    log(`run ${run.path}: ${o.config.name} (output stride ${o.config.outputStride}) on ${o.dataset}, ${o.steps} steps of ${o.batch}×${o.crop}², lr ${o.lr}, seed ${o.seed}`);
+    const plan = o.stages
+      ? `${o.stages.length} stages (${o.stages.map((st) => `${st.steps} steps at output stride ${st.outputStride ?? o.config.outputStride}, lr ${st.lr}${st.freezeBatchNorm ? ', batch norm frozen' : ''}`).join('; ')})`
+      : `output stride ${o.config.outputStride}, ${o.steps} steps, lr ${o.lr}`;
+    log(`run ${run.path}: ${o.config.name} on ${o.dataset}, ${plan}, batch ${o.batch}${(o.accum ?? 1) > 1 ? ` × ${o.accum} accumulated` : ''}, ${o.crop}×${o.crop} crops, seed ${o.seed}`);
   }
   await init({ adapter: parsed.adapter });
   const tty = process.stdout.isTTY === true;
@@ -191,6 +194,11 @@ export async function runTraining(parsed: ReturnType<typeof parseTrainArgs>, arg
       onProgress: (p) => {
         const line = formatProgress(p, tty);
         if (tty) process.stdout.write(`\r${line}\x1b[K`);
+        else log(line);
+      },
+      onStage: (i, st) => {
+        const line = `stage ${i + 1}: output stride ${st.outputStride}, lr ${st.lr}${st.freezeBatchNorm ? ', batch norm frozen' : ''}`;
+        if (tty) process.stdout.write(`\n${line}\n`);
         else log(line);
       },
       onCheckpoint: (step, dir) => {
