@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import {
   modelConfig, readCheckpoint, DeepLabV3, SGD, DataLoader, ShapesDataset, empty, keep, recordTrainStep, segment, normalize, IMAGENET, type Batch,
 } from '../src/index.js';
-import { RunDir, train, stageAt, runStages, checkTrainOptions, RUN_FORMAT, TRAIN_DEFAULTS, renderReport, type RunInfo, type TrainOptions } from '../src/train/index.js';
+import { RunDir, train, stageAt, formatProgress, runStages, checkTrainOptions, RUN_FORMAT, TRAIN_DEFAULTS, renderReport, type RunInfo, type TrainOptions } from '../src/train/index.js';
 import { parseTrainArgs, readConfigFile } from '../src/cli/train.js';
 import { run as cli } from '../src/cli/main.js';
 
@@ -96,6 +96,18 @@ describe('train: two-stage schedule (§4.1)', function () {
     expect(first.step).to.equal(4);
     const second = await train(RunDir.open(run.path), {}, { resume: true });
     expect([...first.losses, ...second.losses]).to.deep.equal(full);
+  });
+});
+
+describe('train: progress display', () => {
+  it('a bar with step, loss, lr, images/s and ETA on a terminal; the same fields as a plain line otherwise', () => {
+    const p = { step: 450, steps: 900, loss: 0.12345, lr: 0.05, imagesPerSecond: 21.5, secondsPerStep: 0.744, etaSeconds: 334.8 };
+    const tty = formatProgress(p, true);
+    const plain = formatProgress(p, false);
+    expect(tty).to.match(/^\[#{12}\.{12}\] step 450\/900/);
+    expect(plain).to.equal('step 450/900  loss 0.1235  lr 5.00e-2  21.5 img/s  0.74 s/step  ETA 5m35s');
+    expect(tty.endsWith(plain)).to.equal(true);
+    expect(formatProgress({ ...p, step: 900, etaSeconds: 0 }, true)).to.match(/^\[#{24}\] .*ETA 0s$/);
   });
 });
 
