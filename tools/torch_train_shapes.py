@@ -12,7 +12,12 @@ and prints the per-class IoU and mIoU on the exported val split (whole images).
     /usr/bin/python3 tools/torch_train_shapes.py root=/tmp/shp steps=900 batch=16 crop=65 lr=0.05 os=16
 
 Options (key=value): root, steps, batch, crop, lr, os (8 | 16), wm (width multiplier), smin/smax
-(scale range), adam=1 (Adam instead of SGD, for comparison only).
+(scale range), adam=1 (Adam instead of SGD, for comparison only); the two-stage schedule of
+configs/main.json: stage2=N (the last N of `steps` at output stride 8, lr2, poly from lr2),
+lr2 (default lr / 10), freeze=1 (batch norm frozen in stage 2: running statistics used and kept,
+weight and bias not trained). The main job's schedule:
+
+    /usr/bin/python3 tools/torch_train_shapes.py root=/tmp/shp steps=900 stage2=200 lr=0.1 lr2=0.01 freeze=1
 """
 
 import os
@@ -85,11 +90,42 @@ def augment(x, y):
     return xo, yo
 
 
+stage2 = int(args.get("stage2", 0))
+lr2 = float(args.get("lr2", lr0 / 10))
+freeze = bool(args.get("freeze"))
+steps1 = steps - stage2
+
+
+def set_bn_frozen(m):
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.eval()
+
+
 t0 = time.time()
 model.train()
 for step in range(steps):
+    if stage2 and step == steps1:
+        # Stage 2: the same weights at output stride 8 (dilation is not a weight), a fresh SGD.
+        m8 = g.build_small(cfg, 8)
+        m8.aux_classifier = None
+        m8.load_state_dict(model.state_dict())
+        model = m8
+        model.train()
+        if freeze:
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.weight.requires_grad_(False)
+                    mod.bias.requires_grad_(False)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr2, momentum=0.9, weight_decay=1e-4)
+    if step < steps1:
+        lr = lr0 * (1 - step / steps1) ** 0.9
+    else:
+        lr = lr2 * (1 - (step - steps1) / stage2) ** 0.9
     for pg in opt.param_groups:
-        pg["lr"] = lr0 * (1 - step / steps) ** 0.9
+        pg["lr"] = lr
+    if freeze and step >= steps1:
+        set_bn_frozen(model)
     xb, yb = zip(*[augment(xt[i], yt[i]) for i in (rng.randrange(len(xt)) for _ in range(batch))])
     loss = F.cross_entropy(model(torch.stack(xb))["out"], torch.stack(yb), ignore_index=255)
     opt.zero_grad()
