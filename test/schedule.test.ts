@@ -108,6 +108,9 @@ describe('train: progress display', () => {
     expect(plain).to.equal('step 450/900  loss 0.1235  lr 5.00e-2  21.5 img/s  0.74 s/step  ETA 5m35s');
     expect(tty.endsWith(plain)).to.equal(true);
     expect(formatProgress({ ...p, step: 900, etaSeconds: 0 }, true)).to.match(/^\[#{24}\] .*ETA 0s$/);
+    // With stages: which stage, and the ETA to its end until the last one.
+    expect(formatProgress({ ...p, stage: { index: 1, count: 2 } }, false)).to.equal('step 450/900  stage 1/2  loss 0.1235  lr 5.00e-2  21.5 img/s  0.74 s/step  stage ETA 5m35s');
+    expect(formatProgress({ ...p, stage: { index: 2, count: 2 } }, false)).to.match(/stage 2\/2 .* ETA 5m35s$/);
   });
 });
 

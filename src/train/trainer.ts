@@ -113,7 +113,10 @@ export interface ProgressInfo {
   lr: number;
   imagesPerSecond: number;
   secondsPerStep: number;
+  /** Seconds left at the current rate; with stages, to the end of the current stage. */
   etaSeconds: number;
+  /** The current stage (1-based) and the number of stages, when the run has more than one. */
+  stage?: { index: number; count: number };
 }
 
 export interface TrainHooks {
@@ -302,9 +305,15 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
     const last = pending[pending.length - 1];
     const dt = (now - tWindow) / 1000;
     const sps = dt / Math.max(1, stepsWindow);
+    // With stages, the ETA runs to the end of the current stage: a later stage's step time (another
+    // output stride) is not known yet.
+    const at = stageAt(o, last.step - 1); // last.step counts steps done: its last one is index step - 1
+    const nStages = o.stages?.length ?? 1;
+    const stageEnd = nStages > 1 ? at.start + at.stage.steps : o.steps;
     hooks.onProgress?.({
       step: last.step, steps: o.steps, loss: values[pending.length - 1], lr: last.lr,
-      imagesPerSecond: (stepsWindow * o.batch * accum) / Math.max(dt, 1e-9), secondsPerStep: sps, etaSeconds: sps * (o.steps - last.step),
+      imagesPerSecond: (stepsWindow * o.batch * accum) / Math.max(dt, 1e-9), secondsPerStep: sps, etaSeconds: sps * Math.max(0, stageEnd - last.step),
+      ...(nStages > 1 ? { stage: { index: at.index + 1, count: nStages } } : {}),
     });
     tWindow = now;
     stepsWindow = 0;
@@ -374,7 +383,9 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
 /** A one-line progress bar (terminal) or a plain log line (pipes and files). */
 export function formatProgress(p: ProgressInfo, tty: boolean): string {
   const eta = fmtDuration(p.etaSeconds);
-  const fields = `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.imagesPerSecond.toFixed(1)} img/s  ${p.secondsPerStep.toFixed(2)} s/step  ETA ${eta}`;
+  const stage = p.stage ? `stage ${p.stage.index}/${p.stage.count}  ` : '';
+  const etaLabel = p.stage && p.stage.index < p.stage.count ? 'stage ETA' : 'ETA';
+  const fields = `step ${p.step}/${p.steps}  ${stage}loss ${p.loss.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.imagesPerSecond.toFixed(1)} img/s  ${p.secondsPerStep.toFixed(2)} s/step  ${etaLabel} ${eta}`;
   if (!tty) return fields;
   const width = 24;
   const filled = Math.round((width * p.step) / p.steps);
