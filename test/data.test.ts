@@ -16,7 +16,7 @@ import {
 import {
   decodeImage, decodeLabelPng, encodeIndexedPng, encodeJpeg, encodePng, imageInfo, chwToRgb, rgbToChw,
 } from '../src/io/image.js';
-import { run as cli } from '../src/cli/main.js';
+import { runCli } from './helpers.js';
 
 // ---------------------------------------------------------------------------------- helpers
 
@@ -126,22 +126,6 @@ function writeVoc(root: string, ids: string[], h = 12, w = 10, opts: { jpg?: boo
   writeFileSync(join(root, 'ImageSets/Segmentation/train.txt'), `${ids.join('\n')}\n`);
 }
 
-/** Run the CLI in-process, capturing what it prints. */
-async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await cli(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 before(() => {
   tmpRoot = mkdtempSync(join(tmpdir(), 'atrous-data-test-'));
@@ -884,14 +868,14 @@ describe('data: atrous data command', () => {
   it('exports an embedded dataset in the VOC layout and checks it', async function () {
     this.timeout(60000);
     const dir = join(tmp('cli'), 'out');
-    const r = await runCli(['data', 'export', '--dataset', 'shapes', '--split', 'train', '--count', '3', '--out', dir, '--seed', '7', '--size', '33x41', '--format', 'png']);
+    const r = await runCli('data', 'export', '--dataset', 'shapes', '--split', 'train', '--count', '3', '--out', dir, '--seed', '7', '--size', '33x41', '--format', 'png');
     expect(r.code, r.err).to.equal(0);
     expect(r.out).to.include('wrote 3 shapes train samples');
     expect(readFileSync(join(dir, 'ImageSets/Segmentation/train.txt'), 'utf8')).to.equal('train_000000\ntrain_000001\ntrain_000002\n');
     const back = openVoc(dir);
     const want = new ShapesDataset({ split: 'train', seed: 7, h: 33, w: 41 }).sample(2);
     expect(Array.from((await back.get(2)).image)).to.deep.equal(Array.from(want.image));
-    const c = await runCli(['data', 'check', '--dataset', `voc:${dir}`, '--full']);
+    const c = await runCli('data', 'check', '--dataset', `voc:${dir}`, '--full');
     expect(c.code, c.err).to.equal(0);
     expect(c.out).to.include('3 samples, 7 classes, no problems found');
   });
@@ -910,7 +894,7 @@ describe('data: atrous data command', () => {
       [['data', 'frobnicate'], "expected a subcommand, export or check, got 'frobnicate'"],
     ];
     for (const [args, msg] of cases) {
-      const r = await runCli(args);
+      const r = await runCli(...args);
       expect(r.code, args.join(' ')).to.equal(1);
       expect(r.err, args.join(' ')).to.include(msg);
       expect(r.err).to.match(/^atrous data/);

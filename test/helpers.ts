@@ -156,3 +156,27 @@ export function expectOpError(fn: () => unknown, ...parts: string[]): void {
   expect(after.dispatches, 'no GPU work before the error').to.equal(before.dispatches);
   expect(after.liveBuffers, 'no buffer leaked by the error').to.equal(before.liveBuffers);
 }
+
+/** Runs the `atrous` command line in-process, capturing what it prints (console.log, console.error
+ * and direct process.stdout writes such as `eval --json`). */
+export async function runCli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { run } = await import('../src/cli/main.js');
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  const write = process.stdout.write;
+  console.log = (...a: unknown[]) => void out.push(a.join(' '));
+  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out.push(String(chunk).replace(/\n$/, ''));
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    return { code: await run(argv), out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    console.log = log;
+    console.error = error;
+    process.stdout.write = write;
+  }
+}

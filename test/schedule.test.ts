@@ -9,22 +9,8 @@ import {
 } from '../src/index.js';
 import { RunDir, train, stageAt, formatProgress, runStages, checkTrainOptions, RUN_FORMAT, TRAIN_DEFAULTS, renderReport, type RunInfo, type TrainOptions } from '../src/train/index.js';
 import { parseTrainArgs, readConfigFile } from '../src/cli/train.js';
-import { run as cli } from '../src/cli/main.js';
+import { runCli as atrous } from './helpers.js';
 
-async function atrous(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await cli(argv), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 function tiny(o: Partial<TrainOptions> = {}): TrainOptions {
   return {

@@ -4,27 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { modelConfig, modelFromCheckpoint, readCheckpoint } from '../src/index.js';
 import { ConfusionMatrix, formatMetrics, RunDir, train, TrainingError, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
-import { run as cli } from '../src/cli/main.js';
+import { runCli as atrous } from './helpers.js';
 
-/** Runs the command line in-process, capturing what it prints. */
-async function atrous(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  const write = process.stdout.write;
-  process.stdout.write = ((chunk: string | Uint8Array) => { out.push(String(chunk).replace(/\n$/, '')); return true; }) as typeof process.stdout.write;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await cli(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stdout.write = write;
-  }
-}
 
 /** A tiny run: 2 images of shapes, batch 2, 33×33 crops, no rescaling, so it can overfit. */
 function tinyOptions(o: Partial<TrainOptions> = {}): TrainOptions {
