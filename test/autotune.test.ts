@@ -17,15 +17,22 @@ import {
   AUTOTUNE_FILE,
   conv2dForward,
   conv2dGeometry,
+  conv2dBackwardData,
+  conv2dBackwardWeight,
+  conv2dVariantAvailable,
   type Conv2dVariant,
 } from '../src/ops/conv2d.js';
 
 const other = (v: Conv2dVariant): Conv2dVariant => (v === 'register' ? 'tiled' : 'register');
+/** The variants this device can run (subgroup needs the 'subgroups' feature). */
+const available = (): Conv2dVariant[] => CONV2D_VARIANTS.filter((v) => conv2dVariantAvailable(v, engine()));
 
 /** The forward shader a conv2d call dispatches. */
 function forwardShader(): string {
   const x = tensor(new Float32Array(2 * 3 * 5 * 5).fill(1), [2, 3, 5, 5]);
-  const w = tensor(new Float32Array(4 * 3 * 3 * 3).fill(1), [4, 3, 3, 3]);
+  // 64 output channels: a full tile of every variant (the subgroup kernels fall back to the
+  // register ones for channel counts that would leave most of their tile empty).
+  const w = tensor(new Float32Array(64 * 3 * 3 * 3).fill(1), [64, 3, 3, 3]);
   const specs = engine().trace(() => conv2d(x, w, null, { padding: 1 }).dispose());
   x.dispose();
   w.dispose();
@@ -33,7 +40,7 @@ function forwardShader(): string {
   expect(fwd).to.have.length(1);
   return fwd[0];
 }
-const SHADER: Record<Conv2dVariant, string> = { register: 'conv2d.fwd', tiled: 'conv2d.fwd_tiled' };
+const SHADER: Record<Conv2dVariant, string> = { register: 'conv2d.fwd', tiled: 'conv2d.fwd_tiled', subgroup: 'conv2d.fwd_sg' };
 
 describe('conv2d forward variant autotune', () => {
   const saved = { dir: process.env.ATROUS_CACHE_DIR, env: process.env.ATROUS_CONV_VARIANT };
@@ -54,20 +61,21 @@ describe('conv2d forward variant autotune', () => {
     await autotuneConv2d(engine()); // the suite's own choice again (from its cache file)
   });
 
-  it('measures both variants, picks one, keeps it in memory and in the cache file', async () => {
+  it('measures every variant the device can run, picks one, keeps it in memory and in the cache file', async () => {
     const e = engine();
     const c = await autotuneConv2d(e);
     expect(c.source).to.equal('autotune');
     expect(CONV2D_VARIANTS).to.include(c.variant);
     expect(c.adapter).to.equal(e.adapterName);
-    expect(c.ms!.register).to.be.greaterThan(0);
-    expect(c.ms!.tiled).to.be.greaterThan(0);
-    // The faster one (by the measurements it made) is the one picked.
-    expect(c.variant).to.equal(c.ms!.tiled < c.ms!.register ? 'tiled' : 'register');
+    for (const v of available()) expect(c.ms![v], v).to.be.greaterThan(0);
+    if (!e.hasSubgroups) expect(c.note).to.contain('subgroup: the device has no subgroups');
+    // The fastest one (by the measurements it made) is the one picked.
+    const times = Object.values(c.ms!) as number[];
+    expect(c.ms![c.variant]).to.equal(Math.min(...times));
     expect(conv2dAutotuned(e.adapterName)).to.equal(c);
     expect(conv2dVariant(e)).to.deep.include({ variant: c.variant, source: 'autotune' });
     expect(forwardShader()).to.equal(SHADER[c.variant]);
-    expect(describeConv2dVariant()).to.match(/^(register|tiled) \(autotuned: .*× faster than/);
+    expect(describeConv2dVariant()).to.match(/^(register|tiled|subgroup) \(autotuned: .*× faster than/);
     const file = JSON.parse(readFileSync(join(dir, AUTOTUNE_FILE), 'utf8'));
     expect(file.version).to.equal(1);
     expect(file.conv2dForward[e.adapterName].variant).to.equal(c.variant);
@@ -118,8 +126,8 @@ describe('conv2d forward variant autotune', () => {
     process.env.ATROUS_CONV_VARIANT = 'auto';
     expect(conv2dVariant(e)).to.equal(c);
     process.env.ATROUS_CONV_VARIANT = 'fastest';
-    expect(() => conv2dVariant(e)).to.throw(/ATROUS_CONV_VARIANT = 'fastest' is not a conv2d forward variant/);
-    expect(() => setConv2dVariant('fast' as Conv2dVariant)).to.throw(/not a conv2d forward variant/);
+    expect(() => conv2dVariant(e)).to.throw(/ATROUS_CONV_VARIANT = 'fastest' is not a conv2d kernel variant/);
+    expect(() => setConv2dVariant('fast' as Conv2dVariant)).to.throw(/not a conv2d kernel variant/);
   });
 
   it('without a cache directory it still tunes (memory only)', async () => {
@@ -139,23 +147,45 @@ describe('conv2d forward variant autotune', () => {
   });
 });
 
-describe('conv2d forward variants agree with each other', () => {
+describe('conv2d kernel variants agree with each other', () => {
+  // Odd sizes, strides 2 and 3 (backward-data residue classes), rates past the map, channel counts
+  // that are not multiples of a tile, and shapes on both sides of the subgroup kernels' fallback
+  // to the register ones (channel tiles less than half full).
   const shapes: [number[], number[], boolean, Conv2dOptions][] = [
     [[2, 9, 11, 13], [70, 9, 3, 3], true, { padding: 1 }],
     [[1, 17, 13, 11], [70, 17, 3, 3], false, { padding: [36, 2], dilation: [36, 1] }],
     [[3, 5, 12, 9], [66, 5, 3, 5], true, { stride: [2, 3], padding: [2, 1], dilation: [2, 1] }],
     [[1, 20, 9, 9], [19, 20, 7, 7], true, { stride: 2, padding: 3 }],
+    [[2, 37, 10, 7], [66, 37, 3, 3], false, { stride: 2, padding: 2, dilation: 2 }],
+    [[1, 70, 6, 6], [40, 70, 1, 1], true, {}],
+    [[2, 64, 9, 9], [32, 64, 3, 3], false, { padding: 6, dilation: 6 }],
+    [[1, 33, 12, 9], [61, 33, 3, 5], true, { stride: [2, 3], padding: [1, 2] }],
   ];
+  const dispatched = new Set<string>();
   shapes.forEach(([xs, ws, bias, opts], i) => {
-    it(`x [${xs}], w [${ws}], ${JSON.stringify(opts)}${bias ? ', bias' : ''}`, async () => {
+    it(`x [${xs}], w [${ws}], ${JSON.stringify(opts)}${bias ? ', bias' : ''}: forward, backward-data, backward-weight`, async () => {
       const x = tensor(randn(xs.reduce((a, b) => a * b), 40 + i), xs);
       const w = tensor(randn(ws.reduce((a, b) => a * b), 50 + i, 0.3), ws);
       const b = bias ? tensor(randn(ws[0], 60 + i), [ws[0]]) : null;
       const g = conv2dGeometry(x, w, b, opts);
-      const [r, t] = CONV2D_VARIANTS.map((v) => conv2dForward(x, w, b, g, v));
-      // Same summation order in both kernels: equal up to float rounding (exactly, on lavapipe).
-      expectClose(await t.float32(), await r.float32(), 1e-6, 'tiled vs register');
-      for (const u of [x, w, b, r, t]) u?.dispose();
+      const dy = tensor(randn(g.n * g.cout * g.oh * g.ow, 70 + i), [g.n, g.cout, g.oh, g.ow]);
+      const ref = { y: conv2dForward(x, w, b, g, 'register'), dx: conv2dBackwardData(dy, w, g, 'register'), dw: conv2dBackwardWeight(x, dy, g, 'register') };
+      const want = { y: await ref.y.float32(), dx: await ref.dx.float32(), dw: await ref.dw.float32() };
+      for (const v of available().filter((v) => v !== 'register')) {
+        const passes = () => ({ y: conv2dForward(x, w, b, g, v), dx: conv2dBackwardData(dy, w, g, v), dw: conv2dBackwardWeight(x, dy, g, v) });
+        for (const spec of engine().trace(() => Object.values(passes()).forEach((t) => t.dispose()))) dispatched.add(spec.shader);
+        const got = passes();
+        // Same summation order in every kernel: equal up to float rounding.
+        expectClose(await got.y.float32(), want.y, 1e-5, `${v} forward vs register`);
+        expectClose(await got.dx.float32(), want.dx, 1e-5, `${v} backward-data vs register`);
+        expectClose(await got.dw.float32(), want.dw, 1e-5, `${v} backward-weight vs register`);
+        for (const u of Object.values(got)) u.dispose();
+      }
+      for (const u of [x, w, b, dy, ...Object.values(ref)]) u?.dispose();
     });
+  });
+  it('the shapes above ran every kernel of every variant the device has', function () {
+    const want = ['conv2d.fwd_tiled', ...(engine().hasSubgroups ? ['conv2d.fwd_sg', 'conv2d.dx_sg', 'conv2d.dw_sg', 'conv2d.fwd', 'conv2d.dx', 'conv2d.dw'] : [])];
+    for (const s of want) expect([...dispatched], s).to.include(s);
   });
 });

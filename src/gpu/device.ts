@@ -137,7 +137,7 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<GPUContext> 
     if (k.startsWith('max') || k.startsWith('min')) requiredLimits[k] = v;
   }
   const requiredFeatures: GPUFeatureName[] = [];
-  for (const f of ['timestamp-query', 'shader-f16'] as GPUFeatureName[]) if (adapter.features.has(f)) requiredFeatures.push(f);
+  for (const f of ['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]) if (adapter.features.has(f)) requiredFeatures.push(f);
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });

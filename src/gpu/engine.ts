@@ -262,6 +262,11 @@ export class Engine {
   }
 
   /** True when the adapter can time passes on the GPU (feature 'timestamp-query'). */
+  /** Whether the device has WebGPU subgroups (the 'subgroup' conv2d kernels need them). */
+  get hasSubgroups(): boolean {
+    return this.device.features.has('subgroups');
+  }
+
   get hasTimestamps(): boolean {
     return this.device.features.has('timestamp-query');
   }

@@ -1,9 +1,9 @@
 // conv2d with torch.nn.functional.conv2d semantics (groups = 1), forward and backward.
-// Kernels: shaders/conv2d.wpack.wgsl + conv2d.fwd.wgsl or conv2d.fwd_tiled.wgsl (forward, implicit
-// GEMM; two variants, picked per adapter, see "Forward kernel variants" below),
-// conv2d.wpackdx.wgsl + conv2d.dx.wgsl (backward-data, transposed conv as a gather),
-// conv2d.nhwc.wgsl + conv2d.dw.wgsl (backward-weight, reduction over n·oh·ow on channels-last
-// copies of x and dy), conv2d.db.wgsl (bias gradient).
+// Kernels: shaders/conv2d.wpack.wgsl + conv2d.fwd.wgsl, conv2d.fwd_tiled.wgsl or conv2d.fwd_sg.wgsl
+// (forward, implicit GEMM; three variants, picked per adapter, see "Kernel variants" below),
+// conv2d.wpackdx.wgsl + conv2d.dx.wgsl or conv2d.dx_sg.wgsl (backward-data, transposed conv as a
+// gather), conv2d.nhwc.wgsl + conv2d.dw.wgsl or conv2d.dw_sg.wgsl (backward-weight, reduction over
+// n·oh·ow on channels-last copies of x and dy), conv2d.db.wgsl (bias gradient).
 // Each gradient is computed only for the inputs that require one.
 
 import { engine, type Engine } from '../gpu/engine.js';
@@ -58,6 +58,27 @@ const COLS = 4;
 /** Invocations per workgroup of the GEMM kernels: a multiple of lavapipe's 8-wide SIMD. */
 const WG_GEMM = 8;
 const WG_DB = 64;
+/** Tiles of the 'subgroup' kernels (scripts/gen-conv-subgroup.mjs): forward and backward-data
+ * 32 pixels × 16 channel groups per workgroup, backward-weight 8 output × 16 input channel groups. */
+const SG_PIX = 32;
+const SG_GROUPS = 16;
+const SG_DW_CO_GROUPS = 8;
+const SG_DW_CI_GROUPS = 16;
+/** The fraction of a subgroup tile's channel slots that hold real channels (c4 vec4 groups in
+ * tiles of `tile` groups). Below one half the register kernel, with its smaller tiles, wins:
+ * a subgroup tile does ~2.5× the register kernel's useful work per second when full (lavapipe). */
+const tileUse = (c4: number, tile: number): number => c4 / (ceilDiv(c4, tile) * tile);
+const SG_MIN_USE = 0.5;
+/** Which kernel family a pass of this conv runs: the variant's, except that the subgroup kernels
+ * fall back to the register ones for channel counts that would leave most of their tile empty. */
+function family(variant: Conv2dVariant, pass: 'forward' | 'backward-data' | 'backward-weight', g: Conv2dGeometry): Conv2dVariant {
+  if (variant !== 'subgroup') return variant === 'tiled' && pass !== 'forward' ? 'register' : variant;
+  const co4 = ceilDiv(g.cout, 4);
+  const ci4 = ceilDiv(g.cin, 4);
+  const use =
+    pass === 'forward' ? tileUse(co4, SG_GROUPS) : pass === 'backward-data' ? tileUse(ci4, SG_GROUPS) : tileUse(co4, SG_DW_CO_GROUPS) * tileUse(ci4, SG_DW_CI_GROUPS);
+  return use >= SG_MIN_USE ? 'subgroup' : 'register';
+}
 
 const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 
@@ -157,6 +178,17 @@ function runForwardKernel(variant: Conv2dVariant, x: Tensor, wp: Tensor, y: Tens
     });
     return;
   }
+  if (variant === 'subgroup') {
+    const pixBlocks = ceilDiv(g.oh * g.ow, SG_PIX);
+    const [gx, gy] = e.grid1d(g.n * pixBlocks, 1);
+    e.run({
+      shader: 'conv2d.fwd_sg',
+      params: gemmParams(g, coPad4, [pixBlocks]),
+      bindings: [x, wp, y],
+      workgroups: [gx, gy, ceilDiv(coPad4, SG_GROUPS)],
+    });
+    return;
+  }
   const owBlocks = ceilDiv(g.ow, COLS);
   const [gx, gy] = e.grid1d(g.n * g.oh * owBlocks, WG_GEMM);
   e.run({
@@ -174,32 +206,37 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
   const wp = packForwardWeight(weight, bias, g);
-  runForwardKernel(variant ?? conv2dVariant().variant, x, wp, y, g);
+  runForwardKernel(family(variant ?? conv2dVariant().variant, 'forward', g), x, wp, y, g);
   wp.dispose();
   return y;
 }
 
-// ---- Forward kernel variants ----------------------------------------------------------------
-// 'register' (conv2d.fwd.wgsl): register blocking, no workgroup memory, no barriers; fastest on
-// lavapipe, which runs a workgroup on one CPU thread and turns barriers into coroutine switches.
-// 'tiled' (conv2d.fwd_tiled.wgsl): classic workgroup-memory tiled implicit GEMM, the shape real
-// GPUs favour. Both support everything conv2d supports (groups = 1) and give the same results up to
-// float rounding. The choice, in order: setConv2dVariant(), env ATROUS_CONV_VARIANT
-// (register | tiled | auto), else the per-adapter autotune that init() runs once per process
-// (cached in memory by adapter name and, in Node, in the file userCachePath(AUTOTUNE_FILE)).
+// ---- Kernel variants ---------------------------------------------------------------------------
+// 'register' (conv2d.fwd / dx / dw.wgsl): register blocking, no workgroup memory, no barriers.
+// 'tiled' (conv2d.fwd_tiled.wgsl, register backward kernels): classic workgroup-memory tiled
+// implicit GEMM, the shape real GPUs favour.
+// 'subgroup' (conv2d.fwd_sg / dx_sg / dw_sg.wgsl, generated by scripts/gen-conv-subgroup.mjs):
+// register tiles whose weight (or dy) loads are shared through subgroupBroadcast. Fastest on
+// lavapipe, where every storage load with a computed address is a per-lane scalar loop with a
+// bounds test and a broadcast is a register shuffle. Needs the 'subgroups' device feature and
+// subgroups of >= 8 invocations; the autotune checks its output before it can be picked.
+// All support everything conv2d supports (groups = 1) and give the same results up to float
+// rounding. The choice, in order: setConv2dVariant(), env ATROUS_CONV_VARIANT
+// (register | tiled | subgroup | auto), else the per-adapter autotune that init() runs once per
+// process (cached in memory by adapter name and, in Node, in the file userCachePath(AUTOTUNE_FILE)).
 
-export type Conv2dVariant = 'register' | 'tiled';
-export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ['register', 'tiled'];
+export type Conv2dVariant = 'register' | 'tiled' | 'subgroup';
+export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ['register', 'tiled', 'subgroup'];
 
-/** How the forward variant in use was chosen. Times are per variant, summed over the autotune's
- * shapes (best of its repeats), in ms. */
+/** How the variant in use was chosen. Times are forward-kernel times per variant, summed over the
+ * autotune's shapes (best of its repeats), in ms; variants that could not run are absent. */
 export interface Conv2dVariantChoice {
   variant: Conv2dVariant;
   source: 'forced' | 'env' | 'autotune' | 'cache' | 'default';
   adapter: string;
-  ms?: Record<Conv2dVariant, number>;
+  ms?: Partial<Record<Conv2dVariant, number>>;
   timing?: 'gpu-timestamps' | 'wall-clock';
-  /** Why the variants were not measured (the autotune failed on this adapter). */
+  /** Why variants were not measured or not eligible (no subgroups, a failed check). */
   note?: string;
 }
 
@@ -221,7 +258,7 @@ const tuned = new Map<string, Conv2dVariantChoice>();
 function parseVariant(v: string, where: string): Conv2dVariant | null {
   if (v === '' || v === 'auto') return null;
   if ((CONV2D_VARIANTS as readonly string[]).includes(v)) return v as Conv2dVariant;
-  throw new Error(`atrous: ${where} = '${v}' is not a conv2d forward variant (register, tiled or auto)`);
+  throw new Error(`atrous: ${where} = '${v}' is not a conv2d kernel variant (register, tiled, subgroup or auto)`);
 }
 
 function envVariant(): Conv2dVariant | null {
@@ -229,17 +266,29 @@ function envVariant(): Conv2dVariant | null {
   return v === undefined ? null : parseVariant(v.trim().toLowerCase(), 'ATROUS_CONV_VARIANT');
 }
 
-/** Forces a forward variant for this process (null: back to env / autotune). Wins over both. */
+/** Whether a variant's kernels can be compiled on this engine's device. */
+export function conv2dVariantAvailable(v: Conv2dVariant, e: Engine = engine()): boolean {
+  return v !== 'subgroup' || e.hasSubgroups;
+}
+
+function checkAvailable(v: Conv2dVariant, e: Engine, how: string): Conv2dVariant {
+  if (!conv2dVariantAvailable(v, e)) {
+    throw new Error(`atrous: conv2d variant '${v}' (${how}) needs the WebGPU 'subgroups' feature, which the device on ${e.adapterName} does not have; use register or tiled`);
+  }
+  return v;
+}
+
+/** Forces a variant for this process (null: back to env / autotune). Wins over both. */
 export function setConv2dVariant(v: Conv2dVariant | 'auto' | null): void {
   forcedVariant = v === null ? null : parseVariant(v, 'setConv2dVariant()');
 }
 
-/** The forward variant conv2d uses now on the current engine's adapter, and why. */
+/** The variant conv2d uses now on the current engine's adapter, and why. */
 export function conv2dVariant(e: Engine = engine()): Conv2dVariantChoice {
   const adapter = e.adapterName;
-  if (forcedVariant) return { variant: forcedVariant, source: 'forced', adapter };
+  if (forcedVariant) return { variant: checkAvailable(forcedVariant, e, 'setConv2dVariant()'), source: 'forced', adapter };
   const fromEnv = envVariant();
-  if (fromEnv) return { variant: fromEnv, source: 'env', adapter };
+  if (fromEnv) return { variant: checkAvailable(fromEnv, e, 'ATROUS_CONV_VARIANT'), source: 'env', adapter };
   return tuned.get(adapter) ?? { variant: 'register', source: 'default', adapter };
 }
 
@@ -257,14 +306,14 @@ export function clearConv2dAutotune(): void {
  * the kernels and shapes it timed. */
 function kernelsHash(): string {
   let h = 0x811c9dc5;
-  const s = `${SHADERS['conv2d.fwd']}\n${SHADERS['conv2d.fwd_tiled']}\n${JSON.stringify(TUNE_SHAPES)}`;
+  const s = `${SHADERS['conv2d.fwd']}\n${SHADERS['conv2d.fwd_tiled']}\n${SHADERS['conv2d.fwd_sg']}\n${JSON.stringify(TUNE_SHAPES)}`;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   return h.toString(16).padStart(8, '0');
 }
 
 interface CacheFile {
   version: 1;
-  conv2dForward: Record<string, { variant: Conv2dVariant; kernels: string; ms?: Record<Conv2dVariant, number>; timing?: string; note?: string; measured: string }>;
+  conv2dForward: Record<string, { variant: Conv2dVariant; kernels: string; ms?: Partial<Record<Conv2dVariant, number>>; timing?: string; note?: string; measured: string }>;
 }
 
 async function readCache(): Promise<CacheFile> {
@@ -278,9 +327,14 @@ async function readCache(): Promise<CacheFile> {
   return { version: 1, conv2dForward: {} };
 }
 
-/** Times the variants' forward kernels (packing excluded) on TUNE_SHAPES; best of the repeats. */
-async function measureVariants(e: Engine): Promise<{ ms: Record<Conv2dVariant, number>; timing: 'gpu-timestamps' | 'wall-clock' }> {
-  const ms: Record<Conv2dVariant, number> = { register: 0, tiled: 0 };
+/** Times the available variants' forward kernels (packing excluded) on TUNE_SHAPES, best of the
+ * repeats. A variant whose output differs from the register kernel's (beyond float rounding) is
+ * not eligible: it is left out of `ms` and named in `note`. */
+async function measureVariants(e: Engine): Promise<{ ms: Partial<Record<Conv2dVariant, number>>; timing: 'gpu-timestamps' | 'wall-clock'; note?: string }> {
+  const variants = CONV2D_VARIANTS.filter((v) => conv2dVariantAvailable(v, e));
+  const notes: string[] = variants.length < CONV2D_VARIANTS.length ? ['subgroup: the device has no subgroups'] : [];
+  const ms: Partial<Record<Conv2dVariant, number>> = {};
+  const wrong = new Set<Conv2dVariant>();
   let timing: 'gpu-timestamps' | 'wall-clock' = e.hasTimestamps ? 'gpu-timestamps' : 'wall-clock';
   for (const s of TUNE_SHAPES) {
     const xs = new Float32Array(s.n * s.cin * s.h * s.w).map((_, i) => ((i * 7919) % 101) / 101 - 0.5);
@@ -289,15 +343,27 @@ async function measureVariants(e: Engine): Promise<{ ms: Record<Conv2dVariant, n
     const w = tensor(ws, [s.cout, s.cin, s.k, s.k]);
     const pad = (s.dil * (s.k - 1)) >> 1;
     const g = conv2dGeometry(x, w, null, { padding: pad, dilation: s.dil });
-    const y = empty([g.n, g.cout, g.oh, g.ow]);
+    const ys = new Map(variants.map((v) => [v, empty([g.n, g.cout, g.oh, g.ow])]));
     const wp = packForwardWeight(w, null, g);
     try {
-      // Warm-up: pipelines compiled, first-touch costs paid.
-      for (const v of CONV2D_VARIANTS) runForwardKernel(v, x, wp, y, g);
-      await e.sync();
-      const best: Record<Conv2dVariant, number> = { register: Infinity, tiled: Infinity };
+      // Warm-up (pipelines compiled, first-touch costs paid) and the check against register.
+      for (const v of variants) runForwardKernel(v, x, wp, ys.get(v)!, g);
+      const ref = (await ys.get('register')!.data()) as Float32Array;
+      const scale = ref.reduce((m, a) => Math.max(m, Math.abs(a)), 0) || 1;
+      for (const v of variants) {
+        if (v === 'register') continue;
+        const got = (await ys.get(v)!.data()) as Float32Array;
+        let err = 0;
+        for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i] - ref[i]));
+        if (!(err <= 1e-4 * scale)) {
+          if (!wrong.has(v)) notes.push(`${v}: output differs from register by ${err.toExponential(2)} (not eligible)`);
+          wrong.add(v);
+        }
+      }
+      const best: Partial<Record<Conv2dVariant, number>> = {};
       for (let r = 0; r < TUNE_REPEATS; r++) {
-        for (const v of CONV2D_VARIANTS) {
+        for (const v of variants) {
+          const y = ys.get(v)!;
           let t = await e.timeGpu(() => runForwardKernel(v, x, wp, y, g));
           if (t === null || !(t > 0)) {
             timing = 'wall-clock';
@@ -307,15 +373,23 @@ async function measureVariants(e: Engine): Promise<{ ms: Record<Conv2dVariant, n
             await e.sync();
             t = performance.now() - t0;
           }
-          best[v] = Math.min(best[v], t);
+          best[v] = Math.min(best[v] ?? Infinity, t);
         }
       }
-      for (const v of CONV2D_VARIANTS) ms[v] += best[v];
+      for (const v of variants) ms[v] = (ms[v] ?? 0) + best[v]!;
     } finally {
-      for (const t of [x, w, y, wp]) t.dispose();
+      for (const t of [x, w, wp, ...ys.values()]) t.dispose();
     }
   }
-  return { ms, timing };
+  for (const v of wrong) delete ms[v];
+  return { ms, timing, note: notes.length ? notes.join('; ') : undefined };
+}
+
+/** The fastest measured variant (register when nothing was measured). */
+function fastest(ms: Partial<Record<Conv2dVariant, number>>): Conv2dVariant {
+  let best: Conv2dVariant = 'register';
+  for (const v of CONV2D_VARIANTS) if (ms[v] !== undefined && ms[v]! < (ms[best] ?? Infinity)) best = v;
+  return best;
 }
 
 /**
@@ -331,7 +405,7 @@ export async function autotuneConv2d(e: Engine = engine(), opts: { remeasure?: b
   const hash = kernelsHash();
   if (!opts.remeasure) {
     const hit = (await readCache()).conv2dForward[adapter];
-    if (hit && hit.kernels === hash && CONV2D_VARIANTS.includes(hit.variant)) {
+    if (hit && hit.kernels === hash && CONV2D_VARIANTS.includes(hit.variant) && conv2dVariantAvailable(hit.variant, e)) {
       const c: Conv2dVariantChoice = { variant: hit.variant, source: 'cache', adapter, ms: hit.ms, timing: hit.timing as Conv2dVariantChoice['timing'], note: hit.note };
       tuned.set(adapter, c);
       return c;
@@ -339,8 +413,8 @@ export async function autotuneConv2d(e: Engine = engine(), opts: { remeasure?: b
   }
   let choice: Conv2dVariantChoice;
   try {
-    const { ms, timing } = await measureVariants(e);
-    choice = { variant: ms.tiled < ms.register ? 'tiled' : 'register', source: 'autotune', adapter, ms, timing };
+    const { ms, timing, note } = await measureVariants(e);
+    choice = { variant: fastest(ms), source: 'autotune', adapter, ms, timing, note };
   } catch (err) {
     // Kept in memory only (the failure may be transient): the next process measures again.
     await e.sync().catch(() => undefined); // clears the engine's pending GPU error
@@ -361,21 +435,25 @@ export async function prepareConv2d(e: Engine): Promise<void> {
   await autotuneConv2d(e);
 }
 
-/** One line for `atrous info`: the variant in use, why, and the measured ratio. */
+/** One line for `atrous info`: the variant in use, why, and the measured times. */
 export function describeConv2dVariant(c: Conv2dVariantChoice = conv2dVariant()): string {
-  const other: Conv2dVariant = c.variant === 'register' ? 'tiled' : 'register';
   if (c.source === 'forced' || c.source === 'env') return `${c.variant} (forced${c.source === 'env' ? ' by ATROUS_CONV_VARIANT' : ''})`;
   if (c.source === 'default') return `${c.variant} (default: not autotuned yet)`;
   const how = c.source === 'cache' ? `autotuned, cached in ${userCachePath(AUTOTUNE_FILE) ?? 'memory'}` : 'autotuned';
-  if (c.ms && c.ms[c.variant] > 0) {
-    const f = c.ms[other] / c.ms[c.variant];
-    return `${c.variant} (${how}: ${f.toFixed(1)}× faster than ${other}; ${c.ms.register.toFixed(1)} ms register vs ${c.ms.tiled.toFixed(1)} ms tiled, ${c.timing ?? 'timed'})`;
+  const mine = c.ms?.[c.variant];
+  const note = c.note ? `; ${c.note}` : '';
+  if (c.ms && mine !== undefined && mine > 0) {
+    const others = CONV2D_VARIANTS.filter((v) => v !== c.variant && c.ms![v] !== undefined);
+    const faster = others.map((v) => `${(c.ms![v]! / mine).toFixed(1)}× faster than ${v}`).join(', ');
+    const times = CONV2D_VARIANTS.filter((v) => c.ms![v] !== undefined).map((v) => `${c.ms![v]!.toFixed(1)} ms ${v}`).join(' vs ');
+    return `${c.variant} (${how}: ${faster || 'the only one measured'}; ${times}, ${c.timing ?? 'timed'}${note})`;
   }
-  return `${c.variant} (${how}${c.note ? `; ${c.note}` : ''})`;
+  return `${c.variant} (${how}${note})`;
 }
 
-/** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]. */
-export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry): Tensor {
+/** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]; the 'subgroup'
+ * variant's kernel when that variant is in use (or `variant` says so). */
+export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant?: Conv2dVariant): Tensor {
   const e = engine();
   const dx = empty([g.n, g.cin, g.h, g.w]);
   if (dx.size === 0) return dx;
@@ -388,15 +466,26 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
     bindings: [weight, wq],
     workgroups: e.grid1d(wq.size, 64),
   });
-  const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
-  const [gx, gy] = e.grid1d(g.n * g.h * g.sw * qBlocks, WG_GEMM);
-  e.run({
-    shader: 'conv2d.dx',
-    constants: { WG: WG_GEMM },
-    params: gemmParams(g, ciPad4, [qBlocks]),
-    bindings: [dy, wq, dx],
-    workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
-  });
+  if (family(variant ?? conv2dVariant().variant, 'backward-data', g) === 'subgroup') {
+    const pixBlocks = ceilDiv(ceilDiv(g.h, g.sh) * ceilDiv(g.w, g.sw), SG_PIX);
+    const [gx, gy] = e.grid1d(g.n * g.sh * g.sw * pixBlocks, 1);
+    e.run({
+      shader: 'conv2d.dx_sg',
+      params: gemmParams(g, ciPad4, [pixBlocks]),
+      bindings: [dy, wq, dx],
+      workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
+    });
+  } else {
+    const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
+    const [gx, gy] = e.grid1d(g.n * g.h * g.sw * qBlocks, WG_GEMM);
+    e.run({
+      shader: 'conv2d.dx',
+      constants: { WG: WG_GEMM },
+      params: gemmParams(g, ciPad4, [qBlocks]),
+      bindings: [dy, wq, dx],
+      workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
+    });
+  }
   wq.dispose();
   return dx;
 }
@@ -411,8 +500,10 @@ function channelsLast(t: Tensor): Tensor {
   return out;
 }
 
-/** Backward-weight kernels: dw[co, ci, ky, kx] = Σ dy · im2col(x), shape [cout, cin, kh, kw]. */
-export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry): Tensor {
+/** Backward-weight kernels: dw[co, ci, ky, kx] = Σ dy · im2col(x), shape [cout, cin, kh, kw]; the
+ * 'subgroup' variant's kernel when that variant is in use (or `variant` says so) and the channel
+ * counts fill at least half its tile (see family()). */
+export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, variant?: Conv2dVariant): Tensor {
   const e = engine();
   // An empty batch has nothing to sum (and its empty channels-last copies could not be bound
   // as vec4 arrays, whose minimum binding size is 16 bytes).
@@ -421,15 +512,27 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry): 
   if (dw.size === 0) return dw;
   const xT = channelsLast(x);
   const dyT = channelsLast(dy);
-  const ciBlocks = ceilDiv(g.cin, DW_CI);
-  const [gx, gy] = e.grid1d(g.kh * g.kw * ciBlocks, WG_GEMM);
-  e.run({
-    shader: 'conv2d.dw',
-    constants: { WG: WG_GEMM },
-    params: gemmParams(g, ciBlocks, []),
-    bindings: [xT, dyT, dw],
-    workgroups: [gx, gy, ceilDiv(g.cout, DW_CO)],
-  });
+  const ciPad4 = ceilDiv(g.cin, 4);
+  if (family(variant ?? conv2dVariant().variant, 'backward-weight', g) === 'subgroup') {
+    const ciBlocks = ceilDiv(ciPad4, SG_DW_CI_GROUPS);
+    const [gx, gy] = e.grid1d(g.kh * g.kw * ciBlocks, 1);
+    e.run({
+      shader: 'conv2d.dw_sg',
+      params: gemmParams(g, ciBlocks, []),
+      bindings: [xT, dyT, dw],
+      workgroups: [gx, gy, ceilDiv(ceilDiv(g.cout, 4), SG_DW_CO_GROUPS)],
+    });
+  } else {
+    const ciBlocks = ceilDiv(g.cin, DW_CI);
+    const [gx, gy] = e.grid1d(g.kh * g.kw * ciBlocks, WG_GEMM);
+    e.run({
+      shader: 'conv2d.dw',
+      constants: { WG: WG_GEMM },
+      params: gemmParams(g, ciBlocks, []),
+      bindings: [xT, dyT, dw],
+      workgroups: [gx, gy, ceilDiv(g.cout, DW_CO)],
+    });
+  }
   xT.dispose();
   dyT.dispose();
   return dw;
