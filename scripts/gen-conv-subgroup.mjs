@@ -39,6 +39,30 @@ fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }`;
 
 const rep = (n, f, sep = ' ') => Array.from({ length: n }, (_, i) => f(i)).join(sep);
 
+/** Region tables of the forward kernel (conv2d.ts fills them): up to REGION_BREAKS breakpoints per
+ * axis, so up to (REGION_BREAKS - 1)² regions. */
+const REGION_BREAKS = 16;
+const REGION_MAX = (REGION_BREAKS - 1) ** 2;
+const REGION_PARAMS = `tiles: i32, nr: i32, nc: i32, unused: i32,
+  // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
+  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4.
+  rb: array<vec4i, ${REGION_BREAKS / 4}>,
+  cb: array<vec4i, ${REGION_BREAKS / 4}>,
+  pre: array<vec4i, ${Math.ceil((REGION_MAX + 1) / 4)}>,`;
+const REGION_FNS = `fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
+fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
+fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }`;
+/** Tile t's region r: rows [R0, R1), columns [C0, C1), rw columns, npix pixels (uniform). */
+const REGION_LOOKUP = `  // The region of tile t: the last r with tileStart(r) <= t.
+  var r = 0;
+  for (var k = 1; k < p.nr * p.nc; k++) { if (tileStart(k) <= t) { r = k; } }
+  let R0 = rowBreak(r / p.nc);
+  let R1 = rowBreak(r / p.nc + 1);
+  let C0 = colBreak(r % p.nc);
+  let C1 = colBreak(r % p.nc + 1);
+  let rw = C1 - C0;
+  let npix = (R1 - R0) * rw;`;
+
 function forward() {
   const L = [];
   L.push(header(`// conv2d forward, 'subgroup' variant: the implicit GEMM of conv2d.fwd.wgsl
@@ -47,33 +71,36 @@ function forward() {
 // address the compiler cannot prove constant is a per-lane scalar loop with a bounds test, so the
 // loads, not the FMAs, bound the register kernels; here each invocation loads only ${V} vec4 of the
 // weight row (its own ${V} channel groups) and subgroupBroadcast hands every lane all ${G} groups
-// (${4 * G} output channels) for the price of a register shuffle. Each invocation owns ${P}
-// consecutive output pixels (flattened oy·ow + ox of one image) × ${4 * G} output channels:
-// ${P * G} vec4 accumulators; per ci step ${V} vec4 weight loads + ${P} input loads for ${P * 4 * G} FMAs.
+// (${4 * G} output channels) for the price of a register shuffle. Each invocation owns ${P} output
+// pixels × ${4 * G} output channels: ${P * G} vec4 accumulators; per ci step ${V} vec4 weight loads +
+// ${P} input loads for ${P * 4 * G} FMAs.
 // Needs subgroups of >= 8 invocations (the workgroup is one subgroup); the autotune checks the
 // result against the register kernel before it picks this variant.
-// Tap pruning, exact: the tap loops are uniform over the workgroup (its pixels span rows
-// [oyA, oyB] and, within one row, columns [oxA, oxB]); taps that miss the input for all of them are
-// never visited, and per-pixel masks zero the rest.
+// Exact tap pruning by regions: the output map is cut, along each axis, where a tap starts or stops
+// reading inside the input (conv2d.ts computes the breakpoints rb / cb); within one region every
+// pixel reads inside the input for the same taps, so a workgroup (${8 * P} pixels of one region, in
+// the region's row-major order) loops over exactly the useful taps: a rate-18 branch does only its
+// useful multiply-adds. Per-pixel masks remain for the region's last, partial tile.
 // Bindings: 0 params (below, i32; pad4 = coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
 // 2 wp: vec4f[K + 1, coPad4] (conv2d.wpack: row (ky·kw + kx)·cin + ci, last row = bias);
 // 3 y: f32[n, cout, oh, ow].
-// Dispatch: workgroup 8; grid1d(n·pixBlocks, 1) workgroups in x/y, pixBlocks = ceil(oh·ow / ${8 * P});
-// z = ceil(coPad4 / ${G}) output-channel blocks.`));
+// Dispatch: workgroup 8; grid1d(n·tiles, 1) workgroups in x/y (tiles = Σ over regions of
+// ceil(pixels / ${8 * P}) = pre[nr·nc]); z = ceil(coPad4 / ${G}) output-channel blocks.`));
   L.push(`enable subgroups;
-${PARAMS('pixBlocks: i32,')}
+${PARAMS(REGION_PARAMS)}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wp: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 ${DIVS}
+${REGION_FNS}
 
-// Stores channel group cg (4 channels) of output pixel q; channels past cout are dropped.
-fn store(nb: i32, cg: i32, q: i32, ok: bool, v: vec4f) {
+// Stores channel group cg (4 channels) of output pixel (oy, ox); channels past cout are dropped.
+fn store(nb: i32, cg: i32, oy: i32, ox: i32, ok: bool, v: vec4f) {
   if (!ok) { return; }
   let ohw = p.oh * p.ow;
-  let o = (nb * p.cout + cg * 4) * ohw + q;
+  let o = (nb * p.cout + cg * 4) * ohw + oy * p.ow + ox;
   let nc = min(4, p.cout - cg * 4);
   for (var c = 0; c < nc; c++) { y[o + c * ohw] = v[c]; }
 }
@@ -83,26 +110,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
   // Everything up to the per-pixel values is uniform over the workgroup.
   let wgi = i32(wid.x + wid.y * nwg.x);
-  let live = wgi / p.pixBlocks < p.n;
-  let nb = min(wgi / p.pixBlocks, p.n - 1);
-  let ohw = p.oh * p.ow;
-  let hw = p.h * p.w;
-  let qA = (wgi % p.pixBlocks) * ${8 * P};
-  let qZ = min(qA + ${8 * P}, ohw) - 1;
-  let oyA = qA / p.ow;
-  let oyB = qZ / p.ow;
-  let oxA = select(0, qA % p.ow, oyA == oyB);
-  let oxB = select(p.ow - 1, qZ % p.ow, oyA == oyB);
-  let kyA = max(p.kyLo, ceilDiv(p.ph - oyB * p.sh, p.dh));
-  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - oyA * p.sh, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(p.pw - oxB * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - oxA * p.sw, p.dw) + 1);
+  let live = wgi / p.tiles < p.n;
+  let nb = min(wgi / p.tiles, p.n - 1);
+  let t = wgi % p.tiles;
+${REGION_LOOKUP}
+  // Taps inside the input for some pixel of the region (for all of them when the region is exact).
+  let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dh));
+  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dh) + 1);
+  let kxA = max(p.kxLo, ceilDiv(p.pw - (C1 - 1) * p.sw, p.dw));
+  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - C0 * p.sw, p.dw) + 1);
   let cg = i32(wid.z) * ${G};
+  let hw = p.h * p.w;
   // This lane's channel groups (past the last one: re-read it, a valid address; never stored).`);
   for (let v = 0; v < V; v++) L.push(`  let my${v} = min(cg + ${8 * v} + i32(sl), p.pad4 - 1);`);
-  L.push(`  // This lane's pixels.
-  let qb = qA + i32(li) * ${P};`);
-  for (let j = 0; j < P; j++) L.push(`  let q${j} = qb + ${j}; let v${j} = live && q${j} <= qZ; let oy${j} = q${j} / p.ow; let ox${j} = q${j} % p.ow;`);
+  L.push(`  // This lane's pixels: region-local indices l, row-major in the region.
+  let lb = (t - tileStart(r)) * ${8 * P} + i32(li) * ${P};`);
+  for (let j = 0; j < P; j++) L.push(`  let l${j} = lb + ${j}; let v${j} = live && l${j} < npix; let oy${j} = R0 + l${j} / max(rw, 1); let ox${j} = C0 + l${j} % max(rw, 1);`);
   L.push(`  // The bias row initialises the accumulators a<group>_<pixel> (zeros when there is no bias).
   let bRow = p.kh * p.kw * p.cin * p.pad4;`);
   for (let v = 0; v < V; v++) L.push(`  let bm${v} = wp[bRow + my${v}];`);
@@ -126,7 +149,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
   }
 `);
-  for (let k = 0; k < G; k++) L.push(`  ${rep(P, (j) => `store(nb, cg + ${k}, q${j}, v${j} && cg + ${k} < p.pad4, a${k}_${j});`)}`);
+  for (let k = 0; k < G; k++) L.push(`  ${rep(P, (j) => `store(nb, cg + ${k}, oy${j}, ox${j}, v${j} && cg + ${k} < p.pad4, a${k}_${j});`)}`);
   L.push('}');
   return L.join('\n') + '\n';
 }
@@ -141,19 +164,24 @@ function backwardData() {
 // within a class, whether a tap divides evenly does not depend on the pixel, so the tap loops are
 // uniform and no stride-2 work is wasted. Each invocation owns ${P} consecutive pixels of one class
 // (flattened qy·chw + qx) × ${4 * G} input channels: per co step ${V} vec4 weight loads + ${P} dy loads
-// for ${P * 4 * G} FMAs. Taps that reach dy for none of the workgroup's pixels are skipped.
+// for ${P * 4 * G} FMAs. Exact tap pruning by regions as in conv2d.fwd_sg.wgsl: the class grid is cut
+// where a tap starts or stops reaching inside dy (for stride 1; a strided conv's classes are one
+// region each, pruned per workgroup and masked per pixel), and a workgroup's ${8 * P} pixels lie in
+// one region, so it visits only taps that reach dy for its pixels.
 // Bindings: 0 params (below, i32; pad4 = ciPad4 = ceil(cin / 4)); 1 dy: f32[n, cout, oh, ow];
 // 2 wq: vec4f[kh·kw·cout, ciPad4] (conv2d.wpackdx: row (ky·kw + kx)·cout + co); 3 dx: f32[n, cin, h, w].
-// Dispatch: workgroup 8; grid1d(n·sh·sw·pixBlocks, 1) workgroups in x/y over (n, class, pixel
-// block), pixBlocks = ceil(ceil(h / sh)·ceil(w / sw) / ${8 * P}); z = ceil(ciPad4 / ${G}).`));
+// Dispatch: workgroup 8; grid1d(n·sh·sw·tiles, 1) workgroups in x/y over (n, class, pixel
+// block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
+// z = ceil(ciPad4 / ${G}).`));
   L.push(`enable subgroups;
-${PARAMS('pixBlocks: i32,')}
+${PARAMS(REGION_PARAMS)}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> wq: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 ${DIVS}
+${REGION_FNS}
 
 // Stores channel group cg (4 channels) of input pixel (iy, ix); channels past cin are dropped.
 fn store(nb: i32, cg: i32, iy: i32, ix: i32, ok: bool, v: vec4f) {
@@ -169,35 +197,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   let classes = p.sh * p.sw;
-  let live = wgi / (p.pixBlocks * classes) < p.n;
-  let nb = min(wgi / (p.pixBlocks * classes), p.n - 1);
-  let cls = (wgi / p.pixBlocks) % classes;
+  let live = wgi / (p.tiles * classes) < p.n;
+  let nb = min(wgi / (p.tiles * classes), p.n - 1);
+  let cls = (wgi / p.tiles) % classes;
   let ry = cls / p.sw;
   let rx = cls % p.sw;
   // This class's grid: chh × chw positions (0 when the map is smaller than the stride).
   let chh = (p.h - ry + p.sh - 1) / p.sh;
   let chw = (p.w - rx + p.sw - 1) / p.sw;
-  let nq = chh * chw;
-  let qA = (wgi % p.pixBlocks) * ${8 * P};
-  let qZ = min(qA + ${8 * P}, nq) - 1;
-  let any = live && qA <= qZ;
-  let qyA = qA / max(chw, 1);
-  let qyB = qZ / max(chw, 1);
-  let qxA = select(0, qA % max(chw, 1), qyA == qyB);
-  let qxB = select(chw - 1, qZ % max(chw, 1), qyA == qyB);
+  let t = wgi % p.tiles;
+${REGION_LOOKUP}
+  // The class grid rows [R0, R1) and columns [C0, C1) of the region, clipped to this class.
+  let qyA = R0;
+  let qyB = min(R1, chh) - 1;
+  let qxA = C0;
+  let qxB = min(C1, chw) - 1;
+  let any = live && qyA <= qyB && qxA <= qxB;
   let ohw = p.oh * p.ow;
   let cg = i32(wid.z) * ${G};`);
   for (let v = 0; v < V; v++) L.push(`  let my${v} = min(cg + ${8 * v} + i32(sl), p.pad4 - 1);`);
-  L.push(`  let qb = qA + i32(li) * ${P};`);
+  L.push(`  let lb = (t - tileStart(r)) * ${8 * P} + i32(li) * ${P};`);
   for (let j = 0; j < P; j++) {
-    L.push(`  let q${j} = qb + ${j}; let v${j} = any && q${j} <= qZ; let qy${j} = q${j} / max(chw, 1); let qx${j} = q${j} % max(chw, 1);`);
+    L.push(`  let l${j} = lb + ${j}; let qy${j} = R0 + l${j} / max(rw, 1); let qx${j} = C0 + l${j} % max(rw, 1); let v${j} = any && l${j} < npix && qy${j} < chh && qx${j} < chw;`);
   }
   L.push(`  ${rep(G, (k) => rep(P, (j) => `var a${k}_${j} = vec4f(0.0);`))}`);
   L.push(`  let dyImg = nb * p.cout * ohw;
   for (var ky = p.kyLo; ky < p.kyHi; ky++) {
     let ty = ry + p.ph - ky * p.dh;
     // Uniform: the tap reaches dy rows only where it divides evenly, and only if some row of the
-    // workgroup's span lands inside [0, oh).
+    // region lands inside [0, oh).
     if (!any || ty % p.sh != 0) { continue; }
     let oyT = ty / p.sh;
     if (oyT + qyB < 0 || oyT + qyA >= p.oh) { continue; }

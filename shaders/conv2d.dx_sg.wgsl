@@ -7,11 +7,15 @@
 // within a class, whether a tap divides evenly does not depend on the pixel, so the tap loops are
 // uniform and no stride-2 work is wasted. Each invocation owns 4 consecutive pixels of one class
 // (flattened qy·chw + qx) × 64 input channels: per co step 2 vec4 weight loads + 4 dy loads
-// for 256 FMAs. Taps that reach dy for none of the workgroup's pixels are skipped.
+// for 256 FMAs. Exact tap pruning by regions as in conv2d.fwd_sg.wgsl: the class grid is cut
+// where a tap starts or stops reaching inside dy (for stride 1; a strided conv's classes are one
+// region each, pruned per workgroup and masked per pixel), and a workgroup's 32 pixels lie in
+// one region, so it visits only taps that reach dy for its pixels.
 // Bindings: 0 params (below, i32; pad4 = ciPad4 = ceil(cin / 4)); 1 dy: f32[n, cout, oh, ow];
 // 2 wq: vec4f[kh·kw·cout, ciPad4] (conv2d.wpackdx: row (ky·kw + kx)·cout + co); 3 dx: f32[n, cin, h, w].
-// Dispatch: workgroup 8; grid1d(n·sh·sw·pixBlocks, 1) workgroups in x/y over (n, class, pixel
-// block), pixBlocks = ceil(ceil(h / sh)·ceil(w / sw) / 32); z = ceil(ciPad4 / 16).
+// Dispatch: workgroup 8; grid1d(n·sh·sw·tiles, 1) workgroups in x/y over (n, class, pixel
+// block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
+// z = ceil(ciPad4 / 16).
 enable subgroups;
 struct Params {
   n: i32, cin: i32, h: i32, w: i32,
@@ -19,7 +23,12 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dh: i32, dw: i32, pad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
-  pixBlocks: i32,
+  tiles: i32, nr: i32, nc: i32, unused: i32,
+  // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
+  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4.
+  rb: array<vec4i, 4>,
+  cb: array<vec4i, 4>,
+  pre: array<vec4i, 57>,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
@@ -32,6 +41,9 @@ fn floorDiv(a: i32, b: i32) -> i32 {
   return select(q, q - 1, (a % b != 0) && (a < 0));
 }
 fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
+fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
+fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
 
 // Stores channel group cg (4 channels) of input pixel (iy, ix); channels past cin are dropped.
 fn store(nb: i32, cg: i32, iy: i32, ix: i32, ok: bool, v: vec4f) {
@@ -47,37 +59,45 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   let classes = p.sh * p.sw;
-  let live = wgi / (p.pixBlocks * classes) < p.n;
-  let nb = min(wgi / (p.pixBlocks * classes), p.n - 1);
-  let cls = (wgi / p.pixBlocks) % classes;
+  let live = wgi / (p.tiles * classes) < p.n;
+  let nb = min(wgi / (p.tiles * classes), p.n - 1);
+  let cls = (wgi / p.tiles) % classes;
   let ry = cls / p.sw;
   let rx = cls % p.sw;
   // This class's grid: chh × chw positions (0 when the map is smaller than the stride).
   let chh = (p.h - ry + p.sh - 1) / p.sh;
   let chw = (p.w - rx + p.sw - 1) / p.sw;
-  let nq = chh * chw;
-  let qA = (wgi % p.pixBlocks) * 32;
-  let qZ = min(qA + 32, nq) - 1;
-  let any = live && qA <= qZ;
-  let qyA = qA / max(chw, 1);
-  let qyB = qZ / max(chw, 1);
-  let qxA = select(0, qA % max(chw, 1), qyA == qyB);
-  let qxB = select(chw - 1, qZ % max(chw, 1), qyA == qyB);
+  let t = wgi % p.tiles;
+  // The region of tile t: the last r with tileStart(r) <= t.
+  var r = 0;
+  for (var k = 1; k < p.nr * p.nc; k++) { if (tileStart(k) <= t) { r = k; } }
+  let R0 = rowBreak(r / p.nc);
+  let R1 = rowBreak(r / p.nc + 1);
+  let C0 = colBreak(r % p.nc);
+  let C1 = colBreak(r % p.nc + 1);
+  let rw = C1 - C0;
+  let npix = (R1 - R0) * rw;
+  // The class grid rows [R0, R1) and columns [C0, C1) of the region, clipped to this class.
+  let qyA = R0;
+  let qyB = min(R1, chh) - 1;
+  let qxA = C0;
+  let qxB = min(C1, chw) - 1;
+  let any = live && qyA <= qyB && qxA <= qxB;
   let ohw = p.oh * p.ow;
   let cg = i32(wid.z) * 16;
   let my0 = min(cg + 0 + i32(sl), p.pad4 - 1);
   let my1 = min(cg + 8 + i32(sl), p.pad4 - 1);
-  let qb = qA + i32(li) * 4;
-  let q0 = qb + 0; let v0 = any && q0 <= qZ; let qy0 = q0 / max(chw, 1); let qx0 = q0 % max(chw, 1);
-  let q1 = qb + 1; let v1 = any && q1 <= qZ; let qy1 = q1 / max(chw, 1); let qx1 = q1 % max(chw, 1);
-  let q2 = qb + 2; let v2 = any && q2 <= qZ; let qy2 = q2 / max(chw, 1); let qx2 = q2 % max(chw, 1);
-  let q3 = qb + 3; let v3 = any && q3 <= qZ; let qy3 = q3 / max(chw, 1); let qx3 = q3 % max(chw, 1);
+  let lb = (t - tileStart(r)) * 32 + i32(li) * 4;
+  let l0 = lb + 0; let qy0 = R0 + l0 / max(rw, 1); let qx0 = C0 + l0 % max(rw, 1); let v0 = any && l0 < npix && qy0 < chh && qx0 < chw;
+  let l1 = lb + 1; let qy1 = R0 + l1 / max(rw, 1); let qx1 = C0 + l1 % max(rw, 1); let v1 = any && l1 < npix && qy1 < chh && qx1 < chw;
+  let l2 = lb + 2; let qy2 = R0 + l2 / max(rw, 1); let qx2 = C0 + l2 % max(rw, 1); let v2 = any && l2 < npix && qy2 < chh && qx2 < chw;
+  let l3 = lb + 3; let qy3 = R0 + l3 / max(rw, 1); let qx3 = C0 + l3 % max(rw, 1); let v3 = any && l3 < npix && qy3 < chh && qx3 < chw;
   var a0_0 = vec4f(0.0); var a0_1 = vec4f(0.0); var a0_2 = vec4f(0.0); var a0_3 = vec4f(0.0); var a1_0 = vec4f(0.0); var a1_1 = vec4f(0.0); var a1_2 = vec4f(0.0); var a1_3 = vec4f(0.0); var a2_0 = vec4f(0.0); var a2_1 = vec4f(0.0); var a2_2 = vec4f(0.0); var a2_3 = vec4f(0.0); var a3_0 = vec4f(0.0); var a3_1 = vec4f(0.0); var a3_2 = vec4f(0.0); var a3_3 = vec4f(0.0); var a4_0 = vec4f(0.0); var a4_1 = vec4f(0.0); var a4_2 = vec4f(0.0); var a4_3 = vec4f(0.0); var a5_0 = vec4f(0.0); var a5_1 = vec4f(0.0); var a5_2 = vec4f(0.0); var a5_3 = vec4f(0.0); var a6_0 = vec4f(0.0); var a6_1 = vec4f(0.0); var a6_2 = vec4f(0.0); var a6_3 = vec4f(0.0); var a7_0 = vec4f(0.0); var a7_1 = vec4f(0.0); var a7_2 = vec4f(0.0); var a7_3 = vec4f(0.0); var a8_0 = vec4f(0.0); var a8_1 = vec4f(0.0); var a8_2 = vec4f(0.0); var a8_3 = vec4f(0.0); var a9_0 = vec4f(0.0); var a9_1 = vec4f(0.0); var a9_2 = vec4f(0.0); var a9_3 = vec4f(0.0); var a10_0 = vec4f(0.0); var a10_1 = vec4f(0.0); var a10_2 = vec4f(0.0); var a10_3 = vec4f(0.0); var a11_0 = vec4f(0.0); var a11_1 = vec4f(0.0); var a11_2 = vec4f(0.0); var a11_3 = vec4f(0.0); var a12_0 = vec4f(0.0); var a12_1 = vec4f(0.0); var a12_2 = vec4f(0.0); var a12_3 = vec4f(0.0); var a13_0 = vec4f(0.0); var a13_1 = vec4f(0.0); var a13_2 = vec4f(0.0); var a13_3 = vec4f(0.0); var a14_0 = vec4f(0.0); var a14_1 = vec4f(0.0); var a14_2 = vec4f(0.0); var a14_3 = vec4f(0.0); var a15_0 = vec4f(0.0); var a15_1 = vec4f(0.0); var a15_2 = vec4f(0.0); var a15_3 = vec4f(0.0);
   let dyImg = nb * p.cout * ohw;
   for (var ky = p.kyLo; ky < p.kyHi; ky++) {
     let ty = ry + p.ph - ky * p.dh;
     // Uniform: the tap reaches dy rows only where it divides evenly, and only if some row of the
-    // workgroup's span lands inside [0, oh).
+    // region lands inside [0, oh).
     if (!any || ty % p.sh != 0) { continue; }
     let oyT = ty / p.sh;
     if (oyT + qyB < 0 || oyT + qyA >= p.oh) { continue; }

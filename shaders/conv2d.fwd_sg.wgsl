@@ -5,19 +5,21 @@
 // address the compiler cannot prove constant is a per-lane scalar loop with a bounds test, so the
 // loads, not the FMAs, bound the register kernels; here each invocation loads only 2 vec4 of the
 // weight row (its own 2 channel groups) and subgroupBroadcast hands every lane all 16 groups
-// (64 output channels) for the price of a register shuffle. Each invocation owns 4
-// consecutive output pixels (flattened oy·ow + ox of one image) × 64 output channels:
-// 64 vec4 accumulators; per ci step 2 vec4 weight loads + 4 input loads for 256 FMAs.
+// (64 output channels) for the price of a register shuffle. Each invocation owns 4 output
+// pixels × 64 output channels: 64 vec4 accumulators; per ci step 2 vec4 weight loads +
+// 4 input loads for 256 FMAs.
 // Needs subgroups of >= 8 invocations (the workgroup is one subgroup); the autotune checks the
 // result against the register kernel before it picks this variant.
-// Tap pruning, exact: the tap loops are uniform over the workgroup (its pixels span rows
-// [oyA, oyB] and, within one row, columns [oxA, oxB]); taps that miss the input for all of them are
-// never visited, and per-pixel masks zero the rest.
+// Exact tap pruning by regions: the output map is cut, along each axis, where a tap starts or stops
+// reading inside the input (conv2d.ts computes the breakpoints rb / cb); within one region every
+// pixel reads inside the input for the same taps, so a workgroup (32 pixels of one region, in
+// the region's row-major order) loops over exactly the useful taps: a rate-18 branch does only its
+// useful multiply-adds. Per-pixel masks remain for the region's last, partial tile.
 // Bindings: 0 params (below, i32; pad4 = coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
 // 2 wp: vec4f[K + 1, coPad4] (conv2d.wpack: row (ky·kw + kx)·cin + ci, last row = bias);
 // 3 y: f32[n, cout, oh, ow].
-// Dispatch: workgroup 8; grid1d(n·pixBlocks, 1) workgroups in x/y, pixBlocks = ceil(oh·ow / 32);
-// z = ceil(coPad4 / 16) output-channel blocks.
+// Dispatch: workgroup 8; grid1d(n·tiles, 1) workgroups in x/y (tiles = Σ over regions of
+// ceil(pixels / 32) = pre[nr·nc]); z = ceil(coPad4 / 16) output-channel blocks.
 enable subgroups;
 struct Params {
   n: i32, cin: i32, h: i32, w: i32,
@@ -25,7 +27,12 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dh: i32, dw: i32, pad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
-  pixBlocks: i32,
+  tiles: i32, nr: i32, nc: i32, unused: i32,
+  // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
+  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4.
+  rb: array<vec4i, 4>,
+  cb: array<vec4i, 4>,
+  pre: array<vec4i, 57>,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -38,12 +45,15 @@ fn floorDiv(a: i32, b: i32) -> i32 {
   return select(q, q - 1, (a % b != 0) && (a < 0));
 }
 fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
+fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
+fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
 
-// Stores channel group cg (4 channels) of output pixel q; channels past cout are dropped.
-fn store(nb: i32, cg: i32, q: i32, ok: bool, v: vec4f) {
+// Stores channel group cg (4 channels) of output pixel (oy, ox); channels past cout are dropped.
+fn store(nb: i32, cg: i32, oy: i32, ox: i32, ok: bool, v: vec4f) {
   if (!ok) { return; }
   let ohw = p.oh * p.ow;
-  let o = (nb * p.cout + cg * 4) * ohw + q;
+  let o = (nb * p.cout + cg * 4) * ohw + oy * p.ow + ox;
   let nc = min(4, p.cout - cg * 4);
   for (var c = 0; c < nc; c++) { y[o + c * ohw] = v[c]; }
 }
@@ -53,30 +63,34 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
   // Everything up to the per-pixel values is uniform over the workgroup.
   let wgi = i32(wid.x + wid.y * nwg.x);
-  let live = wgi / p.pixBlocks < p.n;
-  let nb = min(wgi / p.pixBlocks, p.n - 1);
-  let ohw = p.oh * p.ow;
-  let hw = p.h * p.w;
-  let qA = (wgi % p.pixBlocks) * 32;
-  let qZ = min(qA + 32, ohw) - 1;
-  let oyA = qA / p.ow;
-  let oyB = qZ / p.ow;
-  let oxA = select(0, qA % p.ow, oyA == oyB);
-  let oxB = select(p.ow - 1, qZ % p.ow, oyA == oyB);
-  let kyA = max(p.kyLo, ceilDiv(p.ph - oyB * p.sh, p.dh));
-  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - oyA * p.sh, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(p.pw - oxB * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - oxA * p.sw, p.dw) + 1);
+  let live = wgi / p.tiles < p.n;
+  let nb = min(wgi / p.tiles, p.n - 1);
+  let t = wgi % p.tiles;
+  // The region of tile t: the last r with tileStart(r) <= t.
+  var r = 0;
+  for (var k = 1; k < p.nr * p.nc; k++) { if (tileStart(k) <= t) { r = k; } }
+  let R0 = rowBreak(r / p.nc);
+  let R1 = rowBreak(r / p.nc + 1);
+  let C0 = colBreak(r % p.nc);
+  let C1 = colBreak(r % p.nc + 1);
+  let rw = C1 - C0;
+  let npix = (R1 - R0) * rw;
+  // Taps inside the input for some pixel of the region (for all of them when the region is exact).
+  let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dh));
+  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dh) + 1);
+  let kxA = max(p.kxLo, ceilDiv(p.pw - (C1 - 1) * p.sw, p.dw));
+  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - C0 * p.sw, p.dw) + 1);
   let cg = i32(wid.z) * 16;
+  let hw = p.h * p.w;
   // This lane's channel groups (past the last one: re-read it, a valid address; never stored).
   let my0 = min(cg + 0 + i32(sl), p.pad4 - 1);
   let my1 = min(cg + 8 + i32(sl), p.pad4 - 1);
-  // This lane's pixels.
-  let qb = qA + i32(li) * 4;
-  let q0 = qb + 0; let v0 = live && q0 <= qZ; let oy0 = q0 / p.ow; let ox0 = q0 % p.ow;
-  let q1 = qb + 1; let v1 = live && q1 <= qZ; let oy1 = q1 / p.ow; let ox1 = q1 % p.ow;
-  let q2 = qb + 2; let v2 = live && q2 <= qZ; let oy2 = q2 / p.ow; let ox2 = q2 % p.ow;
-  let q3 = qb + 3; let v3 = live && q3 <= qZ; let oy3 = q3 / p.ow; let ox3 = q3 % p.ow;
+  // This lane's pixels: region-local indices l, row-major in the region.
+  let lb = (t - tileStart(r)) * 32 + i32(li) * 4;
+  let l0 = lb + 0; let v0 = live && l0 < npix; let oy0 = R0 + l0 / max(rw, 1); let ox0 = C0 + l0 % max(rw, 1);
+  let l1 = lb + 1; let v1 = live && l1 < npix; let oy1 = R0 + l1 / max(rw, 1); let ox1 = C0 + l1 % max(rw, 1);
+  let l2 = lb + 2; let v2 = live && l2 < npix; let oy2 = R0 + l2 / max(rw, 1); let ox2 = C0 + l2 % max(rw, 1);
+  let l3 = lb + 3; let v3 = live && l3 < npix; let oy3 = R0 + l3 / max(rw, 1); let ox3 = C0 + l3 % max(rw, 1);
   // The bias row initialises the accumulators a<group>_<pixel> (zeros when there is no bias).
   let bRow = p.kh * p.kw * p.cin * p.pad4;
   let bm0 = wp[bRow + my0];
@@ -142,20 +156,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
   }
 
-  store(nb, cg + 0, q0, v0 && cg + 0 < p.pad4, a0_0); store(nb, cg + 0, q1, v1 && cg + 0 < p.pad4, a0_1); store(nb, cg + 0, q2, v2 && cg + 0 < p.pad4, a0_2); store(nb, cg + 0, q3, v3 && cg + 0 < p.pad4, a0_3);
-  store(nb, cg + 1, q0, v0 && cg + 1 < p.pad4, a1_0); store(nb, cg + 1, q1, v1 && cg + 1 < p.pad4, a1_1); store(nb, cg + 1, q2, v2 && cg + 1 < p.pad4, a1_2); store(nb, cg + 1, q3, v3 && cg + 1 < p.pad4, a1_3);
-  store(nb, cg + 2, q0, v0 && cg + 2 < p.pad4, a2_0); store(nb, cg + 2, q1, v1 && cg + 2 < p.pad4, a2_1); store(nb, cg + 2, q2, v2 && cg + 2 < p.pad4, a2_2); store(nb, cg + 2, q3, v3 && cg + 2 < p.pad4, a2_3);
-  store(nb, cg + 3, q0, v0 && cg + 3 < p.pad4, a3_0); store(nb, cg + 3, q1, v1 && cg + 3 < p.pad4, a3_1); store(nb, cg + 3, q2, v2 && cg + 3 < p.pad4, a3_2); store(nb, cg + 3, q3, v3 && cg + 3 < p.pad4, a3_3);
-  store(nb, cg + 4, q0, v0 && cg + 4 < p.pad4, a4_0); store(nb, cg + 4, q1, v1 && cg + 4 < p.pad4, a4_1); store(nb, cg + 4, q2, v2 && cg + 4 < p.pad4, a4_2); store(nb, cg + 4, q3, v3 && cg + 4 < p.pad4, a4_3);
-  store(nb, cg + 5, q0, v0 && cg + 5 < p.pad4, a5_0); store(nb, cg + 5, q1, v1 && cg + 5 < p.pad4, a5_1); store(nb, cg + 5, q2, v2 && cg + 5 < p.pad4, a5_2); store(nb, cg + 5, q3, v3 && cg + 5 < p.pad4, a5_3);
-  store(nb, cg + 6, q0, v0 && cg + 6 < p.pad4, a6_0); store(nb, cg + 6, q1, v1 && cg + 6 < p.pad4, a6_1); store(nb, cg + 6, q2, v2 && cg + 6 < p.pad4, a6_2); store(nb, cg + 6, q3, v3 && cg + 6 < p.pad4, a6_3);
-  store(nb, cg + 7, q0, v0 && cg + 7 < p.pad4, a7_0); store(nb, cg + 7, q1, v1 && cg + 7 < p.pad4, a7_1); store(nb, cg + 7, q2, v2 && cg + 7 < p.pad4, a7_2); store(nb, cg + 7, q3, v3 && cg + 7 < p.pad4, a7_3);
-  store(nb, cg + 8, q0, v0 && cg + 8 < p.pad4, a8_0); store(nb, cg + 8, q1, v1 && cg + 8 < p.pad4, a8_1); store(nb, cg + 8, q2, v2 && cg + 8 < p.pad4, a8_2); store(nb, cg + 8, q3, v3 && cg + 8 < p.pad4, a8_3);
-  store(nb, cg + 9, q0, v0 && cg + 9 < p.pad4, a9_0); store(nb, cg + 9, q1, v1 && cg + 9 < p.pad4, a9_1); store(nb, cg + 9, q2, v2 && cg + 9 < p.pad4, a9_2); store(nb, cg + 9, q3, v3 && cg + 9 < p.pad4, a9_3);
-  store(nb, cg + 10, q0, v0 && cg + 10 < p.pad4, a10_0); store(nb, cg + 10, q1, v1 && cg + 10 < p.pad4, a10_1); store(nb, cg + 10, q2, v2 && cg + 10 < p.pad4, a10_2); store(nb, cg + 10, q3, v3 && cg + 10 < p.pad4, a10_3);
-  store(nb, cg + 11, q0, v0 && cg + 11 < p.pad4, a11_0); store(nb, cg + 11, q1, v1 && cg + 11 < p.pad4, a11_1); store(nb, cg + 11, q2, v2 && cg + 11 < p.pad4, a11_2); store(nb, cg + 11, q3, v3 && cg + 11 < p.pad4, a11_3);
-  store(nb, cg + 12, q0, v0 && cg + 12 < p.pad4, a12_0); store(nb, cg + 12, q1, v1 && cg + 12 < p.pad4, a12_1); store(nb, cg + 12, q2, v2 && cg + 12 < p.pad4, a12_2); store(nb, cg + 12, q3, v3 && cg + 12 < p.pad4, a12_3);
-  store(nb, cg + 13, q0, v0 && cg + 13 < p.pad4, a13_0); store(nb, cg + 13, q1, v1 && cg + 13 < p.pad4, a13_1); store(nb, cg + 13, q2, v2 && cg + 13 < p.pad4, a13_2); store(nb, cg + 13, q3, v3 && cg + 13 < p.pad4, a13_3);
-  store(nb, cg + 14, q0, v0 && cg + 14 < p.pad4, a14_0); store(nb, cg + 14, q1, v1 && cg + 14 < p.pad4, a14_1); store(nb, cg + 14, q2, v2 && cg + 14 < p.pad4, a14_2); store(nb, cg + 14, q3, v3 && cg + 14 < p.pad4, a14_3);
-  store(nb, cg + 15, q0, v0 && cg + 15 < p.pad4, a15_0); store(nb, cg + 15, q1, v1 && cg + 15 < p.pad4, a15_1); store(nb, cg + 15, q2, v2 && cg + 15 < p.pad4, a15_2); store(nb, cg + 15, q3, v3 && cg + 15 < p.pad4, a15_3);
+  store(nb, cg + 0, oy0, ox0, v0 && cg + 0 < p.pad4, a0_0); store(nb, cg + 0, oy1, ox1, v1 && cg + 0 < p.pad4, a0_1); store(nb, cg + 0, oy2, ox2, v2 && cg + 0 < p.pad4, a0_2); store(nb, cg + 0, oy3, ox3, v3 && cg + 0 < p.pad4, a0_3);
+  store(nb, cg + 1, oy0, ox0, v0 && cg + 1 < p.pad4, a1_0); store(nb, cg + 1, oy1, ox1, v1 && cg + 1 < p.pad4, a1_1); store(nb, cg + 1, oy2, ox2, v2 && cg + 1 < p.pad4, a1_2); store(nb, cg + 1, oy3, ox3, v3 && cg + 1 < p.pad4, a1_3);
+  store(nb, cg + 2, oy0, ox0, v0 && cg + 2 < p.pad4, a2_0); store(nb, cg + 2, oy1, ox1, v1 && cg + 2 < p.pad4, a2_1); store(nb, cg + 2, oy2, ox2, v2 && cg + 2 < p.pad4, a2_2); store(nb, cg + 2, oy3, ox3, v3 && cg + 2 < p.pad4, a2_3);
+  store(nb, cg + 3, oy0, ox0, v0 && cg + 3 < p.pad4, a3_0); store(nb, cg + 3, oy1, ox1, v1 && cg + 3 < p.pad4, a3_1); store(nb, cg + 3, oy2, ox2, v2 && cg + 3 < p.pad4, a3_2); store(nb, cg + 3, oy3, ox3, v3 && cg + 3 < p.pad4, a3_3);
+  store(nb, cg + 4, oy0, ox0, v0 && cg + 4 < p.pad4, a4_0); store(nb, cg + 4, oy1, ox1, v1 && cg + 4 < p.pad4, a4_1); store(nb, cg + 4, oy2, ox2, v2 && cg + 4 < p.pad4, a4_2); store(nb, cg + 4, oy3, ox3, v3 && cg + 4 < p.pad4, a4_3);
+  store(nb, cg + 5, oy0, ox0, v0 && cg + 5 < p.pad4, a5_0); store(nb, cg + 5, oy1, ox1, v1 && cg + 5 < p.pad4, a5_1); store(nb, cg + 5, oy2, ox2, v2 && cg + 5 < p.pad4, a5_2); store(nb, cg + 5, oy3, ox3, v3 && cg + 5 < p.pad4, a5_3);
+  store(nb, cg + 6, oy0, ox0, v0 && cg + 6 < p.pad4, a6_0); store(nb, cg + 6, oy1, ox1, v1 && cg + 6 < p.pad4, a6_1); store(nb, cg + 6, oy2, ox2, v2 && cg + 6 < p.pad4, a6_2); store(nb, cg + 6, oy3, ox3, v3 && cg + 6 < p.pad4, a6_3);
+  store(nb, cg + 7, oy0, ox0, v0 && cg + 7 < p.pad4, a7_0); store(nb, cg + 7, oy1, ox1, v1 && cg + 7 < p.pad4, a7_1); store(nb, cg + 7, oy2, ox2, v2 && cg + 7 < p.pad4, a7_2); store(nb, cg + 7, oy3, ox3, v3 && cg + 7 < p.pad4, a7_3);
+  store(nb, cg + 8, oy0, ox0, v0 && cg + 8 < p.pad4, a8_0); store(nb, cg + 8, oy1, ox1, v1 && cg + 8 < p.pad4, a8_1); store(nb, cg + 8, oy2, ox2, v2 && cg + 8 < p.pad4, a8_2); store(nb, cg + 8, oy3, ox3, v3 && cg + 8 < p.pad4, a8_3);
+  store(nb, cg + 9, oy0, ox0, v0 && cg + 9 < p.pad4, a9_0); store(nb, cg + 9, oy1, ox1, v1 && cg + 9 < p.pad4, a9_1); store(nb, cg + 9, oy2, ox2, v2 && cg + 9 < p.pad4, a9_2); store(nb, cg + 9, oy3, ox3, v3 && cg + 9 < p.pad4, a9_3);
+  store(nb, cg + 10, oy0, ox0, v0 && cg + 10 < p.pad4, a10_0); store(nb, cg + 10, oy1, ox1, v1 && cg + 10 < p.pad4, a10_1); store(nb, cg + 10, oy2, ox2, v2 && cg + 10 < p.pad4, a10_2); store(nb, cg + 10, oy3, ox3, v3 && cg + 10 < p.pad4, a10_3);
+  store(nb, cg + 11, oy0, ox0, v0 && cg + 11 < p.pad4, a11_0); store(nb, cg + 11, oy1, ox1, v1 && cg + 11 < p.pad4, a11_1); store(nb, cg + 11, oy2, ox2, v2 && cg + 11 < p.pad4, a11_2); store(nb, cg + 11, oy3, ox3, v3 && cg + 11 < p.pad4, a11_3);
+  store(nb, cg + 12, oy0, ox0, v0 && cg + 12 < p.pad4, a12_0); store(nb, cg + 12, oy1, ox1, v1 && cg + 12 < p.pad4, a12_1); store(nb, cg + 12, oy2, ox2, v2 && cg + 12 < p.pad4, a12_2); store(nb, cg + 12, oy3, ox3, v3 && cg + 12 < p.pad4, a12_3);
+  store(nb, cg + 13, oy0, ox0, v0 && cg + 13 < p.pad4, a13_0); store(nb, cg + 13, oy1, ox1, v1 && cg + 13 < p.pad4, a13_1); store(nb, cg + 13, oy2, ox2, v2 && cg + 13 < p.pad4, a13_2); store(nb, cg + 13, oy3, ox3, v3 && cg + 13 < p.pad4, a13_3);
+  store(nb, cg + 14, oy0, ox0, v0 && cg + 14 < p.pad4, a14_0); store(nb, cg + 14, oy1, ox1, v1 && cg + 14 < p.pad4, a14_1); store(nb, cg + 14, oy2, ox2, v2 && cg + 14 < p.pad4, a14_2); store(nb, cg + 14, oy3, ox3, v3 && cg + 14 < p.pad4, a14_3);
+  store(nb, cg + 15, oy0, ox0, v0 && cg + 15 < p.pad4, a15_0); store(nb, cg + 15, oy1, ox1, v1 && cg + 15 < p.pad4, a15_1); store(nb, cg + 15, oy2, ox2, v2 && cg + 15 < p.pad4, a15_2); store(nb, cg + 15, oy3, ox3, v3 && cg + 15 < p.pad4, a15_3);
 }

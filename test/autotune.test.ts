@@ -160,6 +160,9 @@ describe('conv2d kernel variants agree with each other', () => {
     [[1, 70, 6, 6], [40, 70, 1, 1], true, {}],
     [[2, 64, 9, 9], [32, 64, 3, 3], false, { padding: 6, dilation: 6 }],
     [[1, 33, 12, 9], [61, 33, 3, 5], true, { stride: [2, 3], padding: [1, 2] }],
+    // 7×7 (the stem: up to 16 region breakpoints per axis) and 9×9 (too many: one masked region).
+    [[1, 8, 23, 23], [64, 8, 7, 7], true, { stride: 2, padding: 3 }],
+    [[1, 6, 20, 20], [64, 6, 9, 9], false, { padding: 4, dilation: 2 }],
   ];
   const dispatched = new Set<string>();
   shapes.forEach(([xs, ws, bias, opts], i) => {

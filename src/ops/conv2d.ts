@@ -64,6 +64,62 @@ const SG_PIX = 32;
 const SG_GROUPS = 16;
 const SG_DW_CO_GROUPS = 8;
 const SG_DW_CI_GROUPS = 16;
+/** The forward subgroup kernel's region tables: at most this many breakpoints per axis. */
+const SG_REGION_BREAKS = 16;
+const SG_REGION_PRE = Math.ceil(((SG_REGION_BREAKS - 1) ** 2 + 1) / 4) * 4;
+
+/** Breakpoints of one output axis, [0, ..., out]: where a tap starts or stops reading inside the
+ * input. Between two of them every position reads inside the input for the same taps. More than
+ * the kernel's tables hold (kernels wider than 7) gives one interval, pruned by masks. */
+function axisBreaks(stride: number, pad: number, dil: number, size: number, out: number, lo: number, hi: number): number[] {
+  const set = new Set<number>([0, out]);
+  for (let t = lo; t < hi; t++) {
+    const first = Math.max(0, Math.ceil((pad - t * dil) / stride));
+    const last = Math.min(out - 1, Math.floor((size - 1 + pad - t * dil) / stride));
+    if (first <= last) {
+      set.add(first);
+      set.add(last + 1);
+    }
+  }
+  const b = [...set].sort((a, c) => a - c);
+  return b.length > SG_REGION_BREAKS ? [0, out] : b;
+}
+
+/** Breakpoints of one input axis for backward-data, [0, ..., size]: where a tap starts or stops
+ * reaching inside dy (i + pad − t·dil in [0, out)). Only for stride 1: a strided axis is split
+ * into residue classes of ceil(size / stride) positions, one interval each. */
+function axisBreaksDx(stride: number, pad: number, dil: number, size: number, out: number, lo: number, hi: number): number[] {
+  if (stride !== 1) return [0, ceilDiv(size, stride)];
+  const set = new Set<number>([0, size]);
+  for (let t = lo; t < hi; t++) {
+    const first = Math.max(0, t * dil - pad);
+    const last = Math.min(size - 1, out - 1 + t * dil - pad);
+    if (first <= last) {
+      set.add(first);
+      set.add(last + 1);
+    }
+  }
+  const b = [...set].sort((a, c) => a - c);
+  return b.length > SG_REGION_BREAKS ? [0, size] : b;
+}
+
+/** The subgroup forward / backward-data kernels' params tail: tiles per image (per class), the
+ * region grid, its breakpoints and the regions' tile prefix sums (conv2d.fwd_sg.wgsl). */
+function regionParams(rb: number[], cb: number[]): number[] {
+  const nr = rb.length - 1;
+  const nc = cb.length - 1;
+  const pre = [0];
+  for (let i = 0; i < nr; i++) {
+    for (let j = 0; j < nc; j++) pre.push(pre[pre.length - 1] + ceilDiv((rb[i + 1] - rb[i]) * (cb[j + 1] - cb[j]), SG_PIX));
+  }
+  const padTo = (a: number[], n: number): number[] => [...a, ...new Array<number>(n - a.length).fill(0)];
+  return [pre[nr * nc], nr, nc, 0, ...padTo(rb, SG_REGION_BREAKS), ...padTo(cb, SG_REGION_BREAKS), ...padTo(pre, SG_REGION_PRE)];
+}
+const forwardRegions = (g: Conv2dGeometry): number[] =>
+  regionParams(axisBreaks(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi), axisBreaks(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi));
+const backwardDataRegions = (g: Conv2dGeometry): number[] =>
+  regionParams(axisBreaksDx(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi), axisBreaksDx(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi));
+
 /** The fraction of a subgroup tile's channel slots that hold real channels (c4 vec4 groups in
  * tiles of `tile` groups). Below one half the register kernel, with its smaller tiles, wins:
  * a subgroup tile does ~2.5× the register kernel's useful work per second when full (lavapipe). */
@@ -179,11 +235,11 @@ function runForwardKernel(variant: Conv2dVariant, x: Tensor, wp: Tensor, y: Tens
     return;
   }
   if (variant === 'subgroup') {
-    const pixBlocks = ceilDiv(g.oh * g.ow, SG_PIX);
-    const [gx, gy] = e.grid1d(g.n * pixBlocks, 1);
+    const regions = forwardRegions(g);
+    const [gx, gy] = e.grid1d(g.n * regions[0], 1);
     e.run({
       shader: 'conv2d.fwd_sg',
-      params: gemmParams(g, coPad4, [pixBlocks]),
+      params: gemmParams(g, coPad4, regions),
       bindings: [x, wp, y],
       workgroups: [gx, gy, ceilDiv(coPad4, SG_GROUPS)],
     });
@@ -467,11 +523,11 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
     workgroups: e.grid1d(wq.size, 64),
   });
   if (family(variant ?? conv2dVariant().variant, 'backward-data', g) === 'subgroup') {
-    const pixBlocks = ceilDiv(ceilDiv(g.h, g.sh) * ceilDiv(g.w, g.sw), SG_PIX);
-    const [gx, gy] = e.grid1d(g.n * g.sh * g.sw * pixBlocks, 1);
+    const regions = backwardDataRegions(g);
+    const [gx, gy] = e.grid1d(g.n * g.sh * g.sw * regions[0], 1);
     e.run({
       shader: 'conv2d.dx_sg',
-      params: gemmParams(g, ciPad4, [pixBlocks]),
+      params: gemmParams(g, ciPad4, regions),
       bindings: [dy, wq, dx],
       workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
     });
