@@ -5,32 +5,45 @@
 // Tap-major rows let the forward kernel keep one tap's input addresses fixed while it streams ci.
 // Bindings: 0 params {cin, cout, kh, kw, coPad, hasBias}; 1 w: f32[cout, cin, kh, kw] (PyTorch
 // layout); 2 bias: f32[cout] (any buffer when hasBias = 0: it is then not read);
-// 3 wp: f32[K + 1, coPad], coPad = cout rounded up to a multiple of 4.
-// Dispatch: grid1d((K + 1)·coPad, WG), one invocation per packed element.
+// 3 wp: vec4f[K + 1, coPad / 4], coPad = cout rounded up to a multiple of 4.
+// Dispatch: [ceil(coPad / 4 / WG), y, z] with y·z >= cin + 1 rows (row = wid.y + wid.z·nwg.y;
+// row ci < cin packs rows (tap·cin + ci) for every tap, row cin the bias row K). One invocation
+// per 4 output channels of one ci, looping over the taps: on lavapipe this kernel's cost was per
+// invocation and per cache miss (one element per invocation with a tap-major walk re-read the
+// whole weight once per tap), so each invocation reads taps contiguous floats per channel and
+// writes taps vec4s. The row comes from the workgroup id: its divisions are per-workgroup.
 override WG: u32 = 64;
 struct Params { cin: u32, cout: u32, kh: u32, kw: u32, coPad: u32, hasBias: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> wp: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wp: array<vec4f>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * (nwg.x * WG);
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let taps = p.kh * p.kw;
   let K = taps * p.cin;
-  if (i >= (K + 1u) * p.coPad) { return; }
-  let k = i / p.coPad;
-  let co = i % p.coPad;
-  var v = 0.0;
-  if (co < p.cout) {
-    if (k == K) {
-      if (p.hasBias != 0u) { v = bias[co]; }
-    } else {
-      let tap = k / p.cin;
-      let ci = k % p.cin;
-      v = w[(co * p.cin + ci) * taps + tap];
+  let coPad4 = p.coPad / 4u;
+  let ci = wid.y + wid.z * nwg.y;
+  let c4 = wid.x * WG + lid.x;
+  if (ci > p.cin || c4 >= coPad4) { return; }
+  if (ci == p.cin) {
+    var v = vec4f(0.0);
+    if (p.hasBias != 0u) {
+      for (var j = 0u; j < 4u; j++) {
+        let co = c4 * 4u + j;
+        if (co < p.cout) { v[j] = bias[co]; }
+      }
     }
+    wp[K * coPad4 + c4] = v;
+    return;
   }
-  wp[i] = v;
+  for (var tap = 0u; tap < taps; tap++) {
+    var v = vec4f(0.0);
+    for (var j = 0u; j < 4u; j++) {
+      let co = c4 * 4u + j;
+      if (co < p.cout) { v[j] = w[(co * p.cin + ci) * taps + tap]; }
+    }
+    wp[(tap * p.cin + ci) * coPad4 + c4] = v;
+  }
 }

@@ -205,6 +205,14 @@ function gemmParams(g: Conv2dGeometry, pad4: number, tail: number[]): number[] {
   return [g.n, g.cin, g.h, g.w, g.cout, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, pad4, g.kyLo, g.kyHi, g.kxLo, g.kxHi, ...tail];
 }
 
+/** Workgroups for the row-wise packing kernels: x over `cols` (WG wide), rows folded into y·z
+ * (row = wid.y + wid.z·nwg.y) under the per-dimension limit. */
+function rowGrid(cols: number, rows: number, wg: number): [number, number, number] {
+  const maxWg = engine().limits.maxComputeWorkgroupsPerDimension;
+  const y = Math.min(rows, maxWg);
+  return [Math.ceil(cols / wg), y, Math.ceil(rows / y)];
+}
+
 /** Packs the weight (and bias) for the forward kernels: wp [K + 1, coPad] (conv2d.wpack.wgsl). */
 function packForwardWeight(weight: Tensor, bias: Tensor | null, g: Conv2dGeometry): Tensor {
   const e = engine();
@@ -215,7 +223,7 @@ function packForwardWeight(weight: Tensor, bias: Tensor | null, g: Conv2dGeometr
     shader: 'conv2d.wpack',
     params: [g.cin, g.cout, g.kh, g.kw, coPad, bias ? 1 : 0],
     bindings: [weight, bias ?? weight, wp],
-    workgroups: e.grid1d(wp.size, 64),
+    workgroups: rowGrid(coPad / 4, g.cin + 1, 64),
   });
   return wp;
 }
@@ -520,7 +528,7 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
     shader: 'conv2d.wpackdx',
     params: [g.cin, g.cout, g.kh, g.kw, ciPad],
     bindings: [weight, wq],
-    workgroups: e.grid1d(wq.size, 64),
+    workgroups: rowGrid(ciPad4, g.cout, 64),
   });
   if (family(variant ?? conv2dVariant().variant, 'backward-data', g) === 'subgroup') {
     const regions = backwardDataRegions(g);
@@ -552,7 +560,7 @@ function channelsLast(t: Tensor): Tensor {
   const [n, c, h, w] = t.shape;
   const cPad = ceilDiv(c, 4) * 4;
   const out = empty([n, h * w, cPad]);
-  e.run({ shader: 'conv2d.nhwc', params: [n, c, h * w, cPad], bindings: [t, out], workgroups: e.grid1d(out.size, 64) });
+  e.run({ shader: 'conv2d.nhwc', params: [n, c, h * w, cPad], bindings: [t, out], workgroups: e.grid1d(out.size / 4, 64) });
   return out;
 }
 
