@@ -3,6 +3,9 @@
 // Timing: GPU timestamps around one compute pass where the adapter has 'timestamp-query'
 // (Engine.timeGpu), else wall clock around the recorded work and a wait for the queue. One
 // warm-up run first (pipelines compiled, pool buffers created), then the median of `repeats`.
+// timeInterleaved times several workloads round-robin (repeat 1 of each, then repeat 2, ...), so
+// that ratios between them are measured side by side: a slow spell of the machine (lavapipe's
+// timings here move by up to 2× within a minute) lands on all of them rather than on one.
 
 import { engine, type Tensor } from '../src/index.js';
 
@@ -54,28 +57,36 @@ export interface Timing {
 /** Times `record`, which must only record kernels (no uploads, copies or reads), and disposes
  * what it returns. Median over `repeats` after one warm-up run. */
 export async function timeKernels(record: () => Outputs, repeats: number): Promise<Timing> {
+  return (await timeInterleaved([record], repeats))[0];
+}
+
+/** Times each of `records` like timeKernels, round-robin: one warm-up run of each, then repeat r
+ * of every one before repeat r + 1 of any. */
+export async function timeInterleaved(records: (() => Outputs)[], repeats: number): Promise<Timing[]> {
   const e = engine();
-  disposeAll(record()); // warm-up: pipelines compiled, pool buffers created
+  for (const record of records) disposeAll(record()); // warm-up: pipelines compiled, pool buffers created
   await e.sync();
-  const times: number[] = [];
+  const times: number[][] = records.map(() => []);
   let gpu = true;
   for (let r = 0; r < Math.max(1, repeats); r++) {
-    let out: Outputs = undefined;
-    const t = await e.timeGpu(() => {
-      out = record();
-    });
-    disposeAll(out);
-    if (t !== null) times.push(t);
-    else {
-      gpu = false;
-      await e.sync();
-      const t0 = performance.now();
-      const o = record();
-      await e.sync();
-      times.push(performance.now() - t0);
-      disposeAll(o);
+    for (let i = 0; i < records.length; i++) {
+      let out: Outputs = undefined;
+      const t = await e.timeGpu(() => {
+        out = records[i]();
+      });
+      disposeAll(out);
+      if (t !== null) times[i].push(t);
+      else {
+        gpu = false;
+        await e.sync();
+        const t0 = performance.now();
+        const o = records[i]();
+        await e.sync();
+        times[i].push(performance.now() - t0);
+        disposeAll(o);
+      }
     }
   }
   await e.sync();
-  return { ms: median(times), timing: gpu ? 'gpu-timestamps' : 'wall-clock' };
+  return times.map((ts) => ({ ms: median(ts), timing: gpu ? 'gpu-timestamps' : 'wall-clock' }));
 }

@@ -15,7 +15,7 @@
 
 import { init, tensor, noGrad, type Tensor } from '../src/index.js';
 import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight, conv2dVariant, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d.js';
-import { timeKernels, values, type BenchRow } from './common.js';
+import { timeInterleaved, values, type BenchRow } from './common.js';
 
 export type Conv2dPass = 'forward' | 'backward-data' | 'backward-weight';
 export const CONV_PASSES: Conv2dPass[] = ['forward', 'backward-data', 'backward-weight'];
@@ -98,39 +98,45 @@ export function shapeFields(s: ConvShape): Record<string, number | string> {
   return { group: s.group, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.h, k: s.k, stride: s.stride, dilation: s.dilation, padding: s.padding };
 }
 
-/** Times every pass of every shape on the current engine. */
+/** Times every pass of every shape on the current engine, interleaved (common.ts): the passes of
+ * all the shapes round-robin, so that dx / forward and rate 18 / rate 1 are ratios of times
+ * measured side by side. All the shapes' tensors are alive together (the ASPP set: ~0.3 GB). */
 export async function benchConv2d(shapes: ConvShape[], opts: { repeats: number; adapter: string; passes?: Conv2dPass[]; onRow?: (r: BenchRow) => void }): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  for (const s of shapes) {
-    const x = tensor(values(s.n * s.cin * s.h * s.h, 1), [s.n, s.cin, s.h, s.h]);
-    const w = tensor(values(s.cout * s.cin * s.k * s.k, 2, 0.1), [s.cout, s.cin, s.k, s.k]);
-    const g = conv2dGeometry(x, w, null, { stride: s.stride, padding: s.padding, dilation: s.dilation });
-    const dy = tensor(values(s.n * s.cout * g.oh * g.ow, 3), [s.n, s.cout, g.oh, g.ow]);
-    const flops = convFlops(s);
-    try {
-      for (const pass of opts.passes ?? CONV_PASSES) {
-        const run: () => Tensor =
-          pass === 'forward'
-            ? () => conv2dForward(x, w, null, g)
-            : pass === 'backward-data'
-              ? () => conv2dBackwardData(dy, w, g)
-              : () => conv2dBackwardWeight(x, dy, g);
-        const t = await timeKernels(() => noGrad(run), opts.repeats);
-        const row: BenchRow = {
-          kernel: 'conv2d', pass, impl: 'atrous', ...shapeFields(s),
-          ms: t.ms, gflops: flops.useful / (t.ms * 1e6), gflops_dense: flops.dense / (t.ms * 1e6),
-          gbs: convBytes(s) / (t.ms * 1e6), useful_fraction: flops.useful / flops.dense,
-          adapter: opts.adapter, timing: t.timing,
-          ...(pass === 'forward' ? { variant: conv2dVariant().variant } : {}),
-        };
-        rows.push(row);
-        opts.onRow?.(row);
-      }
-    } finally {
-      x.dispose();
-      w.dispose();
-      dy.dispose();
-    }
+  const passes = opts.passes ?? CONV_PASSES;
+  const owned: Tensor[] = [];
+  try {
+    const cases = shapes.map((s) => {
+      const x = tensor(values(s.n * s.cin * s.h * s.h, 1), [s.n, s.cin, s.h, s.h]);
+      const w = tensor(values(s.cout * s.cin * s.k * s.k, 2, 0.1), [s.cout, s.cin, s.k, s.k]);
+      const g = conv2dGeometry(x, w, null, { stride: s.stride, padding: s.padding, dilation: s.dilation });
+      const dy = tensor(values(s.n * s.cout * g.oh * g.ow, 3), [s.n, s.cout, g.oh, g.ow]);
+      owned.push(x, w, dy);
+      const run = (pass: Conv2dPass): (() => Tensor) =>
+        pass === 'forward'
+          ? () => noGrad(() => conv2dForward(x, w, null, g))
+          : pass === 'backward-data'
+            ? () => noGrad(() => conv2dBackwardData(dy, w, g))
+            : () => noGrad(() => conv2dBackwardWeight(x, dy, g));
+      return passes.map((pass) => ({ s, pass, record: run(pass) }));
+    });
+    const flat = cases.flat();
+    const times = await timeInterleaved(flat.map((c) => c.record), opts.repeats);
+    flat.forEach(({ s, pass }, i) => {
+      const t = times[i];
+      const flops = convFlops(s);
+      const row: BenchRow = {
+        kernel: 'conv2d', pass, impl: 'atrous', ...shapeFields(s),
+        ms: t.ms, gflops: flops.useful / (t.ms * 1e6), gflops_dense: flops.dense / (t.ms * 1e6),
+        gbs: convBytes(s) / (t.ms * 1e6), useful_fraction: flops.useful / flops.dense,
+        adapter: opts.adapter, timing: t.timing,
+        ...(pass === 'forward' ? { variant: conv2dVariant().variant } : {}),
+      };
+      rows.push(row);
+      opts.onRow?.(row);
+    });
+  } finally {
+    for (const t of owned) t.dispose();
   }
   return rows;
 }

@@ -51,7 +51,18 @@ const REGION_PARAMS = `tiles: i32, nr: i32, nc: i32, unused: i32,
   pre: array<vec4i, ${Math.ceil((REGION_MAX + 1) / 4)}>,`;
 const REGION_FNS = `fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
 fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
-fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }`;
+fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
+// Row lr (of nrows) of a region in visiting order: rows grouped by residue modulo the row
+// dilation d, so consecutive tiles read input rows d apart and share two of a 3-tap column's
+// three rows (at rate 1 neighbours share them anyway). Identity for d = 1.
+fn rowOrder(lr: i32, nrows: i32, d: i32) -> i32 {
+  let q = nrows / d;
+  let rem = nrows % d;
+  let big = rem * (q + 1);
+  let r = select(rem + (lr - big) / max(q, 1), lr / (q + 1), lr < big);
+  let k = select((lr - big) % max(q, 1), lr % (q + 1), lr < big);
+  return r + k * d;
+}`;
 /** Tile t's region r: rows [R0, R1), columns [C0, C1), rw columns, npix pixels (uniform). */
 const REGION_LOOKUP = `  // The region of tile t: the last r with tileStart(r) <= t.
   var r = 0;
@@ -61,7 +72,8 @@ const REGION_LOOKUP = `  // The region of tile t: the last r with tileStart(r) <
   let C0 = colBreak(r % p.nc);
   let C1 = colBreak(r % p.nc + 1);
   let rw = C1 - C0;
-  let npix = (R1 - R0) * rw;`;
+  let npix = (R1 - R0) * rw;
+  let rd = select(1, p.dh, p.sh == 1);`;
 
 function forward() {
   const L = [];
@@ -125,7 +137,7 @@ ${REGION_LOOKUP}
   for (let v = 0; v < V; v++) L.push(`  let my${v} = min(cg + ${8 * v} + i32(sl), p.pad4 - 1);`);
   L.push(`  // This lane's pixels: region-local indices l, row-major in the region.
   let lb = (t - tileStart(r)) * ${8 * P} + i32(li) * ${P};`);
-  for (let j = 0; j < P; j++) L.push(`  let l${j} = lb + ${j}; let v${j} = live && l${j} < npix; let oy${j} = R0 + l${j} / max(rw, 1); let ox${j} = C0 + l${j} % max(rw, 1);`);
+  for (let j = 0; j < P; j++) L.push(`  let l${j} = lb + ${j}; let v${j} = live && l${j} < npix; let oy${j} = R0 + rowOrder(l${j} / max(rw, 1), R1 - R0, rd); let ox${j} = C0 + l${j} % max(rw, 1);`);
   L.push(`  // The bias row initialises the accumulators a<group>_<pixel> (zeros when there is no bias).
   let bRow = p.kh * p.kw * p.cin * p.pad4;`);
   for (let v = 0; v < V; v++) L.push(`  let bm${v} = wp[bRow + my${v}];`);
@@ -218,7 +230,7 @@ ${REGION_LOOKUP}
   for (let v = 0; v < V; v++) L.push(`  let my${v} = min(cg + ${8 * v} + i32(sl), p.pad4 - 1);`);
   L.push(`  let lb = (t - tileStart(r)) * ${8 * P} + i32(li) * ${P};`);
   for (let j = 0; j < P; j++) {
-    L.push(`  let l${j} = lb + ${j}; let qy${j} = R0 + l${j} / max(rw, 1); let qx${j} = C0 + l${j} % max(rw, 1); let v${j} = any && l${j} < npix && qy${j} < chh && qx${j} < chw;`);
+    L.push(`  let l${j} = lb + ${j}; let qy${j} = R0 + rowOrder(l${j} / max(rw, 1), R1 - R0, rd); let qx${j} = C0 + l${j} % max(rw, 1); let v${j} = any && l${j} < npix && qy${j} < chh && qx${j} < chw;`);
   }
   L.push(`  ${rep(G, (k) => rep(P, (j) => `var a${k}_${j} = vec4f(0.0);`))}`);
   L.push(`  let dyImg = nb * p.cout * ohw;

@@ -44,6 +44,17 @@ fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
 fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
 fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
 fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
+// Row lr (of nrows) of a region in visiting order: rows grouped by residue modulo the row
+// dilation d, so consecutive tiles read input rows d apart and share two of a 3-tap column's
+// three rows (at rate 1 neighbours share them anyway). Identity for d = 1.
+fn rowOrder(lr: i32, nrows: i32, d: i32) -> i32 {
+  let q = nrows / d;
+  let rem = nrows % d;
+  let big = rem * (q + 1);
+  let r = select(rem + (lr - big) / max(q, 1), lr / (q + 1), lr < big);
+  let k = select((lr - big) % max(q, 1), lr % (q + 1), lr < big);
+  return r + k * d;
+}
 
 // Stores channel group cg (4 channels) of input pixel (iy, ix); channels past cin are dropped.
 fn store(nb: i32, cg: i32, iy: i32, ix: i32, ok: bool, v: vec4f) {
@@ -77,6 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let C1 = colBreak(r % p.nc + 1);
   let rw = C1 - C0;
   let npix = (R1 - R0) * rw;
+  let rd = select(1, p.dh, p.sh == 1);
   // The class grid rows [R0, R1) and columns [C0, C1) of the region, clipped to this class.
   let qyA = R0;
   let qyB = min(R1, chh) - 1;
@@ -88,10 +100,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let my0 = min(cg + 0 + i32(sl), p.pad4 - 1);
   let my1 = min(cg + 8 + i32(sl), p.pad4 - 1);
   let lb = (t - tileStart(r)) * 32 + i32(li) * 4;
-  let l0 = lb + 0; let qy0 = R0 + l0 / max(rw, 1); let qx0 = C0 + l0 % max(rw, 1); let v0 = any && l0 < npix && qy0 < chh && qx0 < chw;
-  let l1 = lb + 1; let qy1 = R0 + l1 / max(rw, 1); let qx1 = C0 + l1 % max(rw, 1); let v1 = any && l1 < npix && qy1 < chh && qx1 < chw;
-  let l2 = lb + 2; let qy2 = R0 + l2 / max(rw, 1); let qx2 = C0 + l2 % max(rw, 1); let v2 = any && l2 < npix && qy2 < chh && qx2 < chw;
-  let l3 = lb + 3; let qy3 = R0 + l3 / max(rw, 1); let qx3 = C0 + l3 % max(rw, 1); let v3 = any && l3 < npix && qy3 < chh && qx3 < chw;
+  let l0 = lb + 0; let qy0 = R0 + rowOrder(l0 / max(rw, 1), R1 - R0, rd); let qx0 = C0 + l0 % max(rw, 1); let v0 = any && l0 < npix && qy0 < chh && qx0 < chw;
+  let l1 = lb + 1; let qy1 = R0 + rowOrder(l1 / max(rw, 1), R1 - R0, rd); let qx1 = C0 + l1 % max(rw, 1); let v1 = any && l1 < npix && qy1 < chh && qx1 < chw;
+  let l2 = lb + 2; let qy2 = R0 + rowOrder(l2 / max(rw, 1), R1 - R0, rd); let qx2 = C0 + l2 % max(rw, 1); let v2 = any && l2 < npix && qy2 < chh && qx2 < chw;
+  let l3 = lb + 3; let qy3 = R0 + rowOrder(l3 / max(rw, 1), R1 - R0, rd); let qx3 = C0 + l3 % max(rw, 1); let v3 = any && l3 < npix && qy3 < chh && qx3 < chw;
   var a0_0 = vec4f(0.0); var a0_1 = vec4f(0.0); var a0_2 = vec4f(0.0); var a0_3 = vec4f(0.0); var a1_0 = vec4f(0.0); var a1_1 = vec4f(0.0); var a1_2 = vec4f(0.0); var a1_3 = vec4f(0.0); var a2_0 = vec4f(0.0); var a2_1 = vec4f(0.0); var a2_2 = vec4f(0.0); var a2_3 = vec4f(0.0); var a3_0 = vec4f(0.0); var a3_1 = vec4f(0.0); var a3_2 = vec4f(0.0); var a3_3 = vec4f(0.0); var a4_0 = vec4f(0.0); var a4_1 = vec4f(0.0); var a4_2 = vec4f(0.0); var a4_3 = vec4f(0.0); var a5_0 = vec4f(0.0); var a5_1 = vec4f(0.0); var a5_2 = vec4f(0.0); var a5_3 = vec4f(0.0); var a6_0 = vec4f(0.0); var a6_1 = vec4f(0.0); var a6_2 = vec4f(0.0); var a6_3 = vec4f(0.0); var a7_0 = vec4f(0.0); var a7_1 = vec4f(0.0); var a7_2 = vec4f(0.0); var a7_3 = vec4f(0.0); var a8_0 = vec4f(0.0); var a8_1 = vec4f(0.0); var a8_2 = vec4f(0.0); var a8_3 = vec4f(0.0); var a9_0 = vec4f(0.0); var a9_1 = vec4f(0.0); var a9_2 = vec4f(0.0); var a9_3 = vec4f(0.0); var a10_0 = vec4f(0.0); var a10_1 = vec4f(0.0); var a10_2 = vec4f(0.0); var a10_3 = vec4f(0.0); var a11_0 = vec4f(0.0); var a11_1 = vec4f(0.0); var a11_2 = vec4f(0.0); var a11_3 = vec4f(0.0); var a12_0 = vec4f(0.0); var a12_1 = vec4f(0.0); var a12_2 = vec4f(0.0); var a12_3 = vec4f(0.0); var a13_0 = vec4f(0.0); var a13_1 = vec4f(0.0); var a13_2 = vec4f(0.0); var a13_3 = vec4f(0.0); var a14_0 = vec4f(0.0); var a14_1 = vec4f(0.0); var a14_2 = vec4f(0.0); var a14_3 = vec4f(0.0); var a15_0 = vec4f(0.0); var a15_1 = vec4f(0.0); var a15_2 = vec4f(0.0); var a15_3 = vec4f(0.0);
   let dyImg = nb * p.cout * ohw;
   for (var ky = p.kyLo; ky < p.kyHi; ky++) {

@@ -48,6 +48,17 @@ fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
 fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
 fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
 fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
+// Row lr (of nrows) of a region in visiting order: rows grouped by residue modulo the row
+// dilation d, so consecutive tiles read input rows d apart and share two of a 3-tap column's
+// three rows (at rate 1 neighbours share them anyway). Identity for d = 1.
+fn rowOrder(lr: i32, nrows: i32, d: i32) -> i32 {
+  let q = nrows / d;
+  let rem = nrows % d;
+  let big = rem * (q + 1);
+  let r = select(rem + (lr - big) / max(q, 1), lr / (q + 1), lr < big);
+  let k = select((lr - big) % max(q, 1), lr % (q + 1), lr < big);
+  return r + k * d;
+}
 
 // Stores channel group cg (4 channels) of output pixel (oy, ox); channels past cout are dropped.
 fn store(nb: i32, cg: i32, oy: i32, ox: i32, ok: bool, v: vec4f) {
@@ -75,6 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let C1 = colBreak(r % p.nc + 1);
   let rw = C1 - C0;
   let npix = (R1 - R0) * rw;
+  let rd = select(1, p.dh, p.sh == 1);
   // Taps inside the input for some pixel of the region (for all of them when the region is exact).
   let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dh));
   let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dh) + 1);
@@ -87,10 +99,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let my1 = min(cg + 8 + i32(sl), p.pad4 - 1);
   // This lane's pixels: region-local indices l, row-major in the region.
   let lb = (t - tileStart(r)) * 32 + i32(li) * 4;
-  let l0 = lb + 0; let v0 = live && l0 < npix; let oy0 = R0 + l0 / max(rw, 1); let ox0 = C0 + l0 % max(rw, 1);
-  let l1 = lb + 1; let v1 = live && l1 < npix; let oy1 = R0 + l1 / max(rw, 1); let ox1 = C0 + l1 % max(rw, 1);
-  let l2 = lb + 2; let v2 = live && l2 < npix; let oy2 = R0 + l2 / max(rw, 1); let ox2 = C0 + l2 % max(rw, 1);
-  let l3 = lb + 3; let v3 = live && l3 < npix; let oy3 = R0 + l3 / max(rw, 1); let ox3 = C0 + l3 % max(rw, 1);
+  let l0 = lb + 0; let v0 = live && l0 < npix; let oy0 = R0 + rowOrder(l0 / max(rw, 1), R1 - R0, rd); let ox0 = C0 + l0 % max(rw, 1);
+  let l1 = lb + 1; let v1 = live && l1 < npix; let oy1 = R0 + rowOrder(l1 / max(rw, 1), R1 - R0, rd); let ox1 = C0 + l1 % max(rw, 1);
+  let l2 = lb + 2; let v2 = live && l2 < npix; let oy2 = R0 + rowOrder(l2 / max(rw, 1), R1 - R0, rd); let ox2 = C0 + l2 % max(rw, 1);
+  let l3 = lb + 3; let v3 = live && l3 < npix; let oy3 = R0 + rowOrder(l3 / max(rw, 1), R1 - R0, rd); let ox3 = C0 + l3 % max(rw, 1);
   // The bias row initialises the accumulators a<group>_<pixel> (zeros when there is no bias).
   let bRow = p.kh * p.kw * p.cin * p.pad4;
   let bm0 = wp[bRow + my0];
