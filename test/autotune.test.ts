@@ -2,8 +2,10 @@
 // forcing. No timing is asserted (lavapipe's speed varies with the machine's load).
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { engine, tensor, conv2d, type Conv2dOptions } from '../src/index.js';
 import { randn, expectClose } from './helpers.js';
 import {
@@ -186,6 +188,11 @@ describe('conv2d kernel variants agree with each other', () => {
       }
       for (const u of [x, w, b, dy, ...Object.values(ref)]) u?.dispose();
     });
+  });
+  it('the committed subgroup kernels are what scripts/gen-conv-subgroup.mjs writes', () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'gen-conv-subgroup.mjs'), '--check'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).to.equal(0);
   });
   it('the shapes above ran every kernel of every variant the device has', function () {
     const want = ['conv2d.fwd_tiled', ...(engine().hasSubgroups ? ['conv2d.fwd_sg', 'conv2d.dx_sg', 'conv2d.dw_sg', 'conv2d.fwd', 'conv2d.dx', 'conv2d.dw'] : [])];
