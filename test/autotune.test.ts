@@ -44,7 +44,7 @@ function forwardShader(): string {
 }
 const SHADER: Record<Conv2dVariant, string> = { register: 'conv2d.fwd', tiled: 'conv2d.fwd_tiled', subgroup: 'conv2d.fwd_sg' };
 
-describe('conv2d forward variant autotune', () => {
+describe('conv2d kernel variant autotune', () => {
   const saved = { dir: process.env.ATROUS_CACHE_DIR, env: process.env.ATROUS_CONV_VARIANT };
   let dir = '';
   beforeEach(() => {

@@ -24,9 +24,9 @@ describe('PyTorch conformance fixtures', () => {
     expect(r.checks.length).to.be.greaterThan(1);
   };
   for (const f of files) it(f.replace('.safetensors', ''), () => check(f));
-  // The conv2d fixtures again on each forward kernel variant, forced.
+  // The conv2d fixtures again on each kernel variant, forced (forward and backward).
   for (const variant of CONV2D_VARIANTS) {
-    describe(`conv2d with the ${variant} forward variant`, () => {
+    describe(`conv2d with the ${variant} kernel variant`, () => {
       before(() => setConv2dVariant(variant));
       after(() => setConv2dVariant(null));
       for (const f of files.filter((f) => f.startsWith('conv2d__'))) it(f.replace('.safetensors', ''), () => check(f));

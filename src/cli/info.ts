@@ -19,7 +19,7 @@ export const infoCommand: Command = {
     console.log(`vendor:       ${info.vendor || '-'}   architecture: ${info.architecture || '-'}   device: ${info.device || '-'}`);
     console.log(`backend:      ${info.backend} (${info.runtime})`);
     console.log(`features:     ${info.features.join(', ') || '(none)'}`);
-    console.log(`conv2d forward variant: ${describeConv2dVariant(conv2dVariant(e))}`);
+    console.log(`conv2d kernel variant: ${describeConv2dVariant(conv2dVariant(e))}`);
     console.log('limits:');
     for (const [k, v] of Object.entries(info.limits).sort()) console.log(`  ${k.padEnd(44)} ${v}`);
     return 0;

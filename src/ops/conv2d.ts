@@ -64,7 +64,7 @@ const SG_PIX = 32;
 const SG_GROUPS = 16;
 const SG_DW_CO_GROUPS = 8;
 const SG_DW_CI_GROUPS = 16;
-/** The forward subgroup kernel's region tables: at most this many breakpoints per axis. */
+/** The subgroup forward / backward-data kernels' region tables: at most this many breakpoints per axis. */
 const SG_REGION_BREAKS = 16;
 const SG_REGION_PRE = Math.ceil(((SG_REGION_BREAKS - 1) ** 2 + 1) / 4) * 4;
 
@@ -104,21 +104,60 @@ function axisBreaksDx(stride: number, pad: number, dil: number, size: number, ou
 }
 
 /** The subgroup forward / backward-data kernels' params tail: tiles per image (per class), the
- * region grid, its breakpoints and the regions' tile prefix sums (conv2d.fwd_sg.wgsl). */
-function regionParams(rb: number[], cb: number[]): number[] {
+ * region grid, its breakpoints and the regions' tile prefix sums (conv2d.fwd_sg.wgsl). `taps(axis,
+ * at)` counts the taps of an axis that read inside for position `at`. Exact regions cost tiles:
+ * on a small map (5×5: 9 regions of 1 to 9 pixels, each a 32-pixel tile) they multiply the lanes
+ * more than pruning saves, so the cut is used only when it executes fewer lane-taps than one
+ * region over the whole map (pruned by the global tap range and per-pixel masks). */
+function regionParams(rb: number[], cb: number[], taps: (axis: 0 | 1, at: number) => number, all: [number, number]): number[] {
+  const tilesOf = (rows: number[], cols: number[]) => {
+    const pre = [0];
+    let lanes = 0;
+    for (let i = 0; i + 1 < rows.length; i++) {
+      for (let j = 0; j + 1 < cols.length; j++) {
+        const t = ceilDiv((rows[i + 1] - rows[i]) * (cols[j + 1] - cols[j]), SG_PIX);
+        pre.push(pre[pre.length - 1] + t);
+        // An uncut axis is pruned by the global tap range only.
+        lanes += t * SG_PIX * (rows.length > 2 ? taps(0, rows[i]) : all[0]) * (cols.length > 2 ? taps(1, cols[j]) : all[1]);
+      }
+    }
+    return { pre, lanes };
+  };
+  let cut = tilesOf(rb, cb);
+  const whole = [[0, rb[rb.length - 1]], [0, cb[cb.length - 1]]];
+  const one = tilesOf(whole[0], whole[1]);
+  if (one.lanes <= cut.lanes) {
+    rb = whole[0];
+    cb = whole[1];
+    cut = one;
+  }
   const nr = rb.length - 1;
   const nc = cb.length - 1;
-  const pre = [0];
-  for (let i = 0; i < nr; i++) {
-    for (let j = 0; j < nc; j++) pre.push(pre[pre.length - 1] + ceilDiv((rb[i + 1] - rb[i]) * (cb[j + 1] - cb[j]), SG_PIX));
-  }
   const padTo = (a: number[], n: number): number[] => [...a, ...new Array<number>(n - a.length).fill(0)];
-  return [pre[nr * nc], nr, nc, 0, ...padTo(rb, SG_REGION_BREAKS), ...padTo(cb, SG_REGION_BREAKS), ...padTo(pre, SG_REGION_PRE)];
+  return [cut.pre[nr * nc], nr, nc, 0, ...padTo(rb, SG_REGION_BREAKS), ...padTo(cb, SG_REGION_BREAKS), ...padTo(cut.pre, SG_REGION_PRE)];
 }
+
+/** Taps t in [lo, hi) with 0 <= o·s − p + t·d < size (forward: output position o). */
+const tapsInside = (o: number, s: number, p: number, d: number, size: number, lo: number, hi: number): number => {
+  let n = 0;
+  for (let t = lo; t < hi; t++) if (o * s - p + t * d >= 0 && o * s - p + t * d < size) n++;
+  return n;
+};
 const forwardRegions = (g: Conv2dGeometry): number[] =>
-  regionParams(axisBreaks(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi), axisBreaks(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi));
+  regionParams(
+    axisBreaks(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi),
+    axisBreaks(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi),
+    (axis, o) => (axis === 0 ? tapsInside(o, g.sh, g.ph, g.dh, g.h, g.kyLo, g.kyHi) : tapsInside(o, g.sw, g.pw, g.dw, g.w, g.kxLo, g.kxHi)),
+    [g.kyHi - g.kyLo, g.kxHi - g.kxLo],
+  );
+/** Backward-data (stride 1 on a cut axis): taps t with 0 <= i + p − t·d < out for input position i. */
 const backwardDataRegions = (g: Conv2dGeometry): number[] =>
-  regionParams(axisBreaksDx(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi), axisBreaksDx(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi));
+  regionParams(
+    axisBreaksDx(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi),
+    axisBreaksDx(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi),
+    (axis, i) => (axis === 0 ? tapsInside(i, 1, -g.ph, -g.dh, g.oh, g.kyLo, g.kyHi) : tapsInside(i, 1, -g.pw, -g.dw, g.ow, g.kxLo, g.kxHi)),
+    [g.kyHi - g.kyLo, g.kxHi - g.kxLo],
+  );
 
 /** The fraction of a subgroup tile's channel slots that hold real channels (c4 vec4 groups in
  * tiles of `tile` groups). Below one half the register kernel, with its smaller tiles, wins:
@@ -457,10 +496,12 @@ function fastest(ms: Partial<Record<Conv2dVariant, number>>): Conv2dVariant {
 }
 
 /**
- * The per-adapter autotune (init() calls it): picks the faster forward variant on this adapter,
- * from memory, else from the Node cache file (when it was made for the same kernel sources), else
- * by timing both (well under a second on lavapipe) and writing the file. `remeasure` skips both
- * caches. If the timing fails (a compile or GPU error), register is kept, in memory only.
+ * The per-adapter autotune (init() calls it): picks the variant whose forward kernel is fastest on
+ * this adapter, from memory, else from the Node cache file (when it was made for the same kernel
+ * sources), else by timing every variant the device can run (well under a second on lavapipe once
+ * the kernels are compiled; compiling the subgroup kernel takes ~6 s the first time, Mesa caches it
+ * on disk) and writing the file. `remeasure` skips both caches. If the timing fails (a compile or
+ * GPU error), register is kept, in memory only.
  */
 export async function autotuneConv2d(e: Engine = engine(), opts: { remeasure?: boolean } = {}): Promise<Conv2dVariantChoice> {
   const adapter = e.adapterName;
