@@ -186,6 +186,8 @@ function backwardData() {
 // block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
 // z = ceil(ciPad4 / ${G}).`));
   L.push(`enable subgroups;
+// true for a strided convolution (sh or sw > 1): taps that do not divide evenly are skipped.
+override STRIDED: bool = true;
 ${PARAMS(REGION_PARAMS)}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
@@ -234,18 +236,22 @@ ${REGION_LOOKUP}
   }
   L.push(`  ${rep(G, (k) => rep(P, (j) => `var a${k}_${j} = vec4f(0.0);`))}`);
   L.push(`  let dyImg = nb * p.cout * ohw;
-  for (var ky = p.kyLo; ky < p.kyHi; ky++) {
+  // Uniform tap ranges: taps whose dy row ty / sh (ty = ry + ph − ky·dh) lands inside [0, oh) for
+  // some row of the region, qy in [qyA, qyB]; likewise for columns. A strided conv also skips the
+  // taps that do not divide evenly (STRIDED is an override constant, so a stride-1 pipeline has no
+  // \`continue\` at all: llvmpipe turns one into mask bookkeeping around the inner loop).
+  let kyA = select(p.kyHi, max(p.kyLo, ceilDiv(ry + p.ph - (p.oh - 1 - qyA) * p.sh, p.dh)), any);
+  let kyB = min(p.kyHi, floorDiv(ry + p.ph + qyB * p.sh, p.dh) + 1);
+  let kxA = max(p.kxLo, ceilDiv(rx + p.pw - (p.ow - 1 - qxA) * p.sw, p.dw));
+  let kxB = min(p.kxHi, floorDiv(rx + p.pw + qxB * p.sw, p.dw) + 1);
+  for (var ky = kyA; ky < kyB; ky++) {
     let ty = ry + p.ph - ky * p.dh;
-    // Uniform: the tap reaches dy rows only where it divides evenly, and only if some row of the
-    // region lands inside [0, oh).
-    if (!any || ty % p.sh != 0) { continue; }
+    if (STRIDED && ty % p.sh != 0) { continue; }
     let oyT = ty / p.sh;
-    if (oyT + qyB < 0 || oyT + qyA >= p.oh) { continue; }
-    for (var kx = p.kxLo; kx < p.kxHi; kx++) {
+    for (var kx = kxA; kx < kxB; kx++) {
       let tx = rx + p.pw - kx * p.dw;
-      if (tx % p.sw != 0) { continue; }
-      let oxT = tx / p.sw;
-      if (oxT + qxB < 0 || oxT + qxA >= p.ow) { continue; }`);
+      if (STRIDED && tx % p.sw != 0) { continue; }
+      let oxT = tx / p.sw;`);
   for (let j = 0; j < P; j++) {
     L.push(`      let oy${j} = oyT + qy${j}; let ox${j} = oxT + qx${j};
       let ok${j} = v${j} && oy${j} >= 0 && oy${j} < p.oh && ox${j} >= 0 && ox${j} < p.ow;

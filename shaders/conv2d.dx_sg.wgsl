@@ -17,6 +17,8 @@
 // block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
 // z = ceil(ciPad4 / 16).
 enable subgroups;
+// true for a strided convolution (sh or sw > 1): taps that do not divide evenly are skipped.
+override STRIDED: bool = true;
 struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
@@ -106,18 +108,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let l3 = lb + 3; let qy3 = R0 + rowOrder(l3 / max(rw, 1), R1 - R0, rd); let qx3 = C0 + l3 % max(rw, 1); let v3 = any && l3 < npix && qy3 < chh && qx3 < chw;
   var a0_0 = vec4f(0.0); var a0_1 = vec4f(0.0); var a0_2 = vec4f(0.0); var a0_3 = vec4f(0.0); var a1_0 = vec4f(0.0); var a1_1 = vec4f(0.0); var a1_2 = vec4f(0.0); var a1_3 = vec4f(0.0); var a2_0 = vec4f(0.0); var a2_1 = vec4f(0.0); var a2_2 = vec4f(0.0); var a2_3 = vec4f(0.0); var a3_0 = vec4f(0.0); var a3_1 = vec4f(0.0); var a3_2 = vec4f(0.0); var a3_3 = vec4f(0.0); var a4_0 = vec4f(0.0); var a4_1 = vec4f(0.0); var a4_2 = vec4f(0.0); var a4_3 = vec4f(0.0); var a5_0 = vec4f(0.0); var a5_1 = vec4f(0.0); var a5_2 = vec4f(0.0); var a5_3 = vec4f(0.0); var a6_0 = vec4f(0.0); var a6_1 = vec4f(0.0); var a6_2 = vec4f(0.0); var a6_3 = vec4f(0.0); var a7_0 = vec4f(0.0); var a7_1 = vec4f(0.0); var a7_2 = vec4f(0.0); var a7_3 = vec4f(0.0); var a8_0 = vec4f(0.0); var a8_1 = vec4f(0.0); var a8_2 = vec4f(0.0); var a8_3 = vec4f(0.0); var a9_0 = vec4f(0.0); var a9_1 = vec4f(0.0); var a9_2 = vec4f(0.0); var a9_3 = vec4f(0.0); var a10_0 = vec4f(0.0); var a10_1 = vec4f(0.0); var a10_2 = vec4f(0.0); var a10_3 = vec4f(0.0); var a11_0 = vec4f(0.0); var a11_1 = vec4f(0.0); var a11_2 = vec4f(0.0); var a11_3 = vec4f(0.0); var a12_0 = vec4f(0.0); var a12_1 = vec4f(0.0); var a12_2 = vec4f(0.0); var a12_3 = vec4f(0.0); var a13_0 = vec4f(0.0); var a13_1 = vec4f(0.0); var a13_2 = vec4f(0.0); var a13_3 = vec4f(0.0); var a14_0 = vec4f(0.0); var a14_1 = vec4f(0.0); var a14_2 = vec4f(0.0); var a14_3 = vec4f(0.0); var a15_0 = vec4f(0.0); var a15_1 = vec4f(0.0); var a15_2 = vec4f(0.0); var a15_3 = vec4f(0.0);
   let dyImg = nb * p.cout * ohw;
-  for (var ky = p.kyLo; ky < p.kyHi; ky++) {
+  // Uniform tap ranges: taps whose dy row ty / sh (ty = ry + ph − ky·dh) lands inside [0, oh) for
+  // some row of the region, qy in [qyA, qyB]; likewise for columns. A strided conv also skips the
+  // taps that do not divide evenly (STRIDED is an override constant, so a stride-1 pipeline has no
+  // `continue` at all: llvmpipe turns one into mask bookkeeping around the inner loop).
+  let kyA = select(p.kyHi, max(p.kyLo, ceilDiv(ry + p.ph - (p.oh - 1 - qyA) * p.sh, p.dh)), any);
+  let kyB = min(p.kyHi, floorDiv(ry + p.ph + qyB * p.sh, p.dh) + 1);
+  let kxA = max(p.kxLo, ceilDiv(rx + p.pw - (p.ow - 1 - qxA) * p.sw, p.dw));
+  let kxB = min(p.kxHi, floorDiv(rx + p.pw + qxB * p.sw, p.dw) + 1);
+  for (var ky = kyA; ky < kyB; ky++) {
     let ty = ry + p.ph - ky * p.dh;
-    // Uniform: the tap reaches dy rows only where it divides evenly, and only if some row of the
-    // region lands inside [0, oh).
-    if (!any || ty % p.sh != 0) { continue; }
+    if (STRIDED && ty % p.sh != 0) { continue; }
     let oyT = ty / p.sh;
-    if (oyT + qyB < 0 || oyT + qyA >= p.oh) { continue; }
-    for (var kx = p.kxLo; kx < p.kxHi; kx++) {
+    for (var kx = kxA; kx < kxB; kx++) {
       let tx = rx + p.pw - kx * p.dw;
-      if (tx % p.sw != 0) { continue; }
+      if (STRIDED && tx % p.sw != 0) { continue; }
       let oxT = tx / p.sw;
-      if (oxT + qxB < 0 || oxT + qxA >= p.ow) { continue; }
       let oy0 = oyT + qy0; let ox0 = oxT + qx0;
       let ok0 = v0 && oy0 >= 0 && oy0 < p.oh && ox0 >= 0 && ox0 < p.ow;
       var di0 = dyImg + select(0, oy0 * p.ow + ox0, ok0);

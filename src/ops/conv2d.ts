@@ -576,6 +576,7 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
     const [gx, gy] = e.grid1d(g.n * g.sh * g.sw * regions[0], 1);
     e.run({
       shader: 'conv2d.dx_sg',
+      constants: { STRIDED: g.sh > 1 || g.sw > 1 ? 1 : 0 },
       params: gemmParams(g, ciPad4, regions),
       bindings: [dy, wq, dx],
       workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
