@@ -90,9 +90,12 @@ function forward() {
 // result against the register kernel before it picks this variant.
 // Exact tap pruning by regions: the output map is cut, along each axis, where a tap starts or stops
 // reading inside the input (conv2d.ts computes the breakpoints rb / cb); within one region every
-// pixel reads inside the input for the same taps, so a workgroup (${8 * P} pixels of one region, in
-// the region's row-major order) loops over exactly the useful taps: a rate-18 branch does only its
-// useful multiply-adds. Per-pixel masks remain for the region's last, partial tile.
+// pixel reads inside the input for the same taps, so a workgroup (${8 * P} pixels of one region)
+// loops over exactly the useful taps: a rate-18 branch does only its useful multiply-adds.
+// Per-pixel masks remain for the region's last, partial tile. conv2d.ts uses the cut only where it
+// executes fewer lane-taps than one region over the whole map (small maps: one region, masked).
+// A region's pixels are visited row-major with the rows grouped by residue modulo the dilation
+// (rowOrder), so consecutive tiles read input rows that overlap.
 // Bindings: 0 params (below, i32; pad4 = coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
 // 2 wp: vec4f[K + 1, coPad4] (conv2d.wpack: row (ky·kw + kx)·cin + ci, last row = bias);
 // 3 y: f32[n, cout, oh, ow].
@@ -174,9 +177,9 @@ function backwardData() {
 // with the weight loads shared through subgroup broadcasts (see conv2d.fwd_sg.wgsl for why).
 // The input positions are split into sh·sw residue classes (iy = ry + sh·qy, ix = rx + sw·qx):
 // within a class, whether a tap divides evenly does not depend on the pixel, so the tap loops are
-// uniform and no stride-2 work is wasted. Each invocation owns ${P} consecutive pixels of one class
-// (flattened qy·chw + qx) × ${4 * G} input channels: per co step ${V} vec4 weight loads + ${P} dy loads
-// for ${P * 4 * G} FMAs. Exact tap pruning by regions as in conv2d.fwd_sg.wgsl: the class grid is cut
+// uniform and no stride-2 work is wasted. Each invocation owns ${P} pixels of one class (in its
+// region's visiting order, as in conv2d.fwd_sg.wgsl) × ${4 * G} input channels: per co step ${V} vec4
+// weight loads + ${P} dy loads for ${P * 4 * G} FMAs. Exact tap pruning by regions as in conv2d.fwd_sg.wgsl: the class grid is cut
 // where a tap starts or stops reaching inside dy (for stride 1; a strided conv's classes are one
 // region each, pruned per workgroup and masked per pixel), and a workgroup's ${8 * P} pixels lie in
 // one region, so it visits only taps that reach dy for its pixels.

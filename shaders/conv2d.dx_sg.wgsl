@@ -5,9 +5,9 @@
 // with the weight loads shared through subgroup broadcasts (see conv2d.fwd_sg.wgsl for why).
 // The input positions are split into sh·sw residue classes (iy = ry + sh·qy, ix = rx + sw·qx):
 // within a class, whether a tap divides evenly does not depend on the pixel, so the tap loops are
-// uniform and no stride-2 work is wasted. Each invocation owns 4 consecutive pixels of one class
-// (flattened qy·chw + qx) × 64 input channels: per co step 2 vec4 weight loads + 4 dy loads
-// for 256 FMAs. Exact tap pruning by regions as in conv2d.fwd_sg.wgsl: the class grid is cut
+// uniform and no stride-2 work is wasted. Each invocation owns 4 pixels of one class (in its
+// region's visiting order, as in conv2d.fwd_sg.wgsl) × 64 input channels: per co step 2 vec4
+// weight loads + 4 dy loads for 256 FMAs. Exact tap pruning by regions as in conv2d.fwd_sg.wgsl: the class grid is cut
 // where a tap starts or stops reaching inside dy (for stride 1; a strided conv's classes are one
 // region each, pruned per workgroup and masked per pixel), and a workgroup's 32 pixels lie in
 // one region, so it visits only taps that reach dy for its pixels.
