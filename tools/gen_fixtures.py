@@ -194,6 +194,16 @@ def conv2d_cases():
     yield "pairs_d2x3", lambda ctx: conv_case(
         ctx, 1, ctx.dim(3, 1, 5), ctx.dim(9, 5, 11), ctx.dim(10, 7, 12),
         ctx.dim(5, 1, 7), 3, 1, [2, 3], [2, 3], True)
+    # Channel counts that fill the 'subgroup' kernels' tiles (>= 32 channels; smaller ones fall back
+    # to the register kernels), so those kernels are checked against PyTorch too: a dilated 3x3
+    # (forward / backward-data regions), a strided one (backward-data residue classes) and a
+    # 21x21 map at rate 6 (the region cut is used there).
+    yield "wide64_d2", lambda ctx: conv_case(
+        ctx, ctx.dim(2, 1, 2), 64, ctx.dim(11, 9, 13), ctx.dim(11, 9, 13), 64, 3, 1, 2, 2, True)
+    yield "wide40_s2", lambda ctx: conv_case(
+        ctx, ctx.dim(2, 1, 2), 40, ctx.dim(13, 9, 14), ctx.dim(12, 9, 14), 36, 3, 2, 1, 1, True)
+    yield "wide32_d6_map21", lambda ctx: conv_case(
+        ctx, 1, 32, 21, 21, 64, 3, 1, 6, 6, False)
     # 5x5 with padding 1: output shrinks (not "same" padding).
     yield "5x5_pad1", lambda ctx: conv_case(
         ctx, ctx.dim(2, 1, 3), ctx.dim(3, 1, 5), ctx.dim(8, 3, 10), ctx.dim(7, 3, 10),
