@@ -31,6 +31,8 @@ export interface AdapterInfo {
   runtime: 'browser' | 'node';
   features: string[];
   limits: Record<string, number>;
+  /** The adapter's smallest subgroup size, where it says (GPUAdapterInfo.subgroupMinSize). */
+  subgroupMinSize?: number;
 }
 
 export interface GPUContext {
@@ -166,6 +168,7 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<GPUContext> 
       runtime: inBrowser ? 'browser' : 'node',
       features,
       limits: deviceLimits,
+      ...(typeof (info as { subgroupMinSize?: number }).subgroupMinSize === 'number' ? { subgroupMinSize: (info as { subgroupMinSize: number }).subgroupMinSize } : {}),
     },
   };
 }

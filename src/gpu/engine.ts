@@ -262,9 +262,11 @@ export class Engine {
   }
 
   /** True when the adapter can time passes on the GPU (feature 'timestamp-query'). */
-  /** Whether the device has WebGPU subgroups (the 'subgroup' conv2d kernels need them). */
+  /** Whether the device has WebGPU subgroups of at least 8 invocations (the 'subgroup' conv2d
+   * kernels need them: their 8-invocation workgroup must be one subgroup). An adapter that does not
+   * state its smallest subgroup size counts as having them; the autotune still checks the output. */
   get hasSubgroups(): boolean {
-    return this.device.features.has('subgroups');
+    return this.device.features.has('subgroups') && (this.info.subgroupMinSize ?? 8) >= 8;
   }
 
   get hasTimestamps(): boolean {

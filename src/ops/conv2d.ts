@@ -376,7 +376,7 @@ export function conv2dVariantAvailable(v: Conv2dVariant, e: Engine = engine()): 
 
 function checkAvailable(v: Conv2dVariant, e: Engine, how: string): Conv2dVariant {
   if (!conv2dVariantAvailable(v, e)) {
-    throw new Error(`atrous: conv2d variant '${v}' (${how}) needs the WebGPU 'subgroups' feature, which the device on ${e.adapterName} does not have; use register or tiled`);
+    throw new Error(`atrous: conv2d variant '${v}' (${how}) needs the WebGPU 'subgroups' feature with subgroups of at least 8 invocations, which the device on ${e.adapterName} does not have; use register or tiled`);
   }
   return v;
 }
@@ -435,7 +435,7 @@ async function readCache(): Promise<CacheFile> {
  * not eligible: it is left out of `ms` and named in `note`. */
 async function measureVariants(e: Engine): Promise<{ ms: Partial<Record<Conv2dVariant, number>>; timing: 'gpu-timestamps' | 'wall-clock'; note?: string }> {
   const variants = CONV2D_VARIANTS.filter((v) => conv2dVariantAvailable(v, e));
-  const notes: string[] = variants.length < CONV2D_VARIANTS.length ? ['subgroup: the device has no subgroups'] : [];
+  const notes: string[] = variants.length < CONV2D_VARIANTS.length ? ['subgroup: the device has no subgroups of at least 8 invocations'] : [];
   const ms: Partial<Record<Conv2dVariant, number>> = {};
   const wrong = new Set<Conv2dVariant>();
   let timing: 'gpu-timestamps' | 'wall-clock' = e.hasTimestamps ? 'gpu-timestamps' : 'wall-clock';
