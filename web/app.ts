@@ -7,7 +7,7 @@
 // `window.atrousDemo` exposes the state that the browser test (test/browser/) checks.
 
 import {
-  init, engine, readCheckpoint, modelFromCheckpoint, segment, normalize, IMAGENET, vocPalette, VOC_CLASSES, SHAPE_KINDS,
+  init, engine, readCheckpoint, modelFromCheckpoint, segmentImage, describeInference, vocPalette, overlayLabels,
   TrainSession, SESSION_DEFAULTS, CHECKPOINT_FORMAT, type DeepLabV3, type DeepLabV3Config, type SessionOptions, type StepReport, type EvalReport,
 } from '../src/index.js';
 import { benchConv2d, asppShapes, type Conv2dPass } from '../bench/conv2d.js';
@@ -26,6 +26,8 @@ interface LoadedModel {
   config: DeepLabV3Config;
   source: string;
   classes: string[];
+  /** The output stride the checkpoint was trained to be used at (the "as trained" choice). */
+  trainedOutputStride: number;
 }
 
 interface LoadedImage {
@@ -194,23 +196,10 @@ async function startGpu(): Promise<boolean> {
 
 // ------------------------------------------------------------------------------------ Segment
 
-/** Class names for a checkpoint: its metadata, else the dataset its class count suggests. */
-function classNamesFor(metadata: Record<string, string>, numClasses: number): { names: string[]; from: string } {
-  if (metadata.classes) {
-    try {
-      const names = JSON.parse(metadata.classes) as unknown;
-      if (Array.isArray(names) && names.length === numClasses && names.every((n) => typeof n === 'string')) {
-        return { names: names as string[], from: metadata.dataset ? `${metadata.dataset} classes` : 'classes from the checkpoint' };
-      }
-    } catch { /* fall through to a guess */ }
-  }
-  if (numClasses === SHAPE_KINDS.length + 1) return { names: ['background', ...SHAPE_KINDS], from: 'shapes classes (assumed from the class count)' };
-  if (numClasses === VOC_CLASSES.length) return { names: [...VOC_CLASSES], from: 'PASCAL VOC classes (assumed from the class count)' };
-  return { names: Array.from({ length: numClasses }, (_, k) => `class ${k}`), from: 'unnamed classes' };
-}
-
-function outputStride(): number {
-  return Number($<HTMLSelectElement>('seg-os').value);
+/** The output stride chosen on the page: a number, or the loaded checkpoint's ("as trained"). */
+function outputStride(m: LoadedModel | null = segModel): number | undefined {
+  const v = $<HTMLSelectElement>('seg-os').value;
+  return v === 'auto' ? m?.trainedOutputStride : Number(v);
 }
 
 /** Parses and loads checkpoint bytes, replacing the current model; throws a message for people. */
@@ -230,18 +219,25 @@ async function loadModel(bytes: Uint8Array, source: string): Promise<void> {
   }
   let loaded;
   try {
-    loaded = modelFromCheckpoint(bytes, { source, outputStride: outputStride() });
+    const os = $<HTMLSelectElement>('seg-os').value;
+    loaded = modelFromCheckpoint(bytes, { source, outputStride: os === 'auto' ? undefined : Number(os) });
   } catch (e) {
     throw new Error(`${source} does not fit its configuration '${ck.config.name}': ${errText(e).replace(`${source}: `, '').replace(/^loadStateDict: /, '')}`);
   }
-  const { names, from } = classNamesFor(ck.metadata, loaded.config.numClasses);
+  const names = loaded.inference.values.classes;
+  const from = loaded.inference.sources.classes === 'checkpoint'
+    ? (ck.metadata.dataset ? `${ck.metadata.dataset} classes` : 'classes from the checkpoint')
+    : loaded.inference.classesNote ?? 'unnamed classes';
   loaded.model.eval();
   segModel?.model.dispose();
-  segModel = { model: loaded.model, config: loaded.config, source, classes: names };
+  const trained = ck.inference.outputStride ?? loaded.config.outputStride;
+  segModel = { model: loaded.model, config: loaded.config, source, classes: names, trainedOutputStride: trained };
   demo.model = { source, config: loaded.config.name, numClasses: loaded.config.numClasses, classes: names };
+  $('seg-os-auto').textContent = `as trained (${trained})`;
   const params = loaded.model.numParameters();
   const step = ck.metadata.step ? `, trained ${ck.metadata.step} steps` : '';
-  setStatus('seg-model', `${source}: configuration '${loaded.config.name}', ${loaded.config.numClasses} ${from}, ${(params / 1e6).toFixed(2)} M parameters${step}.`);
+  setStatus('seg-model', `${source}: configuration '${loaded.config.name}', ${loaded.config.numClasses} ${from}, ${(params / 1e6).toFixed(2)} M parameters${step}. ` +
+    `Settings: ${describeInference(loaded.inference)}.`);
   $<HTMLButtonElement>('seg-run').disabled = !image;
   updateMemory();
 }
@@ -318,31 +314,20 @@ async function segmentCurrent(): Promise<void> {
   if (!segModel || !image) return;
   const m = segModel;
   const img = image;
-  const os = outputStride();
+  const os = outputStride(m)!;
   const scales = $<HTMLInputElement>('seg-ms').checked ? MULTI_SCALES : [1];
   const flip = $<HTMLInputElement>('seg-flip').checked;
   m.model.setOutputStride(os);
   const hw = img.width * img.height;
-  const chw = new Float32Array(3 * hw);
-  for (let i = 0; i < hw; i++) {
-    chw[i] = img.rgb[3 * i];
-    chw[hw + i] = img.rgb[3 * i + 1];
-    chw[2 * hw + i] = img.rgb[3 * i + 2];
-  }
-  const x = normalize(chw, hw, IMAGENET);
   setStatus('seg-status', `Segmenting ${img.name} (${img.width}×${img.height})…`);
   const t0 = performance.now();
-  const seg = await segment(m.model, x, img.height, img.width, { scales, flip });
+  // Normalisation and padding: the checkpoint's (model.inference), as `atrous predict`.
+  const seg = await segmentImage(m.model, img.rgb, img.height, img.width, { scales, flip });
   const ms = performance.now() - t0;
   // Overlay: half image, half class colour (as `atrous predict`).
-  const overlay = new Uint8Array(hw * 3);
   const counts = new Array<number>(seg.numClasses).fill(0);
-  for (let i = 0; i < hw; i++) {
-    const k = seg.labels[i];
-    counts[k]++;
-    for (let c = 0; c < 3; c++) overlay[3 * i + c] = Math.round(0.5 * img.rgb[3 * i + c] + 0.5 * PALETTE[3 * k + c]);
-  }
-  drawRgb('seg-overlay', overlay, img.width, img.height);
+  for (let i = 0; i < hw; i++) counts[seg.labels[i]]++;
+  drawRgb('seg-overlay', overlayLabels(img.rgb, seg.labels, PALETTE), img.width, img.height);
   const legend = $('seg-legend');
   legend.replaceChildren();
   const order = counts.map((n, k) => [k, n]).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);

@@ -2,7 +2,9 @@
 import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { init } from '../gpu/engine.js';
-import { modelFromCheckpoint } from '../io/checkpoint.js';
+import { modelFromCheckpoint, readCheckpoint, describeInference, type ResolvedInference } from '../io/checkpoint.js';
+import { padMultipleOf, PADDINGS, type InferenceSettings, type Padding } from '../nn/inference.js';
+import type { Triple } from '../data/augment.js';
 import { openDataset } from '../data/index.js';
 import { RunDir, writeFileAtomic } from '../train/rundir.js';
 import { renderReport } from '../train/report.js';
@@ -16,7 +18,8 @@ import type { Command } from './main.js';
 
 export const EVAL_USAGE = [
   'usage: atrous eval (--run DIR | --weights FILE) [--dataset NAME] [--split val] [--count N]',
-  '                   [--output-stride N] [--scales 0.5,0.75,1,1.25,1.5,1.75] [--flip] [--no-pad]',
+  '                   [--output-stride N] [--scales 0.5,0.75,1,1.25,1.5,1.75] [--flip]',
+  '                   [--padding stride+1|none] [--no-pad] [--mean R,G,B --std R,G,B]',
   '                   [--batch B] [--json] [--report] [--overlays N] [--out DIR]',
   '',
   'Runs whole images (no crop) of the split through the model and prints per-class IoU, pixel accuracy',
@@ -40,8 +43,10 @@ export interface EvalArgs {
   adapter?: string;
   scales?: number[];
   flip?: boolean;
-  /** Pad to a multiple of the output stride (default true). */
-  pad?: boolean;
+  /** Padding convention (default: the checkpoint's, else 'none'). */
+  padding?: Padding;
+  /** Input normalisation in 0..1 units (default: the checkpoint's, else ImageNet's). */
+  normalization?: { mean: Triple; std: Triple };
   /** Samples kept with their predictions for overlays. */
   keep?: number;
 }
@@ -53,6 +58,10 @@ export interface EvalOutcome extends EvaluateResult {
   classNames: readonly string[];
   palette: Uint8Array;
   outputStride: number;
+  /** The inference settings used, each with where it came from. */
+  settings: ResolvedInference;
+  /** Where the dataset came from: 'option' (--dataset), 'run', 'checkpoint' or 'default'. */
+  datasetSource: string;
   /** The run directory evaluated (--run), if any. */
   run?: string;
 }
@@ -62,22 +71,39 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
   if ((a.run === undefined) === (a.weights === undefined)) throw new Error(`atrous eval: give exactly one of --run DIR or --weights FILE\n\n${EVAL_USAGE}`);
   let weights: string;
   let datasetSpec = a.dataset;
+  let datasetSource = 'option';
   let dataSeed = 0;
   if (a.run !== undefined) {
     const run = RunDir.open(a.run);
     const info = run.readRun<RunInfo>();
     weights = run.latestFile('model.safetensors');
-    datasetSpec ??= info.options?.dataset;
+    if (datasetSpec === undefined && info.options?.dataset !== undefined) [datasetSpec, datasetSource] = [info.options.dataset, 'run'];
     dataSeed = info.options?.dataSeed ?? 0;
   } else {
     weights = a.weights!;
     if (!existsSync(weights)) throw new Error(`atrous eval: ${weights}: no such checkpoint file`);
   }
-  const split = a.split ?? 'val';
-  const ds = openDataset(datasetSpec ?? 'shapes', { split, seed: dataSeed });
   const bytes = readFileSync(weights);
+  const settings: Partial<InferenceSettings> = {
+    ...(a.outputStride !== undefined ? { outputStride: a.outputStride } : {}),
+    ...(a.padding !== undefined ? { padding: a.padding } : {}),
+    ...(a.normalization !== undefined ? { normalization: a.normalization } : {}),
+  };
+  // The checkpoint is parsed (and its settings checked) before the GPU starts; the model is built after.
+  const loadModel = () => modelFromCheckpoint(bytes, { source: weights, settings });
+  const named = readCheckpointDataset(bytes, weights);
+  if (datasetSpec === undefined && named !== undefined) [datasetSpec, datasetSource] = [named, 'checkpoint'];
+  if (datasetSpec === undefined) [datasetSpec, datasetSource] = ['shapes', 'default'];
+  const split = a.split ?? 'val';
+  let ds;
+  try {
+    ds = openDataset(datasetSpec, { split, seed: dataSeed });
+  } catch (e) {
+    if (datasetSource !== 'checkpoint') throw e;
+    throw new Error(`atrous eval: ${weights} was trained on '${datasetSpec}', which cannot be opened here (${(e as Error).message}): give --dataset`);
+  }
   await init({ adapter: a.adapter });
-  const { model, config } = modelFromCheckpoint(bytes, { source: weights, outputStride: a.outputStride });
+  const { model, config, inference } = loadModel();
   try {
     if (config.numClasses !== ds.numClasses) {
       throw new Error(`atrous eval: ${weights} predicts ${config.numClasses} classes but ${ds.name} (${split}) has ${ds.numClasses}: wrong --dataset?`);
@@ -85,20 +111,37 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
     // Images of a directory dataset may differ in size: one per forward there.
     const batch = a.batch ?? (ds.name.startsWith('voc:') ? 1 : 4);
     const r = await evaluate(model, ds, {
-      count: a.count, batchSize: batch, scales: a.scales, flip: a.flip, padMultiple: a.pad === false ? 0 : model.outputStride, keep: a.keep,
+      count: a.count, batchSize: batch, scales: a.scales, flip: a.flip, keep: a.keep,
+      padMultiple: padMultipleOf(inference.values.padding, model.outputStride), normalization: inference.values.normalization,
     });
-    return { ...r, weights, dataset: ds.name, split, classNames: ds.classNames, palette: ds.palette, outputStride: model.outputStride, ...(a.run !== undefined ? { run: a.run } : {}) };
+    return {
+      ...r, weights, dataset: ds.name, split, classNames: ds.classNames, palette: ds.palette, outputStride: model.outputStride,
+      settings: inference, datasetSource, ...(a.run !== undefined ? { run: a.run } : {}),
+    };
   } finally {
     model.dispose();
   }
 }
 
+/** The dataset a checkpoint's metadata names (`dataset`, written by the trainers), if any. */
+function readCheckpointDataset(bytes: Uint8Array, source: string): string | undefined {
+  const d = readCheckpoint(bytes, source).metadata.dataset;
+  return d === undefined || d === '' ? undefined : d;
+}
+
+/** The first line of eval's report: what was evaluated, with each setting and where it came from. */
+export function evalSettingsLine(r: EvalOutcome): string {
+  const from = r.datasetSource === 'option' ? 'given' : r.datasetSource === 'default' ? 'default' : `from the ${r.datasetSource}`;
+  return `${r.weights} on ${r.dataset} (${r.split}; dataset ${from}), ${r.images} images, scales ${r.scales.join(',')}${r.flip ? ' + flip' : ''}, ${r.seconds.toFixed(1)} s\n` +
+    `settings: ${describeInference(r.settings)}`;
+}
+
 /** The metrics as JSON (no kept samples, no palette). */
 export function evalJson(r: EvalOutcome): string {
-  const { classNames, kept, palette, ...rest } = r;
+  const { classNames, kept, palette, settings, ...rest } = r;
   void kept;
   void palette;
-  return `${JSON.stringify({ ...rest, classes: classNames }, null, 2)}\n`;
+  return `${JSON.stringify({ ...rest, classes: classNames, settings: settings.values, settingSources: settings.sources }, null, 2)}\n`;
 }
 
 /** A kept prediction as one PNG: the image, the ground truth over it and the prediction over it. */
@@ -147,12 +190,20 @@ export async function writeEvalOutputs(dir: string, r: EvalOutcome): Promise<{ r
     title: `atrous: ${r.dataset} (${r.split})`,
     settings: {
       checkpoint: r.weights, dataset: r.dataset, split: r.split, images: r.images, 'output stride': r.outputStride,
-      scales: r.scales.join(', '), flip: r.flip, 'evaluation seconds': +r.seconds.toFixed(1),
+      padding: r.settings.values.padding, scales: r.scales.join(', '), flip: r.flip, 'evaluation seconds': +r.seconds.toFixed(1),
     },
     metrics: r, classNames: r.classNames, losses,
     overlays: (r.kept ?? []).map((k) => ({ file: `overlays/${k.id}.png`, id: k.id })),
   }));
   return { report, json, overlayDir, overlays };
+}
+
+/** "0.485,0.456,0.406" → a triple, naming the option on a bad value. */
+export function tripleOpt(cmd: string, name: string, v: string | undefined): Triple | undefined {
+  if (v === undefined) return undefined;
+  const p = v.split(',').map((s) => Number(s.trim()));
+  if (p.length !== 3 || p.some((x) => !Number.isFinite(x))) throw new Error(`atrous ${cmd}: --${name} must be three numbers R,G,B, got '${v}'`);
+  return p as Triple;
 }
 
 /** "0.5,1,1.5" → [0.5, 1, 1.5], naming the option on a bad value. */
@@ -170,9 +221,15 @@ export const evalCommand: Command = {
     const { values: v } = parse('eval', argv, {
       run: { type: 'string' }, weights: { type: 'string' }, dataset: { type: 'string' }, split: { type: 'string' },
       count: { type: 'string' }, 'output-stride': { type: 'string' }, batch: { type: 'string' }, json: { type: 'boolean' },
-      scales: { type: 'string' }, flip: { type: 'boolean' }, 'no-pad': { type: 'boolean' }, report: { type: 'boolean' },
-      overlays: { type: 'string' }, out: { type: 'string' },
+      scales: { type: 'string' }, flip: { type: 'boolean' }, 'no-pad': { type: 'boolean' }, padding: { type: 'string' }, report: { type: 'boolean' },
+      overlays: { type: 'string' }, out: { type: 'string' }, mean: { type: 'string' }, std: { type: 'string' },
     });
+    if (v['no-pad'] && v.padding !== undefined) throw new Error('atrous eval: give --padding or --no-pad, not both');
+    if (v.padding !== undefined && !(PADDINGS as readonly string[]).includes(v.padding)) throw new Error(`atrous eval: --padding must be ${PADDINGS.join(' or ')}, got '${v.padding}'`);
+    const padding = v['no-pad'] ? 'none' : (v.padding as Padding | undefined);
+    const mean = tripleOpt('eval', 'mean', v.mean);
+    const std = tripleOpt('eval', 'std', v.std);
+    if ((mean === undefined) !== (std === undefined)) throw new Error('atrous eval: --mean and --std go together');
     const report = v.report === true;
     if (report && v.out === undefined && v.run === undefined) throw new Error('atrous eval: --report needs --out DIR (or --run DIR, which receives it)');
     if (!report && (v.out !== undefined || v.overlays !== undefined)) throw new Error('atrous eval: --out and --overlays go with --report');
@@ -180,14 +237,15 @@ export const evalCommand: Command = {
     const r = await runEval({
       run: v.run, weights: v.weights, dataset: v.dataset, split: v.split, adapter: v.adapter as string | undefined,
       count: intOpt('eval', 'count', v.count, 1), outputStride: intOpt('eval', 'output-stride', v['output-stride'], 1), batch: intOpt('eval', 'batch', v.batch, 1),
-      scales: scalesOpt('eval', v.scales), flip: v.flip === true, pad: v['no-pad'] !== true, keep: report ? overlays : 0,
+      scales: scalesOpt('eval', v.scales), flip: v.flip === true, padding, keep: report ? overlays : 0,
+      ...(mean && std ? { normalization: { mean, std } } : {}),
     });
     const files = report ? await writeEvalOutputs(v.out ?? v.run!, r) : null;
     if (v.json) {
       process.stdout.write(evalJson(r));
       return 0;
     }
-    console.log(`${r.weights} on ${r.dataset} (${r.split}), ${r.images} images, output stride ${r.outputStride}, scales ${r.scales.join(',')}${r.flip ? ' + flip' : ''}, ${r.seconds.toFixed(1)} s\n`);
+    console.log(`${evalSettingsLine(r)}\n`);
     console.log(formatMetrics(r, r.classNames));
     if (files) console.log(`\nreport: ${files.report} (${files.overlays.length} overlays in ${files.overlayDir})`);
     return 0;

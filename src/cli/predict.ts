@@ -5,32 +5,34 @@ import { join, basename, extname, dirname } from 'node:path';
 import { init } from '../gpu/engine.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
 import { serializeSafetensors } from '../io/safetensors.js';
-import { decodeImage, encodeIndexedPng, encodePng, rgbToChw } from '../io/image.js';
-import { normalize, IMAGENET, type Triple } from '../data/augment.js';
-import { vocPalette, colorize } from '../data/palette.js';
-import { segment } from '../infer/segment.js';
+import { decodeImage, encodeIndexedPng, encodePng } from '../io/image.js';
+import { describeInference } from '../io/checkpoint.js';
+import { tripleOpt } from './eval.js';
+import { vocPalette } from '../data/palette.js';
+import { overlayLabels } from '../data/pixels.js';
+import { segmentImage } from '../infer/segment.js';
+import { PADDINGS, type InferenceSettings, type Padding } from '../nn/inference.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE = [
   'usage: atrous predict --weights FILE --image IMG [--config NAME] [--output-stride N] [--scales 0.5,1,1.5]',
-  '                      [--flip] [--out DIR] [--save-logits FILE] [--mean R,G,B --std R,G,B] [--lenient]',
+  '                      [--flip] [--out DIR] [--save-logits FILE] [--mean R,G,B --std R,G,B]',
+  '                      [--padding stride+1|none] [--lenient]',
   '',
-  'Reads a PNG or JPEG, normalises it with ImageNet mean/std (torchvision\'s convention; --mean/--std in',
-  '0..1 units for others), runs the model and writes into DIR (default: the current directory)',
+  'Reads a PNG or JPEG, runs the model and writes into DIR (default: the current directory)',
   '<name>.labels.png (palette-indexed, VOC palette) and <name>.overlay.png (colour overlay).',
   '--save-logits writes a safetensors file with `logits` [1, C, H, W] F32 at input resolution, before',
   'softmax (the mean over scales/flips when several are used). --config is needed for a checkpoint',
   'without a config in its metadata (e.g. an export of torchvision weights); --lenient ignores',
   'aux_classifier.* keys.',
+  'The checkpoint says how it was trained to be used, and that is the default: the output stride of its',
+  'last training stage, its input normalisation (--mean/--std, 0..1 units), its padding convention',
+  '(stride+1: inputs padded to k × output stride + 1, as the paper pads to 513; none) and its class',
+  'names. A checkpoint that does not say (a torchvision export) gets the configuration\'s output stride,',
+  'ImageNet mean/std and no padding, as torchvision runs its weights. The first line printed names each',
+  'setting and where it came from.',
 ].join('\n');
-
-function triple(opt: string, v: string | undefined): Triple | undefined {
-  if (v === undefined) return undefined;
-  const p = v.split(',').map(Number);
-  if (p.length !== 3 || p.some((x) => !Number.isFinite(x))) throw new Error(`atrous predict: --${opt} must be three numbers R,G,B, got '${v}'`);
-  return p as Triple;
-}
 
 function atomicWrite(file: string, data: Uint8Array): void {
   const tmp = `${file}.tmp-${process.pid}`;
@@ -49,7 +51,7 @@ export const predictCommand: Command = {
     const { values } = parse('predict', argv, {
       weights: { type: 'string' }, image: { type: 'string' }, config: { type: 'string' }, 'output-stride': { type: 'string' },
       scales: { type: 'string' }, flip: { type: 'boolean' }, out: { type: 'string' }, 'save-logits': { type: 'string' },
-      mean: { type: 'string' }, std: { type: 'string' }, lenient: { type: 'boolean' },
+      mean: { type: 'string' }, std: { type: 'string' }, padding: { type: 'string' }, lenient: { type: 'boolean' },
     });
     const weights = values.weights as string | undefined;
     const imagePath = values.image as string | undefined;
@@ -59,8 +61,17 @@ export const predictCommand: Command = {
     if (scales.some((s) => !(s > 0) || !Number.isFinite(s))) throw new Error(`atrous predict: --scales must be positive numbers, got '${String(values.scales)}'`);
     const os = values['output-stride'] === undefined ? undefined : Number(values['output-stride']);
     if (os !== undefined && !(Number.isInteger(os) && os >= 4)) throw new Error(`atrous predict: --output-stride must be an integer like 8 or 16, got '${String(values['output-stride'])}'`);
-    const mean = triple('mean', values.mean as string | undefined) ?? IMAGENET.mean;
-    const std = triple('std', values.std as string | undefined) ?? IMAGENET.std;
+    const mean = tripleOpt('predict', 'mean', values.mean as string | undefined);
+    const std = tripleOpt('predict', 'std', values.std as string | undefined);
+    if ((mean === undefined) !== (std === undefined)) throw new Error('atrous predict: --mean and --std go together');
+    if (std && std.some((x) => !(x > 0))) throw new Error(`atrous predict: --std must be positive, got '${String(values.std)}'`);
+    const padding = values.padding as string | undefined;
+    if (padding !== undefined && !(PADDINGS as readonly string[]).includes(padding)) throw new Error(`atrous predict: --padding must be ${PADDINGS.join(' or ')}, got '${padding}'`);
+    const settings: Partial<InferenceSettings> = {
+      ...(os !== undefined ? { outputStride: os } : {}),
+      ...(mean && std ? { normalization: { mean, std } } : {}),
+      ...(padding !== undefined ? { padding: padding as Padding } : {}),
+    };
 
     // Read and check every input before the GPU starts.
     let wbytes: Uint8Array;
@@ -80,28 +91,24 @@ export const predictCommand: Command = {
     mkdirSync(outDir, { recursive: true });
 
     await init({ adapter: values.adapter as string | undefined });
-    const { model, config } = modelFromCheckpoint(wbytes, {
+    const { model, config, inference } = modelFromCheckpoint(wbytes, {
       source: weights,
       config: values.config as string | undefined,
-      outputStride: os,
+      settings,
       ignore: values.lenient ? ['aux_classifier.*'] : undefined,
     });
     try {
       model.eval();
       const hw = img.width * img.height;
-      const x = normalize(rgbToChw(img.data, img.height, img.width), hw, { mean, std });
       const t0 = performance.now();
-      const seg = await segment(model, x, img.height, img.width, { scales, flip: Boolean(values.flip) });
+      const seg = await segmentImage(model, img.data, img.height, img.width, { scales, flip: Boolean(values.flip) });
       const ms = performance.now() - t0;
       const name = basename(imagePath, extname(imagePath));
       const palette = vocPalette();
       const labelsFile = join(outDir, `${name}.labels.png`);
       const overlayFile = join(outDir, `${name}.overlay.png`);
       atomicWrite(labelsFile, encodeIndexedPng(seg.labels, img.width, img.height, palette));
-      const colors = colorize(seg.labels, palette);
-      const overlay = new Uint8Array(hw * 3);
-      for (let i = 0; i < hw * 3; i++) overlay[i] = Math.round(0.5 * img.data[i] + 0.5 * colors[i]);
-      atomicWrite(overlayFile, encodePng(overlay, img.width, img.height));
+      atomicWrite(overlayFile, encodePng(overlayLabels(img.data, seg.labels, palette), img.width, img.height));
       const written = [labelsFile, overlayFile];
       const logitsFile = values['save-logits'] as string | undefined;
       if (logitsFile) {
@@ -111,9 +118,11 @@ export const predictCommand: Command = {
       }
       const counts = new Map<number, number>();
       for (const l of seg.labels) counts.set(l, (counts.get(l) ?? 0) + 1);
-      const classes = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}:${((100 * n) / hw).toFixed(1)}%`);
+      const names = inference.values.classes;
+      const classes = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${names[k]}: ${((100 * n) / hw).toFixed(1)}%`);
+      console.log(`settings: ${describeInference(inference)}`);
       console.log(`${imagePath}: ${img.width}x${img.height}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
-      console.log(`classes: ${classes.join(' ')}`);
+      console.log(`classes: ${classes.join(', ')}`);
       for (const f of written) console.log(`wrote ${f}`);
       return 0;
     } finally {

@@ -8,6 +8,9 @@ import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
 import { interpolate } from '../ops/resize.js';
 import type { DeepLabV3 } from '../nn/deeplabv3.js';
+import { padMultipleOf } from '../nn/inference.js';
+import { normalize, IMAGENET, type Normalization } from '../data/augment.js';
+import { rgbToChw } from '../data/pixels.js';
 
 export interface SegmentOptions {
   /** Input scales (1 = as given). Default [1]. */
@@ -16,9 +19,15 @@ export interface SegmentOptions {
   flip?: boolean;
   /** Pad each (scaled) input at the bottom and right with zeros (the mean, after normalisation)
    * to a multiple of this plus one (k·m + 1: the paper's 513 = 32·16 + 1 sizes, on which the
-   * stride-2 layers' outputs land on the first and last pixel, as on the 16k+1 training crops);
-   * `atrous eval` passes the output stride. The logits are cropped back. */
+   * stride-2 layers' outputs land on the first and last pixel, as on the 16k+1 training crops).
+   * The logits are cropped back. Default: the model's padding convention (`model.inference`,
+   * from its checkpoint) at its current output stride; 0 (no padding) for a model without one. */
   padMultiple?: number;
+}
+
+/** The padding multiple segment() uses by default for `model` (see SegmentOptions.padMultiple). */
+export function defaultPadMultiple(model: DeepLabV3): number {
+  return model.inference ? padMultipleOf(model.inference.padding, model.outputStride) : 0;
 }
 
 /** Pads a CHW tensor's data at the bottom and right with zeros to ph × pw. */
@@ -72,7 +81,7 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
     for (const s of scales) {
       const sh = Math.max(1, Math.round(h * s));
       const sw = Math.max(1, Math.round(w * s));
-      const m = opts.padMultiple ?? 0;
+      const m = opts.padMultiple ?? defaultPadMultiple(model);
       const ph = m > 1 ? Math.ceil((sh - 1) / m) * m + 1 : sh;
       const pw = m > 1 ? Math.ceil((sw - 1) / m) * m + 1 : sw;
       let scaled = input;
@@ -113,4 +122,15 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
   }
   for (let i = 0; i < logitSum.length; i++) logitSum[i] /= runs;
   return { height: h, width: w, numClasses: c, labels, logits: logitSum };
+}
+
+/**
+ * Segments an RGB image (interleaved bytes, h × w × 3, as decodeImage returns it): normalised with
+ * `normalization`, else the model's (`model.inference`, from its checkpoint), else ImageNet's, then
+ * segment(). The model must be in eval mode.
+ */
+export async function segmentImage(model: DeepLabV3, rgb: Uint8Array, h: number, w: number, opts: SegmentOptions & { normalization?: Normalization } = {}): Promise<Segmentation> {
+  if (rgb.length !== 3 * h * w) throw new Error(`atrous: segmentImage: image has ${rgb.length} bytes, expected ${h} × ${w} × 3`);
+  const norm = opts.normalization ?? model.inference?.normalization ?? IMAGENET;
+  return segment(model, normalize(rgbToChw(rgb, h, w), h * w, norm), h, w, opts);
 }

@@ -4,7 +4,11 @@
 // written here loads into torchvision (`model.load_state_dict(safetensors.torch.load_file(f))`).
 //
 // __metadata__: {"format": "atrous-deeplabv3", "config": <JSON of the DeepLabV3Config, or a
-// partial one naming a known configuration: {"name": "torchvision-deeplabv3-resnet50", "aux": true}>}.
+// partial one naming a known configuration: {"name": "torchvision-deeplabv3-resnet50", "aux": true}>,
+// "inference": <JSON {"outputStride": 8, "mean": [r, g, b], "std": [r, g, b], "padding": "stride+1"}>,
+// "classes": <JSON list of class names>} (all optional; the last two say how the weights were
+// trained to be used, see src/nn/inference.ts; the trainers write them, and eval, predict,
+// segment() and the page take them as defaults).
 // Tensors are F32 (F16, BF16, F64 are converted on load); num_batches_tracked is I64 as in PyTorch.
 // Bytes in, bytes out: reading and writing files is the caller's business (the CLI's), so this
 // module runs in browsers too.
@@ -13,6 +17,10 @@ import { parseSafetensors, serializeSafetensors, toFloat32, toInt32, type STenso
 import type { HostTensor, LoadOptions, LoadReport, Module } from '../nn/module.js';
 import { DeepLabV3 } from '../nn/deeplabv3.js';
 import { CONFIGS, modelConfig, validateConfig, type DeepLabV3Config } from '../nn/configs.js';
+import { checkInferenceSettings, type InferenceSettings } from '../nn/inference.js';
+import { IMAGENET } from '../data/augment.js';
+import { VOC_CLASSES } from '../data/palette.js';
+import { SHAPE_KINDS } from '../data/shapes.js';
 
 export const CHECKPOINT_FORMAT = 'atrous-deeplabv3';
 
@@ -33,6 +41,21 @@ export interface Checkpoint {
   /** The configuration from __metadata__.config, resolved and validated; null when absent. */
   config: DeepLabV3Config | null;
   metadata: Record<string, string>;
+  /** The inference settings the file states (__metadata__.inference and .classes), checked; a
+   * field the file does not state is absent. */
+  inference: Partial<InferenceSettings>;
+}
+
+/** Where a setting's value came from: an explicit option (a flag, a page control), the
+ * checkpoint's metadata, or atrous's default for checkpoints that do not say. */
+export type SettingSource = 'option' | 'checkpoint' | 'default';
+
+/** Inference settings with the source of each. */
+export interface ResolvedInference {
+  values: InferenceSettings;
+  sources: Record<keyof InferenceSettings, SettingSource>;
+  /** What the default class names are (e.g. 'shapes classes, assumed from the class count'), when defaulted. */
+  classesNote?: string;
 }
 
 /** A config object from JSON: a known name fills in whatever fields are missing. */
@@ -62,15 +85,99 @@ export function readCheckpoint(bytes: Uint8Array | ArrayBuffer, source = 'checkp
     } catch (e) {
       throw new Error(`${source}: __metadata__.config is not valid JSON: ${(e as Error).message}`);
     }
-    config = configFromJSON(json);
+    try {
+      config = configFromJSON(json);
+    } catch (e) {
+      throw new Error(`${source}: __metadata__.config: ${(e as Error).message.replace(/^atrous: /, '')}`);
+    }
   }
-  return { state, config, metadata: st.metadata };
+  return { state, config, metadata: st.metadata, inference: inferenceFromMetadata(st.metadata, config, source) };
+}
+
+function metadataJson(metadata: Record<string, string>, key: string, source: string): unknown {
+  try {
+    return JSON.parse(metadata[key]);
+  } catch (e) {
+    throw new Error(`${source}: __metadata__.${key} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** The inference settings stated by a checkpoint's metadata, checked against its config. */
+function inferenceFromMetadata(metadata: Record<string, string>, config: DeepLabV3Config | null, source: string): Partial<InferenceSettings> {
+  const out: Partial<InferenceSettings> = {};
+  if (metadata.inference !== undefined) {
+    const j = metadataJson(metadata, 'inference', source);
+    if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error(`${source}: __metadata__.inference must be a JSON object, got ${metadata.inference}`);
+    const o = j as Record<string, unknown>;
+    const unknown = Object.keys(o).filter((k) => !['outputStride', 'mean', 'std', 'padding'].includes(k));
+    if (unknown.length) throw new Error(`${source}: __metadata__.inference: unknown field '${unknown[0]}' (known: outputStride, mean, std, padding)`);
+    if ((o.mean === undefined) !== (o.std === undefined)) throw new Error(`${source}: __metadata__.inference: mean and std go together`);
+    if (o.outputStride !== undefined) out.outputStride = o.outputStride as number;
+    if (o.mean !== undefined) out.normalization = { mean: o.mean as InferenceSettings['normalization']['mean'], std: o.std as InferenceSettings['normalization']['std'] };
+    if (o.padding !== undefined) out.padding = o.padding as InferenceSettings['padding'];
+  }
+  if (metadata.classes !== undefined) out.classes = metadataJson(metadata, 'classes', source) as string[];
+  checkInferenceSettings(out, config?.numClasses ?? null, `${source}: __metadata__`);
+  return out;
+}
+
+/** Checkpoint metadata entries for inference settings (the inverse of what readCheckpoint reads). */
+export function inferenceMetadata(s: InferenceSettings): Record<string, string> {
+  return {
+    inference: JSON.stringify({ outputStride: s.outputStride, mean: s.normalization.mean, std: s.normalization.std, padding: s.padding }),
+    classes: JSON.stringify(s.classes),
+  };
+}
+
+/** Class names for a model of `numClasses` classes whose checkpoint names none. */
+function defaultClasses(numClasses: number): { names: string[]; note: string } {
+  if (numClasses === SHAPE_KINDS.length + 1) return { names: ['background', ...SHAPE_KINDS], note: 'shapes classes, assumed from the class count' };
+  if (numClasses === VOC_CLASSES.length) return { names: [...VOC_CLASSES], note: 'PASCAL VOC classes, assumed from the class count' };
+  return { names: Array.from({ length: numClasses }, (_, k) => `class ${k}`), note: 'unnamed' };
+}
+
+/**
+ * The settings to use a checkpoint with: each field from `options` when given, else from the
+ * checkpoint, else the default (the configuration's output stride, ImageNet normalisation, no
+ * padding — what torchvision does with its own weights —, class names guessed from the class
+ * count). Throws when an option is invalid.
+ */
+export function resolveInference(stated: Partial<InferenceSettings>, config: DeepLabV3Config, options: Partial<InferenceSettings> = {}): ResolvedInference {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<InferenceSettings>;
+  checkInferenceSettings(defined, config.numClasses, 'inference settings');
+  const guess = defaultClasses(config.numClasses);
+  const defaults: InferenceSettings = {
+    outputStride: config.outputStride, normalization: { mean: [...IMAGENET.mean], std: [...IMAGENET.std] }, classes: guess.names, padding: 'none',
+  };
+  const values = {} as Record<keyof InferenceSettings, unknown>;
+  const sources = {} as Record<keyof InferenceSettings, SettingSource>;
+  for (const k of Object.keys(defaults) as (keyof InferenceSettings)[]) {
+    if (defined[k] !== undefined) [values[k], sources[k]] = [defined[k], 'option'];
+    else if (stated[k] !== undefined) [values[k], sources[k]] = [stated[k], 'checkpoint'];
+    else [values[k], sources[k]] = [defaults[k], 'default'];
+  }
+  return { values: values as unknown as InferenceSettings, sources, ...(sources.classes === 'default' ? { classesNote: guess.note } : {}) };
+}
+
+/** One line naming each setting and where it came from, e.g. "output stride 8 (checkpoint),
+ * padding to k×8+1 (checkpoint), ImageNet normalisation (default), 7 classes (checkpoint)". */
+export function describeInference(r: ResolvedInference): string {
+  const v = r.values;
+  const s = r.sources;
+  const src = (k: keyof InferenceSettings) => (s[k] === 'option' ? 'given' : s[k] === 'default' ? 'default' : 'from the checkpoint');
+  const n = v.normalization;
+  const imagenet = n.mean.every((x, i) => x === IMAGENET.mean[i]) && n.std.every((x, i) => x === IMAGENET.std[i]);
+  const norm = imagenet ? 'ImageNet mean/std' : `mean ${n.mean.join(',')} std ${n.std.join(',')}`;
+  const pad = v.padding === 'stride+1' ? `inputs padded to k×${v.outputStride}+1` : 'no padding';
+  const classes = `${v.classes.length} classes${r.classesNote ? ` (${r.classesNote})` : ''}`;
+  return `output stride ${v.outputStride} (${src('outputStride')}); ${pad} (${src('padding')}); ${norm} (${src('normalization')}); ${classes} (${src('classes')})`;
 }
 
 /** The model's full state (read back from the GPU) as checkpoint bytes, its config in the metadata. */
 export async function saveCheckpoint(model: DeepLabV3, extra: Record<string, string> = {}): Promise<Uint8Array> {
   const state = await model.readStateDict();
-  return stateDictToSafetensors(state, { ...extra, format: CHECKPOINT_FORMAT, config: JSON.stringify(model.config) });
+  const inference = model.inference ? inferenceMetadata(model.inference) : {};
+  return stateDictToSafetensors(state, { ...extra, ...inference, format: CHECKPOINT_FORMAT, config: JSON.stringify(model.config) });
 }
 
 /** Loads checkpoint bytes into a model; strict key/shape checking as Module.loadStateDict
@@ -87,19 +194,24 @@ export function loadCheckpoint(model: Module, bytes: Uint8Array | ArrayBuffer, o
 /**
  * Builds the model a checkpoint describes and loads it. `config` (a name or object) is required
  * when the file has no __metadata__.config (e.g. a plain torchvision state dict) and otherwise
- * overrides it; `outputStride` picks the run-time output stride.
+ * overrides it. The model's output stride and `model.inference` are the checkpoint's inference
+ * settings (`resolveInference`), each overridden by `settings` (or `outputStride`) where given.
+ * Throws an Error naming the file (`source`) and the first tensor or field that does not fit.
  */
 export function modelFromCheckpoint(
   bytes: Uint8Array | ArrayBuffer,
-  opts: LoadOptions & { source?: string; config?: DeepLabV3Config | string; outputStride?: number } = {},
-): { model: DeepLabV3; report: LoadReport; config: DeepLabV3Config } {
+  opts: LoadOptions & { source?: string; config?: DeepLabV3Config | string; outputStride?: number; settings?: Partial<InferenceSettings> } = {},
+): { model: DeepLabV3; report: LoadReport; config: DeepLabV3Config; inference: ResolvedInference; metadata: Record<string, string> } {
   const ck = readCheckpoint(bytes, opts.source);
   const cfg = opts.config !== undefined ? (typeof opts.config === 'string' ? modelConfig(opts.config) : validateConfig(opts.config)) : ck.config;
   if (!cfg) {
     throw new Error(`${opts.source ?? 'checkpoint'}: no __metadata__.config in the file: name a configuration (e.g. torchvision-deeplabv3-resnet50)`);
   }
+  if (opts.config !== undefined && ck.inference.classes && ck.inference.classes.length !== cfg.numClasses) delete ck.inference.classes;
+  const inference = resolveInference(ck.inference, cfg, { ...opts.settings, ...(opts.outputStride !== undefined ? { outputStride: opts.outputStride } : {}) });
   const model = new DeepLabV3(cfg);
-  if (opts.outputStride !== undefined) model.setOutputStride(opts.outputStride);
+  model.inference = inference.values;
+  if (inference.values.outputStride !== model.outputStride) model.setOutputStride(inference.values.outputStride);
   let report: LoadReport;
   try {
     report = model.loadStateDict(ck.state, opts);
@@ -107,5 +219,5 @@ export function modelFromCheckpoint(
     model.dispose();
     throw new Error(`${opts.source ?? 'checkpoint'}: ${(e as Error).message.replace(/^atrous: /, '')}`);
   }
-  return { model, report, config: cfg };
+  return { model, report, config: cfg, inference, metadata: ck.metadata };
 }

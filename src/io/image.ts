@@ -380,28 +380,5 @@ export function encodeJpeg(rgb: Uint8Array, width: number, height: number, quali
   return jpeg.encode({ width, height, data: toRgba(rgb, width, height, 'encodeJpeg') }, quality).data;
 }
 
-/** Interleaved RGB bytes → planar CHW floats 0..255. */
-export function rgbToChw(rgb: Uint8Array, height: number, width: number): Float32Array {
-  const plane = height * width;
-  const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) {
-    out[i] = rgb[3 * i];
-    out[plane + i] = rgb[3 * i + 1];
-    out[2 * plane + i] = rgb[3 * i + 2];
-  }
-  return out;
-}
-
-/** Planar CHW floats 0..255 → interleaved RGB bytes (rounded, clamped). */
-export function chwToRgb(image: Float32Array, height: number, width: number): Uint8Array {
-  const plane = height * width;
-  if (image.length !== 3 * plane) throw new ImageError(`chwToRgb: ${image.length} values for 3×${height}×${width}`);
-  const out = new Uint8Array(3 * plane);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) {
-      const v = Math.round(image[c * plane + i]);
-      out[3 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
-    }
-  }
-  return out;
-}
+// The pixel-layout helpers live in src/data/pixels.ts (browser-safe); re-exported for the CLI.
+export { rgbToChw, chwToRgb } from '../data/pixels.js';

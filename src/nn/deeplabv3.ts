@@ -14,6 +14,7 @@ import { ResNet } from './resnet.js';
 import { ASPP, FCNHead } from './aspp.js';
 import { asppRatesAt, bnConfig, modelConfig, validateConfig, type DeepLabV3Config } from './configs.js';
 import { seedFor } from './init.js';
+import type { InferenceSettings } from './inference.js';
 
 export interface TraceResult {
   /** Logits shape [n, classes, h, w] (the input size). */
@@ -34,6 +35,10 @@ export class DeepLabV3 extends Module {
   readonly classifier: Sequential;
   readonly aux_classifier: FCNHead | null;
   readonly aspp: ASPP | null;
+  /** How these weights are meant to be used (output stride, normalisation, class names, padding),
+   * as their checkpoint says: set by `modelFromCheckpoint`, and by the trainers before they save.
+   * `segment()` takes its defaults from it. Null for a model that no checkpoint describes. */
+  inference: InferenceSettings | null = null;
 
   /** A meta model (no GPU memory): call materialize(seed) or loadStateDict() before forward. */
   constructor(config: DeepLabV3Config | string) {

@@ -5,3 +5,4 @@ export { ResNet, Bottleneck, planStages, baseWidth, type ResNetConfig, type Stag
 export { ASPP, ASPPConv, ASPPPooling, FCNHead, type ASPPOptions } from './aspp.js';
 export { DeepLabV3, createDeepLabV3, type TraceResult } from './deeplabv3.js';
 export { CONFIGS, CONFIG_NAMES, modelConfig, validateConfig, asppRatesAt, type DeepLabV3Config, type AsppConfig } from './configs.js';
+export { checkInferenceSettings, paddingForCrop, padMultipleOf, PADDINGS, type InferenceSettings, type Padding } from './inference.js';

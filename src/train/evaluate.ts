@@ -12,10 +12,10 @@ import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
 import { argmax } from '../ops/argmax.js';
 import { DataLoader } from '../data/loader.js';
-import { normalize, IMAGENET } from '../data/augment.js';
+import { normalize, IMAGENET, type Normalization } from '../data/augment.js';
 import type { Dataset } from '../data/types.js';
 import type { DeepLabV3 } from '../nn/deeplabv3.js';
-import { segment } from '../infer/segment.js';
+import { segment, defaultPadMultiple } from '../infer/segment.js';
 import { ConfusionMatrix, type SegMetrics } from './metrics.js';
 
 export interface EvaluateOptions {
@@ -27,8 +27,11 @@ export interface EvaluateOptions {
   scales?: number[];
   /** Also average the left-right flipped image. */
   flip?: boolean;
-  /** Pad inputs to a multiple of this plus one (default: none; `atrous eval` passes the output stride). */
+  /** Pad inputs to a multiple of this plus one (default: the model's padding convention from its
+   * checkpoint, `model.inference`, at its output stride; none for a model without one). */
   padMultiple?: number;
+  /** Input normalisation (default: the model's, `model.inference`, else ImageNet's). */
+  normalization?: Normalization;
   /** Keep the first N samples with their predictions (for overlays). Default 0. */
   keep?: number;
   /** Called after each batch with (images done, images in all). */
@@ -64,7 +67,8 @@ export async function evaluate(model: DeepLabV3, dataset: Dataset, opts: Evaluat
   const scales = opts.scales ?? [1];
   if (!scales.length || scales.some((s) => !(s > 0) || !Number.isFinite(s))) throw new Error(`evaluate: scales must be positive numbers, got ${JSON.stringify(scales)}`);
   const flip = opts.flip ?? false;
-  const pad = opts.padMultiple ?? 0;
+  const pad = opts.padMultiple ?? defaultPadMultiple(model);
+  const norm = opts.normalization ?? model.inference?.normalization ?? IMAGENET;
   const keep = opts.keep ?? 0;
   const kept: KeptPrediction[] = [];
   const cm = new ConfusionMatrix(dataset.numClasses);
@@ -80,7 +84,7 @@ export async function evaluate(model: DeepLabV3, dataset: Dataset, opts: Evaluat
       name: dataset.name, split: dataset.split, length: total, numClasses: dataset.numClasses,
       classNames: dataset.classNames, palette: dataset.palette, get: (i) => dataset.get(i),
     };
-    const loader = new DataLoader(view, { batchSize, shuffle: false, augment: false });
+    const loader = new DataLoader(view, { batchSize, shuffle: false, augment: false, normalize: norm });
     for await (const b of loader) {
       const pred = noGrad(() => tidy(() => argmax(model.forward(tensor(b.images, [b.n, 3, b.h, b.w])), 1)));
       const classes = await pred.data();
@@ -98,7 +102,7 @@ export async function evaluate(model: DeepLabV3, dataset: Dataset, opts: Evaluat
     for (let i = 0; i < total; i++) {
       const s = await dataset.get(i);
       const hw = s.h * s.w;
-      const seg = await segment(model, normalize(s.image, hw, IMAGENET), s.h, s.w, { scales, flip, padMultiple: pad });
+      const seg = await segment(model, normalize(s.image, hw, norm), s.h, s.w, { scales, flip, padMultiple: pad });
       cm.add(seg.labels, s.label);
       if (kept.length < keep) kept.push({ id: s.id, h: s.h, w: s.w, image: s.image, label: s.label, pred: seg.labels });
       done++;

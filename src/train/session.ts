@@ -20,6 +20,7 @@ import { modelConfig } from '../nn/configs.js';
 import { saveCheckpoint } from '../io/checkpoint.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
 import { recordTrainStep } from './step.js';
+import { trainedInference } from './options.js';
 
 export interface SessionOptions {
   /** Model configuration name (default 'mini'); numClasses follows the dataset. */
@@ -194,9 +195,8 @@ export class TrainSession {
   /** The model as a checkpoint (safetensors bytes, loadable by `atrous predict --weights`). */
   async checkpoint(): Promise<Uint8Array> {
     if (this.disposed) throw new Error('training: the session was disposed');
-    return saveCheckpoint(this.model, {
-      step: String(this.step), seed: String(this.options.seed), dataset: this.train.name, classes: JSON.stringify(this.train.classNames),
-    });
+    this.model.inference = trainedInference(this.model, this.train, this.options.crop);
+    return saveCheckpoint(this.model, { step: String(this.step), seed: String(this.options.seed), dataset: this.train.name });
   }
 
   /** Frees the model, the optimizer state and the loss buffer, then returns the pool's free

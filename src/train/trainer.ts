@@ -26,6 +26,7 @@ import { Dropout } from '../nn/layers.js';
 import type { DeepLabV3Config } from '../nn/configs.js';
 import type { HostTensor } from '../nn/module.js';
 import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/checkpoint.js';
+import { trainedInference } from './options.js';
 import { readFileSync } from 'node:fs';
 import { RunDir } from './rundir.js';
 import { recordTrainStep } from './step.js';
@@ -328,8 +329,10 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
       const b = opt.momentumBuffer(p);
       if (b) optState.set(name, { shape: [...p.shape], data: await b.float32() });
     }
+    // How these weights are to be used: the current stage's output stride, the loader's normalisation.
+    model.inference = trainedInference(model, ds, o.crop);
     const dir = run.writeCheckpoint(step, {
-      'model.safetensors': await saveCheckpoint(model, { step: String(step), seed: String(o.seed), dataset: ds.name, classes: JSON.stringify(ds.classNames) }),
+      'model.safetensors': await saveCheckpoint(model, { step: String(step), seed: String(o.seed), dataset: ds.name }),
       'optimizer.safetensors': stateDictToSafetensors(optState, { format: 'atrous-sgd', momentum: String(o.momentum), step: String(step) }),
       'state.json': `${JSON.stringify(st, null, 2)}\n`,
     });
