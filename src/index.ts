@@ -8,7 +8,7 @@ export * from './ops/index.js';
 export * from './optim/index.js';
 export * from './nn/index.js';
 export {
-  saveCheckpoint, loadCheckpoint, readCheckpoint, modelFromCheckpoint, stateDictToSafetensors, configFromJSON, resolveInference, describeInference, inferenceMetadata,
+  saveCheckpoint, loadCheckpoint, readCheckpoint, modelFromCheckpoint, stateDictToSafetensors, resolveInference, describeInference, inferenceMetadata,
   CHECKPOINT_FORMAT, type Checkpoint, type ResolvedInference, type SettingSource,
 } from './io/checkpoint.js';
 // Browser-safe parts of the data pipeline, inference and training (no Node built-ins: the
@@ -25,5 +25,8 @@ export { ConfusionMatrix, formatMetrics, type SegMetrics } from './train/metrics
 export { evaluate, type EvaluateOptions, type EvaluateResult, type KeptPrediction } from './train/evaluate.js';
 export { renderReport, lossCurveSvg, type ReportInput } from './train/report.js';
 export { recordTrainStep } from './train/step.js';
-export { trainedInference } from './train/options.js';
-export { TrainSession, SESSION_DEFAULTS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport } from './train/session.js';
+export {
+  trainedInference, checkTrainOptions, checkRecipeOptions, resolveTrainOptions, resumeOptions, splitConfigFile, optionSpec, describePlan, runStages, stageAt,
+  RECIPE_OPTIONS, TRAIN_DEFAULTS, TRAIN_FILE_KEYS, type TrainOptions, type StageOptions, type RecipeOptions, type OptionSpec, type TrainRequest, type TrainConfigFile,
+} from './train/options.js';
+export { TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, SESSION_RECIPE_KEYS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport } from './train/session.js';

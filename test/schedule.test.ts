@@ -8,7 +8,8 @@ import {
   modelConfig, readCheckpoint, DeepLabV3, SGD, DataLoader, ShapesDataset, empty, keep, recordTrainStep, segment, normalize, IMAGENET, type Batch,
 } from '../src/index.js';
 import { RunDir, train, stageAt, formatProgress, runStages, checkTrainOptions, RUN_FORMAT, TRAIN_DEFAULTS, renderReport, type RunInfo, type TrainOptions } from '../src/train/index.js';
-import { parseTrainArgs, readConfigFile } from '../src/cli/train.js';
+import { parseTrainArgs } from '../src/cli/train.js';
+import { splitConfigFile } from '../src/train/options.js';
 import { runCli as atrous } from './helpers.js';
 
 
@@ -190,11 +191,16 @@ describe('train: config files', () => {
     expect(o.config.outputStride).to.equal(8);
     expect(() => parseTrainArgs(['--config', write('u.json', { model: 'mini', bogus: 1 }), '--out', join(root, 'b')])).to.throw(/unknown key 'bogus'/);
     expect(() => parseTrainArgs(['--config', write('v.json', '{ not json'), '--out', join(root, 'c')])).to.throw(/v\.json: not a JSON config/);
-    expect(() => parseTrainArgs(['--config', write('w.json', { model: 'mini', batch: 'many' }), '--out', join(root, 'd')])).to.throw(/--batch must be an integer >= 1, got 'many'/);
+    // A file's bad value is named as the file's key, with its JSON type: "lr": [0.1] and "steps": "2" are refused.
+    expect(() => parseTrainArgs(['--config', write('w.json', { model: 'mini', batch: 'many' }), '--out', join(root, 'd')])).to.throw(/w\.json: 'batch' must be an integer >= 1, got "many"/);
+    expect(() => parseTrainArgs(['--config', write('w2.json', { model: 'mini', lr: [0.1] }), '--out', join(root, 'd')])).to.throw(/w2\.json: 'lr' must be a number >= 0, got \[0\.1\]/);
+    expect(() => parseTrainArgs(['--config', write('w3.json', { model: 'mini', steps: '2' }), '--out', join(root, 'd')])).to.throw(/w3\.json: 'steps' must be an integer >= 1, got "2"/);
+    expect(() => parseTrainArgs(['--config', write('w4.json', { model: 'mini', stages: [{ steps: 2, lr: 0.1 }, { steps: 0, lr: 0.1 }] }), '--out', join(root, 'd')])).to.throw(/w4\.json: stages\[1\]\.steps must be an integer >= 1/);
+    expect(() => parseTrainArgs(['--out', join(root, 'd'), '--lr=-1'])).to.throw(/atrous train: --lr must be a number >= 0, got '-1'/);
     const st = write('s.json', { model: 'mini', stages: [{ steps: 2, lr: 0.1 }] });
     expect(() => parseTrainArgs(['--config', st, '--out', join(root, 'e'), '--steps', '9'])).to.throw(/has stages, whose steps set the run's length; drop --steps/);
     expect(() => parseTrainArgs(['--config', write('x.json', { model: 'nope' }), '--out', join(root, 'f')])).to.throw(/unknown model configuration 'nope'/);
-    expect(readConfigFile(write('y.json', { ...modelConfig('mini') })).train).to.equal(null);
+    expect(splitConfigFile({ name: 'y.json', json: { ...modelConfig('mini') } }).train).to.equal(null);
     for (const d of ['a', 'b', 'c', 'd', 'e', 'f']) expect(existsSync(join(root, d))).to.equal(false);
   });
 });

@@ -8,7 +8,7 @@
 
 import {
   init, engine, readCheckpoint, modelFromCheckpoint, segmentImage, describeInference, vocPalette, overlayLabels,
-  TrainSession, SESSION_DEFAULTS, CHECKPOINT_FORMAT, type DeepLabV3, type DeepLabV3Config, type SessionOptions, type StepReport, type EvalReport,
+  TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, optionSpec, CHECKPOINT_FORMAT, type RecipeOptions, type DeepLabV3, type DeepLabV3Config, type SessionOptions, type StepReport, type EvalReport,
 } from '../src/index.js';
 import { benchConv2d, asppShapes, type Conv2dPass } from '../bench/conv2d.js';
 import type { BenchRow } from '../bench/common.js';
@@ -453,24 +453,28 @@ function updateTrainButtons(): void {
   for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = !enabled[id];
 }
 
+/** The Train form's fields: each input's data-option names a recipe option (src/train/options.ts)
+ * or a session option, whose type, range and label it is read with. */
 function readTrainOptions(): Partial<SessionOptions> {
-  const num = (id: string, label: string, integer: boolean, min: number): number => {
-    const raw = $<HTMLInputElement>(id).value.trim();
+  const out: Record<string, number> = {};
+  for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
+    const key = el.dataset.option!;
+    const spec = SESSION_OPTIONS.find((o) => o.key === key) ?? optionSpec(key as keyof RecipeOptions);
+    const raw = el.value.trim();
     const v = Number(raw);
-    if (raw === '' || !Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
-      throw new Error(`${label} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got '${raw}'`);
+    if (raw === '' || !Number.isFinite(v) || v < spec.min || (spec.integer && !Number.isInteger(v))) {
+      throw new Error(`${spec.label} must be ${spec.integer ? 'an integer' : 'a number'} ≥ ${spec.min}, got '${raw}'`);
     }
-    return v;
-  };
-  return {
-    steps: num('train-steps', 'Steps', true, 1),
-    batch: num('train-batch', 'Batch', true, 1),
-    crop: num('train-crop', 'Crop', true, 8),
-    lr: num('train-lr', 'Learning rate', false, 0),
-    evalEvery: num('train-eval-every', 'Evaluate every', true, 0),
-    evalCount: num('train-eval-count', 'Held-out images', true, 1),
-    seed: num('train-seed', 'Seed', true, 0),
-  };
+    out[key] = v;
+  }
+  return out as Partial<SessionOptions>;
+}
+
+/** The form starts at the session's defaults. */
+function fillTrainForm(): void {
+  for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
+    el.value = String(SESSION_DEFAULTS[el.dataset.option as keyof SessionOptions]);
+  }
 }
 
 function drawCurve(): void {
@@ -639,6 +643,7 @@ async function downloadCheckpoint(): Promise<void> {
 }
 
 function setupTrain(): void {
+  fillTrainForm();
   $('train-start').addEventListener('click', async () => {
     let opts: Partial<SessionOptions>;
     try {

@@ -10,7 +10,8 @@
 // minutes, and the evaluation of the 200 val images (129×129, whole) well under one more.
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseTrainArgs, runTraining, TRAIN_USAGE } from './train.js';
+import { nodeTrainOptions, readJsonFile, runTraining, TRAIN_USAGE } from './train.js';
+import { parseOptionFlag } from '../train/options.js';
 import { runEval, writeEvalOutputs, evalSettingsLine } from './eval.js';
 import { formatMetrics } from '../train/metrics.js';
 import { parse } from './args.js';
@@ -44,12 +45,12 @@ export const startCommand: Command = {
     const out = v.out ?? join('runs', `main-${stamp}`);
     const evalOs = v['eval-output-stride'] !== undefined ? Number(v['eval-output-stride']) : undefined;
     if (evalOs !== undefined && (!Number.isInteger(evalOs) || evalOs < 4)) throw new Error(`atrous main: --eval-output-stride must be an integer >= 4, got '${v['eval-output-stride']}'`);
-    const args = [
-      '--config', v.config ?? MAIN_CONFIG, '--out', out,
-      ...(v.seed !== undefined ? ['--seed', v.seed] : []),
-      ...(v.adapter !== undefined ? ['--adapter', v.adapter as string] : []),
-    ];
-    const res = await runTraining(parseTrainArgs(args), args);
+    const configFile = v.config ?? MAIN_CONFIG;
+    const config = readJsonFile(configFile);
+    if (!config) throw new Error(`atrous main: ${configFile}: no such config file`);
+    const seed = parseOptionFlag('main', 'seed', v.seed);
+    const options = nodeTrainOptions({ config, options: seed !== undefined ? { seed } : {} });
+    const res = await runTraining({ options, out, resume: null, adapter: v.adapter as string | undefined });
     if (res.stopped) return 130;
     console.log('\nevaluating on the held-out val split (whole images) ...');
     const r = await runEval({ run: out, outputStride: evalOs, adapter: v.adapter as string | undefined, keep: 6 });

@@ -16,7 +16,7 @@
 import { parseSafetensors, serializeSafetensors, toFloat32, toInt32, type STensorInput } from './safetensors.js';
 import type { HostTensor, LoadOptions, LoadReport, Module } from '../nn/module.js';
 import { DeepLabV3 } from '../nn/deeplabv3.js';
-import { CONFIGS, modelConfig, validateConfig, type DeepLabV3Config } from '../nn/configs.js';
+import { configFromJSON, modelConfig, validateConfig, type DeepLabV3Config } from '../nn/configs.js';
 import { checkInferenceSettings, type InferenceSettings } from '../nn/inference.js';
 import { IMAGENET } from '../data/augment.js';
 import { VOC_CLASSES } from '../data/palette.js';
@@ -56,17 +56,6 @@ export interface ResolvedInference {
   sources: Record<keyof InferenceSettings, SettingSource>;
   /** What the default class names are (e.g. 'shapes classes, assumed from the class count'), when defaulted. */
   classesNote?: string;
-}
-
-/** A config object from JSON: a known name fills in whatever fields are missing. */
-export function configFromJSON(obj: unknown): DeepLabV3Config {
-  if (!obj || typeof obj !== 'object') throw new Error(`atrous: checkpoint config must be a JSON object, got ${JSON.stringify(obj)}`);
-  const o = obj as Partial<DeepLabV3Config> & { name?: string };
-  if (typeof o.name === 'string' && CONFIGS[o.name]) {
-    const { name, ...rest } = o;
-    return modelConfig(name, rest);
-  }
-  return validateConfig(o as DeepLabV3Config);
 }
 
 /** Parses a checkpoint (any safetensors state dict; the metadata is optional). */

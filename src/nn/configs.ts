@@ -154,3 +154,15 @@ export function asppRatesAt(aspp: AsppConfig, outputStride: number): number[] {
 }
 
 export const bnConfig = (cfg: DeepLabV3Config): BatchNormConfig => ({ momentum: cfg.bnMomentum, eps: cfg.bnEps });
+
+/** A model config from JSON (a checkpoint's __metadata__.config, a config file): a known name
+ * fills in whatever fields are missing; the result is validated (validateConfig's errors). */
+export function configFromJSON(obj: unknown): DeepLabV3Config {
+  if (!obj || typeof obj !== 'object') throw new Error(`atrous: checkpoint config must be a JSON object, got ${JSON.stringify(obj)}`);
+  const o = obj as Partial<DeepLabV3Config> & { name?: string };
+  if (typeof o.name === 'string' && CONFIGS[o.name]) {
+    const { name, ...rest } = o;
+    return modelConfig(name, rest);
+  }
+  return validateConfig(o as DeepLabV3Config);
+}

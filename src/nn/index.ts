@@ -4,5 +4,5 @@ export { Conv2d, BatchNorm2d, ReLU, Dropout, MaxPool2d, AdaptiveAvgPool2d, Seque
 export { ResNet, Bottleneck, planStages, baseWidth, type ResNetConfig, type StagePlan } from './resnet.js';
 export { ASPP, ASPPConv, ASPPPooling, FCNHead, type ASPPOptions } from './aspp.js';
 export { DeepLabV3, createDeepLabV3, type TraceResult } from './deeplabv3.js';
-export { CONFIGS, CONFIG_NAMES, modelConfig, validateConfig, asppRatesAt, type DeepLabV3Config, type AsppConfig } from './configs.js';
+export { CONFIGS, CONFIG_NAMES, modelConfig, validateConfig, configFromJSON, asppRatesAt, type DeepLabV3Config, type AsppConfig } from './configs.js';
 export { checkInferenceSettings, paddingForCrop, padMultipleOf, PADDINGS, type InferenceSettings, type Padding } from './inference.js';

@@ -20,36 +20,32 @@ import { modelConfig } from '../nn/configs.js';
 import { saveCheckpoint } from '../io/checkpoint.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
 import { recordTrainStep } from './step.js';
-import { trainedInference } from './options.js';
+import { trainedInference, checkRecipeOptions, TRAIN_DEFAULTS, type RecipeOptions } from './options.js';
 
-export interface SessionOptions {
+/** The recipe options a session takes (their types, ranges and meaning: src/train/options.ts). */
+export const SESSION_RECIPE_KEYS = ['steps', 'batch', 'crop', 'lr', 'momentum', 'weightDecay', 'power', 'scaleMin', 'scaleMax', 'seed', 'dataSeed'] as const;
+
+export interface SessionOptions extends Pick<RecipeOptions, (typeof SESSION_RECIPE_KEYS)[number]> {
   /** Model configuration name (default 'mini'); numClasses follows the dataset. */
   config: string;
   /** Embedded dataset (only 'shapes' is available without files). */
   dataset: 'shapes';
-  /** Total steps; the poly learning rate reaches 0 there. */
-  steps: number;
-  batch: number;
-  crop: number;
-  lr: number;
-  momentum: number;
-  weightDecay: number;
-  power: number;
-  scaleMin: number;
-  scaleMax: number;
-  /** Weights init, data order, augmentation and dropout. */
-  seed: number;
-  /** Seed of the dataset generator (its identity). */
-  dataSeed: number;
   /** Evaluate on the held-out split every N steps (0: never automatically). */
   evalEvery: number;
   /** Held-out images per evaluation. */
   evalCount: number;
 }
 
+/** The session's own options, beside the recipe's: the page's form reads them with these specs. */
+export const SESSION_OPTIONS: readonly { key: 'evalEvery' | 'evalCount'; integer: true; min: number; label: string }[] = [
+  { key: 'evalEvery', integer: true, min: 0, label: 'Evaluate every' },
+  { key: 'evalCount', integer: true, min: 1, label: 'Held-out images' },
+];
+
+/** The page's defaults: a shorter run than `atrous train`'s, on smaller batches. */
 export const SESSION_DEFAULTS: SessionOptions = {
-  config: 'mini', dataset: 'shapes', steps: 300, batch: 4, crop: 65, lr: 0.02, momentum: 0.9, weightDecay: 1e-4, power: 0.9,
-  scaleMin: 0.5, scaleMax: 2.0, seed: 0, dataSeed: 0, evalEvery: 50, evalCount: 16,
+  ...Object.fromEntries(SESSION_RECIPE_KEYS.map((k) => [k, TRAIN_DEFAULTS[k]])) as Pick<RecipeOptions, (typeof SESSION_RECIPE_KEYS)[number]>,
+  config: 'mini', dataset: 'shapes', steps: 300, batch: 4, evalEvery: 50, evalCount: 16,
 };
 
 export interface StepReport {
@@ -71,16 +67,11 @@ export interface SessionHooks {
 }
 
 function checkOptions(o: SessionOptions): void {
-  const int = (k: keyof SessionOptions, min: number) => {
-    const v = o[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`training: ${k} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  };
-  const num = (k: keyof SessionOptions, min: number, max = Infinity) => {
-    const v = o[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new Error(`training: ${k} must be a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
-  };
-  int('steps', 1); int('batch', 1); int('crop', 8); int('seed', 0); int('dataSeed', 0); int('evalEvery', 0); int('evalCount', 1);
-  num('lr', 0); num('momentum', 0, 1); num('weightDecay', 0); num('power', 0); num('scaleMin', 0.01); num('scaleMax', o.scaleMin);
+  checkRecipeOptions(o, SESSION_RECIPE_KEYS, 'training: ');
+  for (const spec of SESSION_OPTIONS) {
+    const v = o[spec.key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < spec.min) throw new Error(`training: ${spec.key} must be an integer >= ${spec.min}, got ${JSON.stringify(v)}`);
+  }
   if (o.dataset !== 'shapes') throw new Error(`training: dataset must be 'shapes' in a session, got ${JSON.stringify(o.dataset)}`);
 }
 

@@ -17,86 +17,18 @@ import { engine } from '../gpu/engine.js';
 import { empty } from '../tensor.js';
 import { keep } from '../scope.js';
 import { SGD } from '../optim/sgd.js';
-import { polyLR } from '../optim/schedule.js';
 import { DataLoader } from '../data/loader.js';
 import { openDataset } from '../data/index.js';
 import type { Batch, Dataset } from '../data/types.js';
 import { DeepLabV3 } from '../nn/deeplabv3.js';
 import { Dropout } from '../nn/layers.js';
-import type { DeepLabV3Config } from '../nn/configs.js';
 import type { HostTensor } from '../nn/module.js';
 import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/checkpoint.js';
-import { trainedInference } from './options.js';
+import { trainedInference, checkTrainOptions, stageAt, type TrainOptions, type StageOptions } from './options.js';
 import { readFileSync } from 'node:fs';
 import { RunDir } from './rundir.js';
 import { recordTrainStep } from './step.js';
 import { precompileTrainStep } from './precompile.js';
-
-export interface TrainOptions {
-  /** Resolved model configuration (numClasses = the dataset's). */
-  config: DeepLabV3Config;
-  /** 'shapes', 'fashion-scenes' or 'voc:DIR'. */
-  dataset: string;
-  /** Seed of the embedded dataset's generator (its identity, not the run's randomness). */
-  dataSeed: number;
-  /** Embedded datasets: train on the first N generated samples only (default: the split's size). */
-  dataLength?: number;
-  steps: number;
-  batch: number;
-  crop: number;
-  lr: number;
-  momentum: number;
-  weightDecay: number;
-  power: number;
-  /** Random scale range of the augmentation (§4.1: 0.5 to 2). */
-  scaleMin: number;
-  scaleMax: number;
-  /** Weights init, data order, augmentation and dropout. */
-  seed: number;
-  checkpointEvery: number;
-  logEvery: number;
-  /** Gradient accumulation: each SGD step sums the gradients of `accum` batches of `batch` images,
-   * each loss weighted 1/accum (an effective batch of batch × accum). Default 1. */
-  accum?: number;
-  /** The §4.1 schedule in stages, run one after the other (steps = the sum of theirs); each has its
-   * own poly learning rate from its `lr` to 0, and may change the output stride and freeze batch
-   * norm (statistics and affine parameters). Absent: one stage of `steps` at `lr`. */
-  stages?: StageOptions[];
-}
-
-export interface StageOptions {
-  steps: number;
-  lr: number;
-  /** Output stride of this stage (default: the config's). */
-  outputStride?: number;
-  /** Batch norm uses and keeps its running statistics, and its weight and bias stop training. */
-  freezeBatchNorm?: boolean;
-}
-
-export const TRAIN_DEFAULTS: Omit<TrainOptions, 'config' | 'dataset'> = {
-  dataSeed: 0, steps: 1000, batch: 8, crop: 65, lr: 0.02, momentum: 0.9, weightDecay: 1e-4, power: 0.9,
-  scaleMin: 0.5, scaleMax: 2.0, seed: 0, checkpointEvery: 200, logEvery: 10, accum: 1,
-};
-
-/** The stages of a run (one implicit stage without `stages`). */
-export function runStages(o: TrainOptions): Required<StageOptions>[] {
-  const st = o.stages ?? [{ steps: o.steps, lr: o.lr }];
-  return st.map((s) => ({ steps: s.steps, lr: s.lr, outputStride: s.outputStride ?? o.config.outputStride, freezeBatchNorm: s.freezeBatchNorm ?? false }));
-}
-
-/** The stage that step (0-based) falls in, with its first step and its learning rate there. */
-export function stageAt(o: TrainOptions, step: number): { index: number; stage: Required<StageOptions>; start: number; lr: number } {
-  const stages = runStages(o);
-  let start = 0;
-  for (let i = 0; i < stages.length; i++) {
-    const st = stages[i];
-    if (step < start + st.steps || i === stages.length - 1) {
-      return { index: i, stage: st, start, lr: polyLR(st.lr, Math.min(step - start, st.steps), st.steps, o.power) };
-    }
-    start += st.steps;
-  }
-  throw new Error('train: no stages');
-}
 
 export const RUN_FORMAT = 'atrous-run';
 
@@ -151,40 +83,6 @@ interface TrainState {
 }
 
 export class TrainingError extends Error {}
-
-/** Checks a TrainOptions object up front, naming the first bad field. */
-export function checkTrainOptions(o: TrainOptions): void {
-  const int = (k: keyof TrainOptions, min: number) => {
-    const v = o[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`train: ${k} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  };
-  const num = (k: keyof TrainOptions, min: number, max = Infinity) => {
-    const v = o[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new Error(`train: ${k} must be a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
-  };
-  int('steps', 1); int('batch', 1); int('crop', 8); int('seed', 0); int('dataSeed', 0); int('checkpointEvery', 1); int('logEvery', 1);
-  if (o.dataLength !== undefined) int('dataLength', 1);
-  if (o.accum !== undefined) int('accum', 1);
-  num('lr', 0); num('momentum', 0, 1); num('weightDecay', 0); num('power', 0); num('scaleMin', 0.01); num('scaleMax', o.scaleMin);
-  if (o.stages !== undefined) {
-    if (!Array.isArray(o.stages) || o.stages.length === 0) throw new Error(`train: stages must be a non-empty array, got ${JSON.stringify(o.stages)}`);
-    let total = 0;
-    o.stages.forEach((st, i) => {
-      const where = `train: stages[${i}]`;
-      if (!st || typeof st !== 'object') throw new Error(`${where} must be an object, got ${JSON.stringify(st)}`);
-      const unknown = Object.keys(st).filter((k) => !['steps', 'lr', 'outputStride', 'freezeBatchNorm'].includes(k));
-      if (unknown.length) throw new Error(`${where}: unknown field '${unknown[0]}' (known: steps, lr, outputStride, freezeBatchNorm)`);
-      if (!Number.isInteger(st.steps) || st.steps < 1) throw new Error(`${where}.steps must be an integer >= 1, got ${JSON.stringify(st.steps)}`);
-      if (typeof st.lr !== 'number' || !Number.isFinite(st.lr) || st.lr < 0) throw new Error(`${where}.lr must be a number >= 0, got ${JSON.stringify(st.lr)}`);
-      if (st.outputStride !== undefined && (!Number.isInteger(st.outputStride) || st.outputStride < 4 || (st.outputStride & (st.outputStride - 1)) !== 0)) {
-        throw new Error(`${where}.outputStride must be a power of two >= 4, got ${JSON.stringify(st.outputStride)}`);
-      }
-      if (st.freezeBatchNorm !== undefined && typeof st.freezeBatchNorm !== 'boolean') throw new Error(`${where}.freezeBatchNorm must be true or false, got ${JSON.stringify(st.freezeBatchNorm)}`);
-      total += st.steps;
-    });
-    if (total !== o.steps) throw new Error(`train: the stages add up to ${total} steps but steps is ${o.steps}`);
-  }
-}
 
 function dropoutCalls(model: DeepLabV3): Record<string, number> {
   const out: Record<string, number> = {};
