@@ -180,3 +180,25 @@ export async function runCli(...argv: string[]): Promise<{ code: number; out: st
     process.stdout.write = write;
   }
 }
+
+/** A safetensors file with its header JSON text edited (the data section kept as it is), the
+ * header re-padded with spaces to a multiple of 8: doctored files JSON.parse would read happily. */
+export function editHeader(file: Uint8Array, edit: (header: string) => string): Uint8Array {
+  const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const n = dv.getUint32(0, true);
+  let header = edit(new TextDecoder().decode(file.subarray(8, 8 + n)).trimEnd());
+  while ((8 + new TextEncoder().encode(header).length) % 8 !== 0) header += ' ';
+  const hb = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + hb.length + file.length - 8 - n);
+  new DataView(out.buffer).setUint32(0, hb.length, true);
+  out.set(hb, 8);
+  out.set(file.subarray(8 + n), 8 + hb.length);
+  return out;
+}
+
+/** The header with the entry of tensor `name` written a second time, right after the first. */
+export function duplicateEntry(header: string, name: string): string {
+  const m = new RegExp(`${JSON.stringify(name).replace(/[.[\]]/g, '\\$&')}:\\{[^}]*\\}`).exec(header);
+  if (!m) throw new Error(`duplicateEntry: no entry for ${name} in the header`);
+  return header.slice(0, m.index + m[0].length) + ',' + m[0] + header.slice(m.index + m[0].length);
+}
