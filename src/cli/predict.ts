@@ -5,7 +5,7 @@ import { join, basename, extname, dirname } from 'node:path';
 import { init } from '../gpu/engine.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
 import { serializeSafetensors } from '../io/safetensors.js';
-import { decodeImage, encodeIndexedPng, encodePng, rgbToChw } from '../io/image.js';
+import { decodeImage, imageInfo, encodeIndexedPng, encodePng, rgbToChw } from '../io/image.js';
 import { normalize, IMAGENET, type Triple } from '../data/augment.js';
 import { vocPalette, colorize } from '../data/palette.js';
 import { segment } from '../infer/segment.js';
@@ -16,7 +16,7 @@ const USAGE = [
   'usage: atrous predict --weights FILE --image IMG [--config NAME] [--output-stride N] [--scales 0.5,1,1.5]',
   '                      [--flip] [--out DIR] [--save-logits FILE] [--mean R,G,B --std R,G,B] [--lenient]',
   '',
-  'Reads a PNG or JPEG, normalises it with ImageNet mean/std (torchvision\'s convention; --mean/--std in',
+  'Reads a PNG or JPEG upright (its EXIF orientation applied, as browsers show it), normalises it with ImageNet mean/std (torchvision\'s convention; --mean/--std in',
   '0..1 units for others), runs the model and writes into DIR (default: the current directory)',
   '<name>.labels.png (palette-indexed, VOC palette) and <name>.overlay.png (colour overlay).',
   '--save-logits writes a safetensors file with `logits` [1, C, H, W] F32 at input resolution, before',
@@ -75,7 +75,8 @@ export const predictCommand: Command = {
     } catch (e) {
       throw new Error(`atrous predict: cannot read image '${imagePath}': ${(e as Error).message}`);
     }
-    const img = decodeImage(ibytes, imagePath);
+    const img = decodeImage(ibytes, imagePath); // upright: the EXIF orientation applied
+    const { orientation } = imageInfo(ibytes, imagePath);
     const outDir = (values.out as string | undefined) ?? '.';
     mkdirSync(outDir, { recursive: true });
 
@@ -112,7 +113,8 @@ export const predictCommand: Command = {
       const counts = new Map<number, number>();
       for (const l of seg.labels) counts.set(l, (counts.get(l) ?? 0) + 1);
       const classes = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}:${((100 * n) / hw).toFixed(1)}%`);
-      console.log(`${imagePath}: ${img.width}x${img.height}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
+      const turned = orientation !== 1 ? ` (upright, EXIF orientation ${orientation})` : '';
+      console.log(`${imagePath}: ${img.width}x${img.height}${turned}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
       console.log(`classes: ${classes.join(' ')}`);
       for (const f of written) console.log(`wrote ${f}`);
       return 0;
