@@ -141,6 +141,16 @@ export async function gradCheck(
   }
 }
 
+/** What fn throws (undefined when it returns). */
+export function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 /** Fills a tensor's buffer with NaN before a kernel writes it, to prove every element is written. */
 export const POISON = Number.NaN;
 
