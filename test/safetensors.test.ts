@@ -271,6 +271,8 @@ describe('safetensors', () => {
 
     it('metadata values that are not strings', () => {
       expectError(() => parseSafetensors(craft('{"__metadata__":{"epoch":3}}'), SRC), SRC, 'metadata', '"epoch"', 'string');
+      expectError(() => parseSafetensors(craft('{"__metadata__":{"lr":0.5}}'), SRC), SRC, 'metadata value of "lr" must be a string');
+      expectError(() => parseSafetensors(craft('{"a":1.5}'), SRC), SRC, 'tensor "a"', 'expected an object');
       expectError(() => parseSafetensors(craft('{"__metadata__":"x"}'), SRC), SRC, '__metadata__');
     });
 

@@ -138,8 +138,10 @@ function headerStructureProblem(text: string): string | null {
       let j = i;
       while (j < text.length && /[-+.0-9eE]/.test(text[j])) j++;
       const num = text.slice(i, j);
-      if (/[.eE]/.test(num)) {
-        return `${describePath(childPath())} is ${num}, not written as an integer (the format's shapes and offsets are integers)`;
+      const at = childPath();
+      // Inside a tensor entry (metadata values and misplaced numbers get their own messages later).
+      if (/[.eE]/.test(num) && at.length >= 2 && at[0] !== METADATA_KEY) {
+        return `${describePath(at)} is ${num}, not written as an integer (the format's shapes and offsets are integers)`;
       }
       i = j;
     } else {
