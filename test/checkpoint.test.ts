@@ -7,8 +7,9 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   DeepLabV3, createDeepLabV3, modelConfig, saveCheckpoint, loadCheckpoint, readCheckpoint, modelFromCheckpoint,
-  stateDictToSafetensors, configFromJSON, CHECKPOINT_FORMAT, type HostTensor,
+  stateDictToSafetensors, configFromJSON, CHECKPOINT_FORMAT, engine, type HostTensor,
 } from '../src/index.js';
+import { editHeader, duplicateEntry } from './helpers.js';
 import { parseSafetensors, serializeSafetensors, toFloat32, type STensorInput } from '../src/io/safetensors.js';
 
 const fixtureDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'model');
@@ -128,6 +129,24 @@ describe('checkpoints (safetensors, torchvision names)', () => {
     expect(() => readCheckpoint(broken, 'broken')).to.throw(/broken: __metadata__.config is not valid JSON/);
     model.dispose();
     mini.dispose();
+  });
+
+  it('refuses a doctored header (a tensor or a metadata key given twice) before any model is built', () => {
+    const cases: [Uint8Array, string][] = [
+      [editHeader(weightsBytes(), (h) => duplicateEntry(h, 'classifier.4.weight')), 'the header names tensor "classifier.4.weight" twice'],
+      [editHeader(weightsBytes(), (h) => h.replace('"format":"atrous-deeplabv3"', '"format":"atrous-deeplabv3","format":"other"')),
+        '"__metadata__": duplicate key "format"'],
+      [editHeader(weightsBytes(), (h) => h.replace('{"__metadata__":{', '{"__metadata__":{"config":"{\\"name\\": \\"mini\\"}",')),
+        '"__metadata__": duplicate key "config"'],
+    ];
+    for (const [bytes, msg] of cases) {
+      const before = engine().stats();
+      expect(() => readCheckpoint(bytes, 'doctored.safetensors')).to.throw(`doctored.safetensors: ${msg}`);
+      expect(() => modelFromCheckpoint(bytes, { source: 'doctored.safetensors' })).to.throw(`doctored.safetensors: ${msg}`);
+      const after = engine().stats();
+      expect(after.liveBuffers, 'no GPU buffer allocated').to.equal(before.liveBuffers);
+      expect(after.dispatches, 'no GPU work').to.equal(before.dispatches);
+    }
   });
 
   it('converts F64 weights and I32 counters on load', async () => {

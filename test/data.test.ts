@@ -599,7 +599,7 @@ describe('data: image files', () => {
     }
     expect(Array.from(pal.subarray(0, 9))).to.deep.equal([0, 0, 0, 128, 0, 0, 0, 128, 0]);
     expect(Array.from(pal.subarray(765))).to.deep.equal([224, 224, 192]);
-    expect(imageInfo(file, 'l.png')).to.deep.equal({ format: 'png', width: w, height: h });
+    expect(imageInfo(file, 'l.png')).to.deep.equal({ format: 'png', width: w, height: h, orientation: 1, storedWidth: w, storedHeight: h });
   });
 
   it('reads gray and RGB label PNGs (values, VOC colours) and 16-bit gray ones below 256', () => {

@@ -2,7 +2,11 @@
 // check that runs the op's forward on the GPU.
 
 import { expect } from 'chai';
+import { crc32 } from 'node:zlib';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape, engine } from '../src/index.js';
+import { decodeImage, encodeJpeg, encodePng } from '../src/io/image.js';
 
 /** Deterministic standard-normal values (mulberry32 + Box-Muller). */
 export function randn(n: number, seed = 1, scale = 1, offset = 0): Float32Array {
@@ -137,6 +141,16 @@ export async function gradCheck(
   }
 }
 
+/** What fn throws (undefined when it returns). */
+export function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 /** Fills a tensor's buffer with NaN before a kernel writes it, to prove every element is written. */
 export const POISON = Number.NaN;
 
@@ -179,4 +193,133 @@ export async function runCli(...argv: string[]): Promise<{ code: number; out: st
     console.error = error;
     process.stdout.write = write;
   }
+}
+
+/** A safetensors file with its header JSON text edited (the data section kept as it is), the
+ * header re-padded with spaces to a multiple of 8: doctored files JSON.parse would read happily. */
+export function editHeader(file: Uint8Array, edit: (header: string) => string): Uint8Array {
+  const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const n = dv.getUint32(0, true);
+  let header = edit(new TextDecoder().decode(file.subarray(8, 8 + n)).trimEnd());
+  while ((8 + new TextEncoder().encode(header).length) % 8 !== 0) header += ' ';
+  const hb = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + hb.length + file.length - 8 - n);
+  new DataView(out.buffer).setUint32(0, hb.length, true);
+  out.set(hb, 8);
+  out.set(file.subarray(8 + n), 8 + hb.length);
+  return out;
+}
+
+/** The header with the entry of tensor `name` written a second time, right after the first. */
+export function duplicateEntry(header: string, name: string): string {
+  const m = new RegExp(`${JSON.stringify(name).replace(/[.[\]]/g, '\\$&')}:\\{[^}]*\\}`).exec(header);
+  if (!m) throw new Error(`duplicateEntry: no entry for ${name} in the header`);
+  return header.slice(0, m.index + m[0].length) + ',' + m[0] + header.slice(m.index + m[0].length);
+}
+
+/** An EXIF block (a TIFF structure: header, IFD0 with the orientation tag 0x0112 as a SHORT,
+ * no next IFD), big- or little-endian. */
+export function exifOrientationBlock(orientation: number, littleEndian = false): Uint8Array {
+  const b = new Uint8Array(26);
+  const dv = new DataView(b.buffer);
+  b.set(littleEndian ? [0x49, 0x49] : [0x4d, 0x4d], 0);
+  dv.setUint16(2, 42, littleEndian);
+  dv.setUint32(4, 8, littleEndian); // IFD0 right after the header
+  dv.setUint16(8, 1, littleEndian); // one entry
+  dv.setUint16(10, 0x0112, littleEndian);
+  dv.setUint16(12, 3, littleEndian); // SHORT
+  dv.setUint32(14, 1, littleEndian); // one value, stored in the entry
+  dv.setUint16(18, orientation, littleEndian);
+  dv.setUint32(22, 0, littleEndian); // no next IFD
+  return b;
+}
+
+/** A JPEG or PNG file with an EXIF block inserted: an APP1 "Exif" segment right after the JPEG's
+ * start-of-image marker, or an eXIf chunk right after the PNG's IHDR. */
+export function withExif(file: Uint8Array, exif: Uint8Array): Uint8Array {
+  if (file[0] === 0xff && file[1] === 0xd8) {
+    const seg = new Uint8Array(4 + 6 + exif.length);
+    seg.set([0xff, 0xe1, (seg.length - 2) >> 8, (seg.length - 2) & 0xff, 0x45, 0x78, 0x69, 0x66, 0, 0]);
+    seg.set(exif, 10);
+    return Buffer.concat([file.subarray(0, 2), seg, file.subarray(2)]);
+  }
+  const chunk = new Uint8Array(12 + exif.length);
+  const dv = new DataView(chunk.buffer);
+  dv.setUint32(0, exif.length);
+  chunk.set([0x65, 0x58, 0x49, 0x66], 4); // eXIf
+  chunk.set(exif, 8);
+  dv.setUint32(8 + exif.length, crc32(chunk.subarray(4, 8 + exif.length)));
+  const at = 8 + 25; // signature, IHDR
+  return Buffer.concat([file.subarray(0, at), chunk, file.subarray(at)]);
+}
+
+/**
+ * The stored pixel grid that a file with EXIF orientation `o` holds for the upright image `up`
+ * (`channels` bytes per pixel): each stored pixel (sx, sy) of the stored w×h grid is shown at the
+ * upright position the EXIF specification gives (TIFF 6.0 / CIPA DC-008: for 6, "the 0th row is
+ * the visual right-hand side, the 0th column the visual top").
+ */
+export function storedGrid(up: { width: number; height: number; data: Uint8Array }, channels: number, o: number): { width: number; height: number; data: Uint8Array } {
+  const swap = o >= 5;
+  const w = swap ? up.height : up.width;
+  const h = swap ? up.width : up.height;
+  const out = new Uint8Array(up.data.length);
+  const shownAt: Record<number, (sx: number, sy: number) => [number, number]> = {
+    1: (sx, sy) => [sx, sy],
+    2: (sx, sy) => [w - 1 - sx, sy],
+    3: (sx, sy) => [w - 1 - sx, h - 1 - sy],
+    4: (sx, sy) => [sx, h - 1 - sy],
+    5: (sx, sy) => [sy, sx],
+    6: (sx, sy) => [h - 1 - sy, sx],
+    7: (sx, sy) => [h - 1 - sy, w - 1 - sx],
+    8: (sx, sy) => [sy, w - 1 - sx],
+  };
+  for (let sy = 0; sy < h; sy++) {
+    for (let sx = 0; sx < w; sx++) {
+      const [x, y] = shownAt[o](sx, sy);
+      for (let c = 0; c < channels; c++) out[(sy * w + sx) * channels + c] = up.data[(y * up.width + x) * channels + c];
+    }
+  }
+  return { width: w, height: h, data: out };
+}
+
+/**
+ * One upright photo as 16 files: for each EXIF orientation 1..8, a PNG (eXIf chunk) and a JPEG
+ * (APP1 "Exif"; EXIF big-endian for odd orientations, little-endian for even ones) holding the
+ * stored grid that turns into the upright photo. The photo is a 48×72 (w×h) crop of the bundled
+ * sample web/samples/shapes-val-0.png, for the JPEGs made of 8×8 blocks of one colour each, so
+ * that every stored grid compresses to the same blocks and all 8 JPEGs decode to the same pixels.
+ * Writes `<dir>/photo-o<N>.png` and `.jpg` (`root`: the repository); returns the upright pixels and the paths.
+ */
+export function orientationVariants(dir: string, root: string):
+  { upright: { width: number; height: number; data: Uint8Array }; blocks: { width: number; height: number; data: Uint8Array }; png: string[]; jpg: string[] } {
+  const sample = decodeImage(new Uint8Array(readFileSync(join(root, 'web', 'samples', 'shapes-val-0.png'))), 'shapes-val-0.png');
+  const W = 48;
+  const H = 72;
+  const x0 = 40;
+  const y0 = 30;
+  const upright = { width: W, height: H, data: new Uint8Array(W * H * 3) };
+  for (let y = 0; y < H; y++) upright.data.set(sample.data.subarray(((y0 + y) * sample.width + x0) * 3, ((y0 + y) * sample.width + x0 + W) * 3), y * W * 3);
+  const blocks = { width: W, height: H, data: new Uint8Array(W * H * 3) };
+  for (let by = 0; by < H; by += 8) {
+    for (let bx = 0; bx < W; bx += 8) {
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let y = by; y < by + 8; y++) for (let x = bx; x < bx + 8; x++) sum += upright.data[(y * W + x) * 3 + c];
+        const v = Math.round(sum / 64);
+        for (let y = by; y < by + 8; y++) for (let x = bx; x < bx + 8; x++) blocks.data[(y * W + x) * 3 + c] = v;
+      }
+    }
+  }
+  const png: string[] = [];
+  const jpg: string[] = [];
+  for (let o = 1; o <= 8; o++) {
+    const s = storedGrid(upright, 3, o);
+    png.push(join(dir, `photo-o${o}.png`));
+    writeFileSync(png[o - 1], withExif(encodePng(s.data, s.width, s.height), exifOrientationBlock(o, o % 2 === 0)));
+    const b = storedGrid(blocks, 3, o);
+    jpg.push(join(dir, `photo-o${o}.jpg`));
+    writeFileSync(jpg[o - 1], withExif(encodeJpeg(b.data, b.width, b.height, 95), exifOrientationBlock(o, o % 2 === 0)));
+  }
+  return { upright, blocks, png, jpg };
 }

@@ -12,7 +12,7 @@ import { parseSafetensors, toFloat32 } from '../src/io/safetensors.js';
 import { encodePng, decodeLabelPng, rgbToChw } from '../src/io/image.js';
 import { normalize, IMAGENET } from '../src/data/augment.js';
 import { tensor, noGrad, argmax } from '../src/index.js';
-import { relErr } from './helpers.js';
+import { relErr, editHeader, duplicateEntry } from './helpers.js';
 
 const weights = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'model', 'small_weights.safetensors');
 
@@ -80,6 +80,10 @@ describe('atrous predict', () => {
       [['--weights', weights, '--image', image, '--scales', '1,-2'], /--scales/],
       [['--weights', weights, '--image', image, '--config', 'mini'], /small_weights|mismatch|shape|missing|unexpected/i],
     ];
+    // A checkpoint whose header names a tensor twice (JSON.parse would keep the last entry).
+    const doctored = join(dir, 'doctored.safetensors');
+    writeFileSync(doctored, editHeader(new Uint8Array(readFileSync(weights)), (hd) => duplicateEntry(hd, 'classifier.4.bias')));
+    cases.push([['--weights', doctored, '--image', image], /doctored\.safetensors: the header names tensor "classifier\.4\.bias" twice/]);
     for (const [args, re] of cases) {
       let msg = '';
       const err = console.error;

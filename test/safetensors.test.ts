@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import {
-  parseSafetensors, serializeSafetensors, toFloat32, toInt32, SafetensorsError,
+  parseSafetensors, serializeSafetensors, toFloat32, toInt32, SafetensorsError, MAX_HEADER_BYTES,
   type DType, type STensor, type STensorInput,
 } from '../src/io/safetensors.js';
 
@@ -206,7 +206,7 @@ describe('safetensors', () => {
       expectError(() => parseSafetensors(f, SRC), SRC, 'header length 1000 exceeds the file');
       const g = craft(ok, [0, 0, 0, 0]);
       new DataView(g.buffer).setUint32(4, 1, true); // 2^32 + N
-      expectError(() => parseSafetensors(g, SRC), SRC, 'exceeds the file');
+      expectError(() => parseSafetensors(g, SRC), SRC, 'header length 1*2^32+', 'exceeds the format\'s limit');
     });
 
     it('invalid JSON', () => {
@@ -239,7 +239,7 @@ describe('safetensors', () => {
       expectError(() => parseSafetensors(craft('{"a":{"dtype":"U8","shape":"1","data_offsets":[0,1]}}', [0]), SRC),
         SRC, 'tensor "a"', '"shape"');
       expectError(() => parseSafetensors(craft('{"a":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}', [0]), SRC),
-        SRC, '"shape"');
+        SRC, 'tensor "a": "shape"[0] is 1.5');
     });
 
     it('shape/offset mismatch', () => {
@@ -271,7 +271,54 @@ describe('safetensors', () => {
 
     it('metadata values that are not strings', () => {
       expectError(() => parseSafetensors(craft('{"__metadata__":{"epoch":3}}'), SRC), SRC, 'metadata', '"epoch"', 'string');
+      expectError(() => parseSafetensors(craft('{"__metadata__":{"lr":0.5}}'), SRC), SRC, 'metadata value of "lr" must be a string');
+      expectError(() => parseSafetensors(craft('{"a":1.5}'), SRC), SRC, 'tensor "a"', 'expected an object');
       expectError(() => parseSafetensors(craft('{"__metadata__":"x"}'), SRC), SRC, '__metadata__');
+    });
+
+    // Each of these headers is valid JSON that JSON.parse reads without complaint (keeping the last
+    // of two equal keys, turning 4.0 into 4), so the file would load with whatever the last entry says.
+    const w4 = '{"dtype":"U8","shape":[4],"data_offsets":[0,4]}';
+    const f4 = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    const bytes4 = [0, 0, 0x80, 0x3f];
+
+    it('a tensor named twice, even with identical entries or spelled with escapes', () => {
+      expectError(() => parseSafetensors(craft(`{"w":${w4},"w":${f4}}`, bytes4), SRC), SRC, 'names tensor "w" twice');
+      expectError(() => parseSafetensors(craft(`{"w":${f4},"w":${f4}}`, bytes4), SRC), SRC, 'names tensor "w" twice');
+      expectError(() => parseSafetensors(craft(`{"w":${f4},"\\u0077":${f4}}`, bytes4), SRC), SRC, 'names tensor "w" twice');
+      expectError(() => parseSafetensors(craft(`{"__metadata__":{"k":"v"},"w":${f4},"__metadata__":{"k":"x"}}`, bytes4), SRC),
+        SRC, '"__metadata__" twice');
+    });
+
+    it('a key repeated inside __metadata__ or inside a tensor entry', () => {
+      expectError(() => parseSafetensors(craft(`{"__metadata__":{"config":"a","format":"pt","config":"b"},"w":${f4}}`, bytes4), SRC),
+        SRC, '"__metadata__"', 'duplicate key "config"');
+      expectError(() => parseSafetensors(craft('{"w":{"dtype":"U8","shape":[4],"dtype":"F32","data_offsets":[0,4]}}', bytes4), SRC),
+        SRC, 'tensor "w"', 'duplicate key "dtype"');
+      expectError(() => parseSafetensors(craft('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"shape":[]}}', bytes4), SRC),
+        SRC, 'tensor "w"', 'duplicate key "shape"');
+    });
+
+    it('the same key in different objects, and keys with brackets, quotes and commas, are fine', () => {
+      const h = '{"__metadata__":{"w":"{\\"a\\":1,\\"a\\":2}","dtype":"[,:]"},"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},' +
+        '"a\\"b{,":{"dtype":"U8","shape":[1,2],"data_offsets":[2,4]}}';
+      const st = parseSafetensors(craft(h, [1, 2, 3, 4]), SRC);
+      expect([...st.tensors.keys()]).to.deep.equal(['w', 'a"b{,']);
+      expect(st.metadata).to.deep.equal({ w: '{"a":1,"a":2}', dtype: '[,:]' });
+    });
+
+    it('shapes and offsets written with a fraction or an exponent', () => {
+      expectError(() => parseSafetensors(craft('{"w":{"dtype":"U8","shape":[4.0],"data_offsets":[0,4]}}', bytes4), SRC),
+        SRC, 'tensor "w": "shape"[0] is 4.0', 'integer');
+      expectError(() => parseSafetensors(craft('{"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4e0]}}', bytes4), SRC),
+        SRC, 'tensor "w": "data_offsets"[1] is 4e0', 'integer');
+    });
+
+    it('a header length over the format\'s limit of 100,000,000 bytes', () => {
+      expect(MAX_HEADER_BYTES).to.equal(100_000_000);
+      const f = craft(`{"w":${f4}}`, bytes4);
+      new DataView(f.buffer).setUint32(0, MAX_HEADER_BYTES + 1, true);
+      expectError(() => parseSafetensors(f, SRC), SRC, `header length ${MAX_HEADER_BYTES + 1}`, 'limit');
     });
 
     it('a default source name when none is given', () => {
@@ -285,6 +332,25 @@ describe('safetensors', () => {
       expectError(() => serializeSafetensors({ a: { dtype: 'Q4' as DType, shape: [1], data: new Uint8Array(1) } }), 'unknown dtype');
       expectError(() => serializeSafetensors({ __metadata__: { dtype: 'U8', shape: [1], data: new Uint8Array(1) } }), 'reserved');
       expectError(() => serializeSafetensors({}, { n: 1 as unknown as string }), 'metadata', '"n"');
+      expectError(() => serializeSafetensors({ s: { dtype: 'U8', shape: [1.5], data: new Uint8Array(1) } }), '"s"', '"shape"');
+      expectError(() => serializeSafetensors({ s: { dtype: 'U8', shape: [-1], data: new Uint8Array(0) } }), '"s"', '"shape"');
+      expectError(() => serializeSafetensors({ s: { dtype: 'U8', shape: [NaN], data: new Uint8Array(0) } }), '"s"', '"shape"');
+      expectError(() => serializeSafetensors({ s: { dtype: 'U8', shape: 4 as unknown as number[], data: new Uint8Array(4) } }), '"s"', '"shape"');
+    });
+
+    it('writes every name it is given, "__proto__" included, so the reader accepts what it writes', () => {
+      const tensors = new Map<string, STensorInput>([
+        ['__proto__', { dtype: 'U8', shape: [2], data: new Uint8Array([7, 8]) }],
+        ['', { dtype: 'U8', shape: [0], data: new Uint8Array(0) }],
+        ['constructor', { dtype: 'U8', shape: [1], data: new Uint8Array([9]) }],
+      ]);
+      const meta = JSON.parse('{"__proto__":"p","toString":"t"}') as Record<string, string>;
+      const st = parseSafetensors(serializeSafetensors(tensors, meta), SRC);
+      expect([...st.tensors.keys()]).to.deep.equal(['__proto__', '', 'constructor']);
+      expect(Array.from(st.tensors.get('__proto__')!.data)).to.deep.equal([7, 8]);
+      expect(Object.keys(st.metadata)).to.deep.equal(['__proto__', 'toString']);
+      expect(st.metadata.__proto__).to.equal('p');
+      expect(Object.getPrototypeOf(st.metadata)).to.equal(Object.prototype);
     });
 
     it('range-checks I64, U32 and U64 in toInt32', () => {

@@ -266,12 +266,13 @@ async function loadShippedWeights(): Promise<void> {
   }
 }
 
-/** Decodes any image the browser can (PNG, JPEG, WebP, GIF, BMP, AVIF) to RGB bytes, exactly as
- * stored (no colour-space conversion), downscaled when its longer side exceeds MAX_SIDE. */
+/** Decodes any image the browser can (PNG, JPEG, WebP, GIF, BMP, AVIF) to RGB bytes, upright (the
+ * EXIF orientation applied, as `atrous predict` does), with the stored values (no colour-space
+ * conversion), downscaled when its longer side exceeds MAX_SIDE. */
 async function decodeImage(blob: Blob, name: string): Promise<LoadedImage> {
   let bmp: ImageBitmap;
   try {
-    bmp = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    bmp = await createImageBitmap(blob, { imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   } catch {
     throw new Error(`'${name}' is not an image this browser can decode${blob.type ? ` (type ${blob.type})` : ''}: use a PNG, JPEG, WebP, GIF or BMP file`);
   }

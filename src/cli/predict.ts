@@ -5,7 +5,7 @@ import { join, basename, extname, dirname } from 'node:path';
 import { init } from '../gpu/engine.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
 import { serializeSafetensors } from '../io/safetensors.js';
-import { decodeImage, encodeIndexedPng, encodePng } from '../io/image.js';
+import { decodeImage, imageInfo, encodeIndexedPng, encodePng } from '../io/image.js';
 import { describeInference } from '../io/checkpoint.js';
 import { tripleOpt } from './eval.js';
 import { vocPalette } from '../data/palette.js';
@@ -20,7 +20,8 @@ const USAGE = [
   '                      [--flip] [--out DIR] [--save-logits FILE] [--mean R,G,B --std R,G,B]',
   '                      [--padding stride+1|none] [--lenient]',
   '',
-  'Reads a PNG or JPEG, runs the model and writes into DIR (default: the current directory)',
+  'Reads a PNG or JPEG upright (its EXIF orientation applied, as browsers show it), runs the model and',
+  'writes into DIR (default: the current directory)',
   '<name>.labels.png (palette-indexed, VOC palette) and <name>.overlay.png (colour overlay).',
   '--save-logits writes a safetensors file with `logits` [1, C, H, W] F32 at input resolution, before',
   'softmax (the mean over scales/flips when several are used). --config is needed for a checkpoint',
@@ -86,7 +87,8 @@ export const predictCommand: Command = {
     } catch (e) {
       throw new Error(`atrous predict: cannot read image '${imagePath}': ${(e as Error).message}`);
     }
-    const img = decodeImage(ibytes, imagePath);
+    const img = decodeImage(ibytes, imagePath); // upright: the EXIF orientation applied
+    const { orientation } = imageInfo(ibytes, imagePath);
     const outDir = (values.out as string | undefined) ?? '.';
     mkdirSync(outDir, { recursive: true });
 
@@ -121,7 +123,8 @@ export const predictCommand: Command = {
       const names = inference.values.classes;
       const classes = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${names[k]}: ${((100 * n) / hw).toFixed(1)}%`);
       console.log(`settings: ${describeInference(inference)}`);
-      console.log(`${imagePath}: ${img.width}x${img.height}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
+      const turned = orientation !== 1 ? ` (upright, EXIF orientation ${orientation})` : '';
+      console.log(`${imagePath}: ${img.width}x${img.height}${turned}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
       console.log(`classes: ${classes.join(', ')}`);
       for (const f of written) console.log(`wrote ${f}`);
       return 0;

@@ -1,6 +1,6 @@
 // Reader for datasets in the PASCAL VOC layout (Node):
 //
-//   DIR/JPEGImages/<id>.jpg            photos (.jpeg and .png accepted too)
+//   DIR/JPEGImages/<id>.jpg            photos (.jpeg and .png accepted too), read upright (EXIF orientation applied)
 //   DIR/SegmentationClass/<id>.png     labels: palette PNG whose raw indices are the classes, 255 = ignore
 //   DIR/SegmentationClassAug/<id>.png  the augmented set's labels (gray PNG), used when SegmentationClass is absent
 //   DIR/ImageSets/Segmentation/<split>.txt   one id per line, or "image-path label-path" per line
@@ -16,7 +16,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
-import { decodeImage, decodeLabelPng, imageInfo, rgbToChw } from '../io/image.js';
+import { decodeImage, decodeLabelPng, imageInfo, rgbToChw, type ImageInfo } from '../io/image.js';
 import { VOC_CLASSES, vocPalette, cityscapesLabelToTrainId, cityscapesPalette, CITYSCAPES_CLASSES } from './palette.js';
 import { checkIndex, IGNORE, type Dataset, type Sample } from './types.js';
 
@@ -206,6 +206,12 @@ function checkLabelValues(label: Uint8Array, width: number, numClasses: number, 
     + `and not 255 (ignore); ${bad} pixel${bad > 1 ? 's' : ''} like that`;
 }
 
+/** Labels are checked against the upright image (its EXIF orientation applied, as every decode does). */
+function sizeMismatch(e: VocEntry, lbl: { width: number; height: number }, info: ImageInfo): string {
+  const turned = info.orientation !== 1 ? ` upright (stored ${info.storedWidth}×${info.storedHeight} with EXIF orientation ${info.orientation})` : '';
+  return `${e.label}: label is ${lbl.width}×${lbl.height} but its image ${e.image} is ${info.width}×${info.height}${turned}`;
+}
+
 function applyMap(label: Uint8Array, map: Uint8Array | null): Uint8Array {
   if (!map) return label;
   for (let i = 0; i < label.length; i++) label[i] = map[label[i]];
@@ -244,9 +250,7 @@ export class VocDataset implements Dataset {
     const [imgBytes, lblBytes] = await Promise.all([readFile(e.image), readFile(e.label)]);
     const img = decodeImage(imgBytes, e.image);
     const lbl = decodeLabelPng(lblBytes, e.label);
-    if (img.width !== lbl.width || img.height !== lbl.height) {
-      throw new Error(`${e.label}: label is ${lbl.width}×${lbl.height} but its image ${e.image} is ${img.width}×${img.height}`);
-    }
+    if (img.width !== lbl.width || img.height !== lbl.height) throw new Error(sizeMismatch(e, lbl, imageInfo(imgBytes, e.image)));
     const label = applyMap(lbl.data, this.labelMap);
     const bad = checkLabelValues(label, lbl.width, this.numClasses, e.label);
     if (bad) throw new Error(bad);
@@ -321,7 +325,7 @@ export function openVoc(rootArg: string, opts: VocOptions = {}): VocDataset {
         if (mode === 'full') decodeImage(readFileSync(e.image), e.image);
         const lbl = decodeLabelPng(readFileSync(e.label), e.label);
         if (lbl.width !== info.width || lbl.height !== info.height) {
-          problems.add(`${e.label}: label is ${lbl.width}×${lbl.height} but its image ${e.image} is ${info.width}×${info.height}`);
+          problems.add(sizeMismatch(e, lbl, info));
           continue;
         }
         const bad = checkLabelValues(applyMap(lbl.data, labelMap), lbl.width, numClasses, e.label);

@@ -11,9 +11,16 @@
 // Before decoding, a structural check walks the file (PNG chunks with their CRCs up to IEND, JPEG
 // markers up to the scan and the end-of-image marker), so corrupt and truncated files get an error
 // that names the file and the problem instead of a decoder's internal message.
+//
+// Orientation: phone photos are stored as the sensor saw them, with an EXIF orientation tag (1..8)
+// saying how to turn them upright; browsers show them turned. Every decode here (photos and label
+// maps alike) applies the tag, so one file gives one upright image in the CLI, the dataset reader
+// and the page: the EXIF block of a JPEG (APP1 "Exif") or of a PNG (eXIf chunk) is read with
+// exif-reader, and the pixels are mirrored/rotated after decoding. Sizes reported are upright.
 import { deflateSync, inflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
+import exifReader from 'exif-reader';
 import { vocPalette } from '../data/palette.js';
 
 export class ImageError extends Error {
@@ -72,6 +79,8 @@ interface PngChunks {
   header: PngHeader;
   palette: Uint8Array | null;
   idat: Uint8Array[];
+  /** The eXIf chunk's payload (a TIFF structure), null when the file has none. */
+  exif: Uint8Array | null;
 }
 
 const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
@@ -84,6 +93,7 @@ function pngChunks(bytes: Uint8Array, name: string): PngChunks {
   let pos = 8;
   let header: PngHeader | null = null;
   let palette: Uint8Array | null = null;
+  let exif: Uint8Array | null = null;
   const idat: Uint8Array[] = [];
   for (;;) {
     if (pos + 8 > bytes.length) throw new ImageError(`${name}: truncated PNG (file ends at byte ${bytes.length} before the IEND chunk)`);
@@ -110,6 +120,11 @@ function pngChunks(bytes: Uint8Array, name: string): PngChunks {
       palette = data;
     } else if (type === 'IDAT') {
       idat.push(data);
+    } else if (type === 'eXIf') {
+      // The PNG specification allows one eXIf chunk, before the image data.
+      if (exif) throw new ImageError(`${name}: corrupt PNG (a second eXIf chunk at byte ${pos}: a PNG holds at most one)`);
+      if (idat.length > 0) throw new ImageError(`${name}: corrupt PNG (eXIf chunk at byte ${pos} after the image data; it must come before IDAT)`);
+      exif = data;
     } else if (type === 'IEND') {
       break;
     }
@@ -118,7 +133,7 @@ function pngChunks(bytes: Uint8Array, name: string): PngChunks {
   if (!header) throw new ImageError(`${name}: corrupt PNG (no IHDR chunk)`);
   if (idat.length === 0) throw new ImageError(`${name}: corrupt PNG (no image data)`);
   if (header.colorType === 3 && !palette) throw new ImageError(`${name}: corrupt PNG (palette image without PLTE chunk)`);
-  return { header, palette, idat };
+  return { header, palette, idat, exif };
 }
 
 // Adam7 interlace passes as [y0, x0, dy, dx]: first row and column, row and column steps.
@@ -130,8 +145,8 @@ const ADAM7 = [
  * Decode a PNG into its raw samples (no palette expansion, no rescaling): width × height ×
  * channels values of bitDepth bits each.
  */
-function decodePngSamples(bytes: Uint8Array, name: string): { header: PngHeader; palette: Uint8Array | null; samples: Uint16Array; channels: number } {
-  const { header, palette, idat } = pngChunks(bytes, name);
+function decodePngSamples(bytes: Uint8Array, name: string): { header: PngHeader; palette: Uint8Array | null; samples: Uint16Array; channels: number; exif: Uint8Array | null } {
+  const { header, palette, idat, exif } = pngChunks(bytes, name);
   const { width, height, bitDepth, colorType, interlace } = header;
   const channels = PNG_CHANNELS[colorType];
   let raw: Uint8Array;
@@ -197,16 +212,20 @@ function decodePngSamples(bytes: Uint8Array, name: string): { header: PngHeader;
       prev = row;
     }
   }
-  return { header, palette, samples, channels };
+  return { header, palette, samples, channels, exif };
 }
 
 // ------------------------------------------------------------------------------------ JPEG structure
 
-/** Walk a JPEG's markers: SOI, a frame header before the first scan, and an EOI after it. */
-function jpegInfo(bytes: Uint8Array, name: string): { width: number; height: number } {
+const EXIF_APP1_PREFIX = [0x45, 0x78, 0x69, 0x66, 0, 0]; // "Exif\0\0"
+
+/** Walk a JPEG's markers: SOI, a frame header before the first scan, and an EOI after it. `exif`
+ * is the first APP1 "Exif" segment's TIFF structure (null when there is none). */
+function jpegInfo(bytes: Uint8Array, name: string): { width: number; height: number; exif: Uint8Array | null } {
   if (sniffFormat(bytes) !== 'jpeg') throw new ImageError(`${name}: not a JPEG file (no start-of-image marker)`);
   let pos = 2;
   let size: { width: number; height: number } | null = null;
+  let exif: Uint8Array | null = null;
   for (;;) {
     if (pos + 4 > bytes.length) throw new ImageError(`${name}: truncated JPEG (file ends at byte ${bytes.length} before the image data)`);
     if (bytes[pos] !== 0xff) throw new ImageError(`${name}: corrupt JPEG (expected a marker at byte ${pos})`);
@@ -224,6 +243,10 @@ function jpegInfo(bytes: Uint8Array, name: string): { width: number; height: num
     if (len < 2) throw new ImageError(`${name}: corrupt JPEG (segment length ${len} at byte ${pos})`);
     if (pos + 2 + len > bytes.length) {
       throw new ImageError(`${name}: truncated JPEG (segment 0xFF${marker.toString(16).toUpperCase()} at byte ${pos} runs past the end of the file)`);
+    }
+    if (marker === 0xe1 && !exif && len >= 2 + EXIF_APP1_PREFIX.length
+      && EXIF_APP1_PREFIX.every((b, i) => bytes[pos + 4 + i] === b)) {
+      exif = bytes.subarray(pos + 4 + EXIF_APP1_PREFIX.length, pos + 2 + len);
     }
     const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isFrame) {
@@ -243,29 +266,117 @@ function jpegInfo(bytes: Uint8Array, name: string): { width: number; height: num
       if (!found) {
         throw new ImageError(`${name}: truncated JPEG (no end-of-image marker: the file is cut off)`);
       }
-      return size;
+      return { ...size, exif };
     }
     pos += 2 + len;
   }
 }
 
-// ------------------------------------------------------------------------------------ public API
+// ------------------------------------------------------------------------------------ orientation
 
-/** Format and size from the file's structure, without decoding pixels; throws on corrupt/truncated files. */
-export function imageInfo(bytes: Uint8Array, name: string): { format: ImageFormat; width: number; height: number } {
-  const format = sniffFormat(bytes);
-  if (format === 'png') {
-    const { header } = pngChunks(bytes, name);
-    return { format, width: header.width, height: header.height };
+/**
+ * EXIF orientation: how the stored pixel grid is turned to be upright. 1 upright as stored;
+ * 2 mirrored left-right; 3 turned 180°; 4 mirrored top-bottom; 5 mirrored along the main diagonal
+ * (transposed); 6 to be turned 90° clockwise; 7 mirrored along the other diagonal; 8 to be turned
+ * 90° counter-clockwise. 5..8 swap width and height.
+ */
+export type Orientation = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
+
+/**
+ * The orientation tag (0x0112 in IFD0) of an EXIF block (a TIFF structure, with or without the
+ * "Exif\0\0" prefix); 1 when `exif` is null or has no tag. 0 ("unknown", written by some apps) is
+ * taken as 1, as browsers do. Throws an ImageError naming the file for an EXIF block that cannot
+ * be read or a tag outside 0..8.
+ */
+export function exifOrientation(exif: Uint8Array | null, name: string): Orientation {
+  if (!exif) return 1;
+  let value: unknown;
+  try {
+    value = exifReader(Buffer.from(exif.buffer, exif.byteOffset, exif.byteLength)).Image?.Orientation;
+  } catch (e) {
+    throw new ImageError(`${name}: corrupt EXIF block (${(e as Error).message}): cannot tell which way up the photo is`);
   }
-  if (format === 'jpeg') return { format, ...jpegInfo(bytes, name) };
-  if (bytes.length === 0) throw new ImageError(`${name}: empty file`);
-  throw new ImageError(`${name}: not a PNG or JPEG file (unknown signature ${Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ')})`);
+  if (value === undefined || value === 0) return 1;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 8) return value as Orientation;
+  throw new ImageError(`${name}: EXIF orientation ${JSON.stringify(value)} is not one of 1..8`);
 }
 
-/** Decode a PNG or JPEG photo to 8-bit RGB, 3 bytes per pixel, row-major. */
+/**
+ * Turns a stored pixel grid upright: `data` holds `height` rows of `width` pixels, `channels`
+ * bytes each, as stored in the file; the result holds the upright image (width and height
+ * swapped for orientations 5..8). Orientation 1 returns the input itself.
+ */
+export function applyOrientation(img: RawImage, channels: number, orientation: Orientation): RawImage {
+  const { width: w, height: h, data } = img;
+  if (data.length !== w * h * channels) throw new ImageError(`applyOrientation: ${data.length} bytes for ${w}×${h}×${channels}`);
+  if (orientation === 1) return img;
+  const swap = orientation >= 5;
+  const ow = swap ? h : w;
+  const oh = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      // The stored pixel (sx, sy) shown at upright (x, y).
+      let sx: number;
+      let sy: number;
+      switch (orientation) {
+        case 2: sx = w - 1 - x; sy = y; break;
+        case 3: sx = w - 1 - x; sy = h - 1 - y; break;
+        case 4: sx = x; sy = h - 1 - y; break;
+        case 5: sx = y; sy = x; break;
+        case 6: sx = y; sy = h - 1 - x; break;
+        case 7: sx = w - 1 - y; sy = h - 1 - x; break;
+        default: sx = w - 1 - y; sy = x; break; // 8
+      }
+      const o = (y * ow + x) * channels;
+      const i = (sy * w + sx) * channels;
+      for (let c = 0; c < channels; c++) out[o + c] = data[i + c];
+    }
+  }
+  return { width: ow, height: oh, data: out };
+}
+
+// ------------------------------------------------------------------------------------ public API
+
+/** What imageInfo tells without decoding pixels. */
+export interface ImageInfo {
+  format: ImageFormat;
+  /** Upright size in pixels: the stored size, with width and height swapped for orientations 5..8. */
+  width: number;
+  height: number;
+  /** The EXIF orientation tag (1 when the file has none). */
+  orientation: Orientation;
+  /** The stored pixel grid's size. */
+  storedWidth: number;
+  storedHeight: number;
+}
+
+/** Format, upright size and orientation from the file's structure, without decoding pixels;
+ * throws an ImageError naming the file for corrupt or truncated files and unreadable EXIF blocks. */
+export function imageInfo(bytes: Uint8Array, name: string): ImageInfo {
+  const format = sniffFormat(bytes);
+  let stored: { width: number; height: number; exif: Uint8Array | null };
+  if (format === 'png') {
+    const { header, exif } = pngChunks(bytes, name);
+    stored = { width: header.width, height: header.height, exif };
+  } else if (format === 'jpeg') {
+    stored = jpegInfo(bytes, name);
+  } else {
+    if (bytes.length === 0) throw new ImageError(`${name}: empty file`);
+    throw new ImageError(`${name}: not a PNG or JPEG file (unknown signature ${Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ')})`);
+  }
+  const orientation = exifOrientation(stored.exif, name);
+  const swap = orientation >= 5;
+  return {
+    format, orientation, storedWidth: stored.width, storedHeight: stored.height,
+    width: swap ? stored.height : stored.width, height: swap ? stored.width : stored.height,
+  };
+}
+
+/** Decode a PNG or JPEG photo to 8-bit RGB, 3 bytes per pixel, row-major, upright (its EXIF
+ * orientation applied). Throws an ImageError naming the file when it cannot be decoded. */
 export function decodeImage(bytes: Uint8Array, name: string): RawImage {
-  const { format, width, height } = imageInfo(bytes, name);
+  const { format, storedWidth: width, storedHeight: height, orientation } = imageInfo(bytes, name);
   let rgba: Uint8Array;
   try {
     if (format === 'png') {
@@ -286,19 +397,26 @@ export function decodeImage(bytes: Uint8Array, name: string): RawImage {
     rgb[i + 1] = rgba[j + 1];
     rgb[i + 2] = rgba[j + 2];
   }
-  return { width, height, data: rgb };
+  return applyOrientation({ width, height, data: rgb }, 3, orientation);
 }
 
 /**
  * Decode a label PNG to one class index per pixel: the palette index for palette PNGs, the value
  * for gray PNGs (16-bit ones must stay below 256), the VOC colour map's index for RGB(A) PNGs.
+ * Like photos, the map is returned upright: an eXIf orientation tag is applied (annotation tools
+ * write label maps without one, as drawn on the upright photo).
  */
 export function decodeLabelPng(bytes: Uint8Array, name: string): RawImage {
   if (sniffFormat(bytes) !== 'png') {
     if (sniffFormat(bytes) === 'jpeg') throw new ImageError(`${name}: label maps must be PNG (JPEG compression corrupts class indices)`);
     imageInfo(bytes, name);
   }
-  const { header, samples, channels } = decodePngSamples(bytes, name);
+  const { header, samples, channels, exif } = decodePngSamples(bytes, name);
+  const orientation = exifOrientation(exif, name);
+  return applyOrientation(labelIndices(header, samples, channels, name), 1, orientation);
+}
+
+function labelIndices(header: PngHeader, samples: Uint16Array, channels: number, name: string): RawImage {
   const { width, height, colorType, bitDepth } = header;
   const out = new Uint8Array(width * height);
   if (colorType === 0 || colorType === 3 || colorType === 4) {

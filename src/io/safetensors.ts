@@ -5,6 +5,13 @@
 // (offsets relative to the start of the data section) and may hold "__metadata__", a
 // string-to-string map. Tensors must cover the data section exactly: no overlaps, no holes.
 //
+// The reader accepts only what the format allows, and the writer writes nothing the reader
+// refuses: a header of at most 100,000,000 bytes (the reference implementation's cap) that starts
+// with "{"; every key once per object (a name given twice is refused, not "the last one wins":
+// JSON.parse alone would silently keep the last); integers written as integers; known dtypes;
+// shapes whose element count × item size equals the tensor's byte range; byte ranges that tile
+// the data section exactly.
+//
 // Pure TypeScript on Uint8Array/ArrayBuffer (no Node built-ins): runs in browsers too.
 // Multi-byte values are little-endian in the file; conversions read them with DataView or,
 // on little-endian hosts (every platform WebGPU runs on), with typed-array copies.
@@ -52,10 +59,96 @@ export const DTYPE_SIZE: Readonly<Record<DType, number>> = Object.freeze({
 });
 
 const METADATA_KEY = '__metadata__';
+/** The reference implementation's cap on the header's length, in bytes. */
+export const MAX_HEADER_BYTES = 100_000_000;
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export function isDType(s: unknown): s is DType {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
+}
+
+/** obj[key] = value as an own property, even for the key "__proto__" (plain assignment would set the prototype). */
+function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/** Where a value sits in the header, for messages: [] is the top level, ["w", "shape", 0] is
+ * `tensor "w": "shape"[0]`, ["__metadata__", "k"] is `"__metadata__" "k"`. */
+function describePath(path: (string | number)[]): string {
+  if (path.length === 0) return 'the header';
+  const [head, ...rest] = path;
+  const first = head === METADATA_KEY ? `"${METADATA_KEY}"` : `tensor ${JSON.stringify(head)}`;
+  if (rest.length === 0) return first;
+  let where = '';
+  for (const p of rest) where += typeof p === 'number' ? `[${p}]` : `${where ? '.' : ''}${JSON.stringify(p)}`;
+  return `${first}: ${where}`;
+}
+
+/**
+ * Walks the header JSON (already known to be valid JSON) for what JSON.parse hides: a key given
+ * twice in one object (JSON.parse keeps the last), and a number written with a fraction or an
+ * exponent (JSON.parse turns "4.0" and "4e0" into 4; the format's shapes and offsets are integers).
+ * Returns a message naming the key and where it is, or null when the text has neither.
+ */
+function headerStructureProblem(text: string): string | null {
+  interface Frame { keys: Set<string> | null; path: (string | number)[]; key: string | null; expectKey: boolean; index: number }
+  const stack: Frame[] = [];
+  const top = () => stack[stack.length - 1];
+  // The path of the value that starts here: the enclosing object's current key, or an array index.
+  const childPath = (): (string | number)[] => {
+    const f = top();
+    if (!f) return [];
+    return [...f.path, f.keys ? f.key ?? '' : f.index];
+  };
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      stack.push({ keys: c === '{' ? new Set() : null, path: childPath(), key: null, expectKey: c === '{', index: 0 });
+      i++;
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+      i++;
+    } else if (c === ',') {
+      const f = top();
+      if (f.keys) f.expectKey = true;
+      else f.index++;
+      i++;
+    } else if (c === ':') {
+      top().expectKey = false;
+      i++;
+    } else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const f = top();
+      if (f?.keys && f.expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string; // resolves escapes: "\u0061" is "a"
+        if (f.keys.has(key)) {
+          if (f.path.length === 0) {
+            return key === METADATA_KEY ? `the header has "${METADATA_KEY}" twice`
+              : `the header names tensor ${JSON.stringify(key)} twice (duplicate key)`;
+          }
+          return `${describePath(f.path)}: duplicate key ${JSON.stringify(key)}`;
+        }
+        f.keys.add(key);
+        f.key = key;
+      }
+      i = j + 1;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      let j = i;
+      while (j < text.length && /[-+.0-9eE]/.test(text[j])) j++;
+      const num = text.slice(i, j);
+      const at = childPath();
+      // Inside a tensor entry (metadata values and misplaced numbers get their own messages later).
+      if (/[.eE]/.test(num) && at.length >= 2 && at[0] !== METADATA_KEY) {
+        return `${describePath(at)} is ${num}, not written as an integer (the format's shapes and offsets are integers)`;
+      }
+      i = j;
+    } else {
+      i++; // whitespace, true, false, null
+    }
+  }
+  return null;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -88,8 +181,15 @@ function asUint8(bytes: Uint8Array | ArrayBuffer): Uint8Array {
 }
 
 /**
- * Parses and validates a whole safetensors file held in memory.
- * `source` (e.g. the file name) prefixes every error message.
+ * Parses and validates a whole safetensors file held in memory. All of the header is checked
+ * before any tensor is returned: a malformed file throws a SafetensorsError (prefixed with
+ * `source`, e.g. the file name) that names the tensor, key or field at fault, and returns nothing.
+ * Refused: a header longer than the file or than MAX_HEADER_BYTES, not UTF-8, not a JSON object;
+ * a key given twice (tensor names, `__metadata__` keys, fields of a tensor entry); numbers with a
+ * fraction or an exponent; `__metadata__` values that are not strings; a tensor entry without
+ * dtype, shape or data_offsets, with an unknown dtype, a shape that is not non-negative integers,
+ * offsets [begin, end] with end < begin or beyond the data, or end − begin ≠ prod(shape) × item
+ * size; byte ranges that overlap or leave bytes of the data section to no tensor.
  */
 export function parseSafetensors(bytes: Uint8Array | ArrayBuffer, source = 'safetensors data'): SafeTensors {
   const buf = asUint8(bytes);
@@ -101,6 +201,10 @@ export function parseSafetensors(bytes: Uint8Array | ArrayBuffer, source = 'safe
   const lo = dv.getUint32(0, true);
   const hi = dv.getUint32(4, true);
   const headerLen = hi * 2 ** 32 + lo; // exact below 2^53; anything above exceeds any real file
+  if (headerLen > MAX_HEADER_BYTES) {
+    throw new SafetensorsError(`${src}: header length ${hi === 0 ? headerLen : `${hi}*2^32+${lo}`} exceeds the format's limit ` +
+      `of ${MAX_HEADER_BYTES} bytes: not a safetensors file, or corrupt`);
+  }
   if (headerLen > buf.byteLength - 8) {
     throw new SafetensorsError(`${src}: header length ${hi === 0 ? headerLen : `${hi}*2^32+${lo}`} exceeds the file ` +
       `(${buf.byteLength} bytes, at most ${buf.byteLength - 8} available for the header): not a safetensors file, or truncated`);
@@ -123,6 +227,8 @@ export function parseSafetensors(bytes: Uint8Array | ArrayBuffer, source = 'safe
     throw new SafetensorsError(`${src}: invalid JSON header (${headerLen} bytes): ${(e as Error).message}`);
   }
   if (!isPlainObject(header)) throw new SafetensorsError(`${src}: invalid JSON header: expected an object`);
+  const structural = headerStructureProblem(text);
+  if (structural) throw new SafetensorsError(`${src}: ${structural}`);
 
   const dataStart = 8 + headerLen;
   const dataLen = buf.byteLength - dataStart;
@@ -137,7 +243,7 @@ export function parseSafetensors(bytes: Uint8Array | ArrayBuffer, source = 'safe
         if (typeof v !== 'string') {
           throw new SafetensorsError(`${src}: metadata value of "${k}" must be a string, got ${JSON.stringify(v)}`);
         }
-        metadata[k] = v;
+        setOwn(metadata, k, v);
       }
       continue;
     }
@@ -205,6 +311,10 @@ export function parseSafetensors(bytes: Uint8Array | ArrayBuffer, source = 'safe
  * Writes a safetensors file: header JSON (metadata first, then tensors in insertion order)
  * padded with spaces so the data starts at a multiple of 8, then the tensors, contiguous.
  * Each `data` view's bytes are written as they are (little-endian on every WebGPU platform).
+ * Throws a SafetensorsError naming the tensor or metadata key for anything parseSafetensors would
+ * refuse: a metadata value that is not a string, a tensor named `__metadata__`, an unknown dtype,
+ * a shape that is not non-negative integers, data whose byte length is not prod(shape) × item
+ * size, a header over MAX_HEADER_BYTES.
  */
 export function serializeSafetensors(
   tensors: Record<string, STensorInput> | Map<string, STensorInput>,
@@ -217,7 +327,7 @@ export function serializeSafetensors(
     const md: Record<string, string> = {};
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== 'string') throw new SafetensorsError(`serializeSafetensors: metadata value of "${k}" must be a string, got ${typeof v}`);
-      md[k] = v;
+      setOwn(md, k, v);
     }
     if (Object.keys(md).length > 0) header[METADATA_KEY] = md;
   }
@@ -236,12 +346,15 @@ export function serializeSafetensors(
       throw new SafetensorsError(`${where()}: ${t.dtype} ${JSON.stringify(t.shape)} needs ${count} × ${DTYPE_SIZE[t.dtype]} = ` +
         `${expected} bytes, data has ${bytes.byteLength}`);
     }
-    header[name] = { dtype: t.dtype, shape: t.shape.slice(), data_offsets: [offset, offset + expected] };
+    setOwn(header, name, { dtype: t.dtype, shape: t.shape.slice(), data_offsets: [offset, offset + expected] });
     parts.push(bytes);
     offset += expected;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil((8 + json.byteLength) / 8) * 8 - 8;
+  if (padded > MAX_HEADER_BYTES) {
+    throw new SafetensorsError(`serializeSafetensors: the header would take ${padded} bytes, over the format's limit of ${MAX_HEADER_BYTES}`);
+  }
   const out = new Uint8Array(8 + padded + offset);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, padded % 2 ** 32, true);

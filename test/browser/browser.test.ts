@@ -4,6 +4,8 @@
 // It builds dist/web, serves it (scripts/serve.mjs) and checks that the page
 // - segments a bundled sample with the served checkpoint, and a checkpoint loaded from a file
 //   (output stride 8 + flip), with label maps equal to `atrous predict`'s on ≥ 99.5% of pixels;
+// - reads photos upright: one photo in its 8 EXIF orientations (PNG and JPEG) gives one label map,
+//   equal to `atrous predict`'s;
 // - names bad input (a non-image file, a checkpoint that does not fit its configuration);
 // - trains: the loss falls, pause/resume continues the run, the downloaded checkpoint loads in
 //   the Node CLI;
@@ -24,7 +26,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Server } from 'node:http';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { init, createDeepLabV3, modelConfig, saveCheckpoint, readCheckpoint, stateDictToSafetensors } from '../../src/index.js';
-import { decodeLabelPng } from '../../src/io/image.js';
+import { applyOrientation, decodeLabelPng } from '../../src/io/image.js';
+import { orientationVariants } from '../helpers.js';
 import { run as cli } from '../../src/cli/main.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -263,6 +266,39 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(await page.textContent('#seg-model')).to.contain('cannot read garbage.safetensors');
     // Those errors were expected: later waits watch the list for new ones.
     await page.evaluate(() => atrousDemo.errors.splice(0));
+  });
+
+  it('reads photos upright: the 8 EXIF orientations of a PNG and of a JPEG give one label map, equal to `atrous predict`\'s', async () => {
+    // The random-init checkpoint is still loaded (stride 16, no flip): its label maps have many boundaries.
+    const v = orientationVariants(tmp, ROOT);
+    for (const [kind, files] of [['PNG', v.png], ['JPEG', v.jpg]] as const) {
+      const maps: number[][] = [];
+      const agree: number[] = [];
+      for (const [i, file] of files.entries()) {
+        const before = await page.evaluate(() => atrousDemo.segmentations);
+        await page.setInputFiles('#seg-file', file);
+        await page.waitForFunction(([n, name]) => (atrousDemo.segmentations > n && atrousDemo.lastSegmentation?.image === name) || atrousDemo.errors.length > 0,
+          [before, basename(file)] as const, { timeout: 300_000 });
+        const seg = await page.evaluate(() => ({ ...atrousDemo.lastSegmentation!, labels: Array.from(atrousDemo.lastSegmentation!.labels) }));
+        expect(seg.image).to.equal(basename(file));
+        expect([seg.width, seg.height], `${basename(file)} in the page`).to.deep.equal([48, 72]);
+        maps.push(seg.labels);
+        const node = await cliLabels(randomInit, file, join(tmp, `pred-orient-${kind}`));
+        if (i === 0) {
+          // The map tells the orientations apart: it is not the same mirrored or turned 180°.
+          expect(mainClasses(node.labels).length, 'a label map with several classes').to.be.at.least(2);
+          for (const o of [2, 3, 4] as const) {
+            expect(Array.from(applyOrientation({ width: 48, height: 72, data: node.labels }, 1, o).data)).to.not.deep.equal(Array.from(node.labels));
+          }
+        }
+        agree.push(agreement(seg.labels, node.labels));
+      }
+      log(`${kind} in 8 EXIF orientations: page vs \`atrous predict\` ${agree.map((a) => `${(100 * a).toFixed(1)}%`).join(' ')}`);
+      for (const [i, m] of maps.entries()) expect(m, `${kind} orientation ${i + 1} vs 1 in the page`).to.deep.equal(maps[0]);
+      // PNG pixels are the same in both; JPEG decoders (jpeg-js, Chromium's libjpeg-turbo) differ by
+      // one level on some pixels, which moves a few of the random model's near-ties.
+      for (const a of agree) expect(a).to.be.at.least(kind === 'PNG' ? MIN_AGREEMENT : 0.99);
+    }
   });
 
   it('trains mini on shapes: the loss falls, pause/resume continues the run, the checkpoint downloads and loads in the Node CLI', async () => {
