@@ -102,10 +102,29 @@ export class Tensor implements Bindable, Owned {
     return new Tensor(shape, this.dtype, this.storage);
   }
 
-  /** Reads the values back (submits pending GPU work). */
-  async data(): Promise<Float32Array | Int32Array> {
-    const bytes = await engine().read(this, this.byteLength);
+  /** Reads the values back, all of them or the first `count` (submits pending GPU work). */
+  async data(count = this.size): Promise<Float32Array | Int32Array> {
+    if (!Number.isInteger(count) || count < 0 || count > this.size) throw new Error(`atrous: data(${count}) on a tensor of ${this.size} values`);
+    const bytes = await engine().read(this, count * 4);
     return this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
+  }
+
+  /** Overwrites this tensor's values with `data` (exactly `size` values; f32 or i32 as the tensor),
+   * in order with the GPU work recorded before. */
+  write(data: Float32Array | Int32Array): void {
+    if (data.length !== this.size) throw new Error(`atrous: write(): ${data.length} values for a tensor of ${this.size} (${fmtShape(this.shape)})`);
+    if ((data instanceof Float32Array) !== (this.dtype === 'f32')) throw new Error(`atrous: write(): ${data.constructor.name} into an ${this.dtype} tensor`);
+    if (this.size > 0) engine().write(this, data);
+  }
+
+  /** Copies `count` values of this tensor, from value `from`, into `dst` at value `at`, on the GPU
+   * in order with the recorded kernels (no autograd). */
+  copyTo(dst: Tensor, count = this.size, from = 0, at = 0): void {
+    if (dst.dtype !== this.dtype) throw new Error(`atrous: copyTo(): ${this.dtype} into ${dst.dtype}`);
+    if (!(count >= 0 && from >= 0 && at >= 0 && from + count <= this.size && at + count <= dst.size)) {
+      throw new Error(`atrous: copyTo(): values ${from}..${from + count} of ${fmtShape(this.shape)} into ${at}..${at + count} of ${fmtShape(dst.shape)}`);
+    }
+    if (count > 0) engine().copy(this, dst, count * 4, from * 4, at * 4);
   }
 
   async float32(): Promise<Float32Array> {

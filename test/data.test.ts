@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import {
-  Rng, hashSeed, ShapesDataset, SHAPE_KINDS, FashionScenesDataset, FASHION_CLASSES, parseIdx, makePool,
+  Sfc32, hashSeed, ShapesDataset, SHAPE_KINDS, FashionScenesDataset, FASHION_CLASSES, parseIdx, makePool,
   haveFashionMnist, loadFashionMnist, openFashionScenes, fashionMnistDir,
   applyAugment, augment, drawAugmentParams, resizeSample, normalize, IMAGENET,
   DataLoader, openVoc, exportVoc, openDataset, vocPalette, colorize, cityscapesLabelToTrainId,
@@ -138,20 +138,20 @@ after(() => {
 
 describe('data: seeded random numbers', () => {
   it('repeats per seed, differs between seeds, and restores from its state', () => {
-    const a = new Rng(42);
-    const b = new Rng(42);
-    const c = new Rng(43);
+    const a = new Sfc32(42);
+    const b = new Sfc32(42);
+    const c = new Sfc32(43);
     const xa = Array.from({ length: 8 }, () => a.u32());
     expect(Array.from({ length: 8 }, () => b.u32())).to.deep.equal(xa);
     expect(Array.from({ length: 8 }, () => c.u32())).to.not.deep.equal(xa);
     a.normal(); // leaves a spare deviate in the state
-    const r = Rng.fromState(JSON.parse(JSON.stringify(a.state())));
+    const r = Sfc32.fromState(JSON.parse(JSON.stringify(a.state())));
     expect(Array.from({ length: 5 }, () => r.normal())).to.deep.equal(Array.from({ length: 5 }, () => a.normal()));
-    expectThrows(() => Rng.fromState([1, 2, 3]), 'Rng.fromState', 'four uint32 words');
+    expectThrows(() => Sfc32.fromState([1, 2, 3]), 'Sfc32.fromState', 'four uint32 words');
   });
 
   it('draws uniform and normal values with the right moments, integers within bounds', () => {
-    const r = new Rng(7);
+    const r = new Sfc32(7);
     const n = 20000;
     let su = 0;
     let sn = 0;
@@ -389,7 +389,7 @@ describe('data: augmentation', () => {
   const base = makeSample(21, 30, (c, y, x) => c * 50 + y * 2 + x, (y, x) => ((x + 2 * y) % 11 < 6 ? 3 : 7));
 
   it('draws scales across [0.5, 2.0] and windows that keep the crop on the image or the image in the crop', () => {
-    const rng = new Rng(1);
+    const rng = new Sfc32(1);
     let lo = Infinity;
     let hi = -Infinity;
     let flips = 0;
@@ -406,7 +406,7 @@ describe('data: augmentation', () => {
     expect(lo).to.be.within(0.5, 0.52);
     expect(hi).to.be.within(1.98, 2.0);
     expect(flips).to.be.within(900, 1100);
-    expect(drawAugmentParams(new Rng(1), 10, 10, { flip: false, crop: 8 }).flip).to.equal(false);
+    expect(drawAugmentParams(new Sfc32(1), 10, 10, { flip: false, crop: 8 }).flip).to.equal(false);
   });
 
   it('pads the image with the fill colour and the label with 255, and copies the rest at scale 1', () => {
@@ -456,7 +456,7 @@ describe('data: augmentation', () => {
       }
     }
     // Random scales never invent label values.
-    const rng = new Rng(3);
+    const rng = new Sfc32(3);
     for (let i = 0; i < 20; i++) {
       const out = augment(base, rng, { crop: 25 });
       expect([...new Set(out.label)].every((v) => v === 3 || v === 7 || v === IGNORE)).to.equal(true);
@@ -464,8 +464,8 @@ describe('data: augmentation', () => {
   });
 
   it('is reproducible from the generator state', () => {
-    const a = augment(base, new Rng(11), { crop: 33 });
-    const b = augment(base, new Rng(11), { crop: 33 });
+    const a = augment(base, new Sfc32(11), { crop: 33 });
+    const b = augment(base, new Sfc32(11), { crop: 33 });
     expect(digest(a.image)).to.equal(digest(b.image));
     expect(digest(a.label)).to.equal(digest(b.label));
   });
@@ -482,9 +482,9 @@ describe('data: augmentation', () => {
   });
 
   it('rejects bad options', () => {
-    expectThrows(() => augment(base, new Rng(1), { crop: 0 }), 'augment: crop must be a positive integer');
-    expectThrows(() => augment(base, new Rng(1), { scaleMin: 2, scaleMax: 1 }), 'augment', 'scaleMin 2, scaleMax 1');
-    expectThrows(() => augment({ ...base, h: 20 }, new Rng(1)), 'augment', 'sample s', 'expected 3 × 20 × 30');
+    expectThrows(() => augment(base, new Sfc32(1), { crop: 0 }), 'augment: crop must be a positive integer');
+    expectThrows(() => augment(base, new Sfc32(1), { scaleMin: 2, scaleMax: 1 }), 'augment', 'scaleMin 2, scaleMax 1');
+    expectThrows(() => augment({ ...base, h: 20 }, new Sfc32(1)), 'augment', 'sample s', 'expected 3 × 20 × 30');
     expectThrows(() => resizeSample(base, 0, 3), 'resizeSample', '0×3');
   });
 });

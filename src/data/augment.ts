@@ -12,7 +12,7 @@
 //   image                 bilinear, half-pixel centres: src = (dst + 0.5)·(h / sh) − 0.5, clamped
 //   label                 nearest, half-pixel centres:  src = floor((dst + 0.5)·(h / sh))
 // so neither the scaled image nor the padded one is ever materialised.
-import type { Rng } from './rng.js';
+import type { Sfc32 } from './rng.js';
 import { IGNORE, type Sample } from './types.js';
 
 export type Triple = [number, number, number];
@@ -76,7 +76,7 @@ function resolve(opts: AugmentOptions): Resolved {
 }
 
 /** Draw scale, window and flip for an h × w sample. The order of draws is part of the format. */
-export function drawAugmentParams(rng: Rng, h: number, w: number, opts: AugmentOptions = {}): AugmentParams {
+export function drawAugmentParams(rng: Sfc32, h: number, w: number, opts: AugmentOptions = {}): AugmentParams {
   const r = resolve(opts);
   const scale = r.scaleMin === r.scaleMax ? r.scaleMin : rng.uniform(r.scaleMin, r.scaleMax);
   const sh = Math.max(1, Math.round(h * scale));
@@ -177,7 +177,7 @@ export function applyAugment(s: Sample, p: AugmentParams, opts: AugmentOptions =
 }
 
 /** Random scale, crop (padding with fill / 255) and flip of one sample, drawn from rng. */
-export function augment(s: Sample, rng: Rng, opts: AugmentOptions = {}): Sample {
+export function augment(s: Sample, rng: Sfc32, opts: AugmentOptions = {}): Sample {
   return applyAugment(s, drawAugmentParams(rng, s.h, s.w, opts), opts);
 }
 

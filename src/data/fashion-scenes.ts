@@ -12,7 +12,7 @@
 // 10,000 test images only. Sample i of a split is a pure function of (seed, split, i).
 // Pure TypeScript (the IDX parser works on bytes already gunzipped): the Node loader that reads
 // Debian's files is fashion-mnist.ts.
-import { Rng, hashSeed, tagSeed } from './rng.js';
+import { Sfc32, hashSeed, tagSeed } from './rng.js';
 import { checkIndex, type Dataset, type Sample } from './types.js';
 import { vocPalette } from './palette.js';
 import { randomBackground } from './shapes.js';
@@ -111,7 +111,7 @@ function resizeItem(pool: FashionPool, k: number, oh: number, ow: number): Float
 }
 
 /** A tint that stands out against the background's colours, bright enough for the shading to show. */
-function tintFor(rng: Rng, bg: Texture): RGB {
+function tintFor(rng: Sfc32, bg: Texture): RGB {
   let best: RGB = [255, 255, 255];
   let bestD = -1;
   for (let t = 0; t < 24; t++) {
@@ -177,7 +177,7 @@ export class FashionScenesDataset implements Dataset {
   sample(i: number): Sample {
     checkIndex(this, i);
     const { h, w, pool, threshold } = this;
-    const rng = new Rng(hashSeed(this.seed, tagSeed('fashion-scenes'), tagSeed(this.split), i));
+    const rng = new Sfc32(hashSeed(this.seed, tagSeed('fashion-scenes'), tagSeed(this.split), i));
     const plane = h * w;
     const image = new Float32Array(3 * plane);
     const label = new Uint8Array(plane);

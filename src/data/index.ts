@@ -17,8 +17,6 @@ import { openFashionScenes } from './fashion-mnist.js';
 import { openVoc, type VocOptions } from './voc.js';
 import type { Dataset } from './types.js';
 
-export const EMBEDDED_DATASETS = ['shapes', 'fashion-scenes'] as const;
-
 export interface OpenDatasetOptions {
   split?: string;
   seed?: number;

@@ -10,7 +10,7 @@
 // Prefetch: JavaScript runs one thing at a time, so "ahead" means that batch preparation runs
 // while the caller awaits the GPU (mapAsync, onSubmittedWorkDone): up to `prefetch` batches are
 // in flight, and each yields to the event loop between samples so GPU callbacks are not delayed.
-import { Rng, hashSeed, tagSeed } from './rng.js';
+import { Sfc32, hashSeed, tagSeed } from './rng.js';
 import { augment, normalize, IMAGENET, type AugmentOptions, type Normalization } from './augment.js';
 import type { Batch, Dataset, Sample } from './types.js';
 
@@ -92,7 +92,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (!this.shuffle) return k;
     let perm = this.perms.get(epoch);
     if (!perm) {
-      const rng = new Rng(hashSeed(this.seed, tagSeed('epoch'), epoch));
+      const rng = new Sfc32(hashSeed(this.seed, tagSeed('epoch'), epoch));
       perm = rng.shuffle(Uint32Array.from({ length: n }, (_, i) => i));
       // Batches straddle at most two epochs, and prefetch runs a few ahead: keep a handful.
       if (this.perms.size >= 4) this.perms.delete(Math.min(...this.perms.keys()));
@@ -111,7 +111,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   /** Augment one sample for stream position p (identity when augmentation is off). */
   prepare(s: Sample, p: number): Sample {
     if (this.augment === false) return s;
-    return augment(s, new Rng(hashSeed(this.seed, tagSeed('augment'), p)), this.augment);
+    return augment(s, new Sfc32(hashSeed(this.seed, tagSeed('augment'), p)), this.augment);
   }
 
   /** Build batch k (independent of every other call). */

@@ -36,7 +36,7 @@ export function tagSeed(tag: string): number {
 /** JSON-safe generator state: four uint32 words and the cached normal deviate (or null). */
 export type RngState = [number, number, number, number, number | null];
 
-export class Rng {
+export class Sfc32 {
   private a = 0;
   private b = 0;
   private c = 0;
@@ -55,8 +55,8 @@ export class Rng {
   }
 
   /** A generator for one (seed, ...indices) cell: independent of how many draws others made. */
-  static for(...parts: number[]): Rng {
-    return new Rng(hashSeed(...parts));
+  static for(...parts: number[]): Sfc32 {
+    return new Sfc32(hashSeed(...parts));
   }
 
   /** The next raw 32-bit output. */
@@ -130,19 +130,19 @@ export class Rng {
     return a;
   }
 
-  /** The generator's state, for checkpoints: restore with Rng.fromState. */
+  /** The generator's state, for checkpoints: restore with Sfc32.fromState. */
   state(): RngState {
     return [this.a, this.b, this.c, this.d, this.spare];
   }
 
-  static fromState(state: readonly unknown[]): Rng {
+  static fromState(state: readonly unknown[]): Sfc32 {
     const words = state.slice(0, 4);
     const spare = state[4];
     if (state.length !== 5 || !words.every((x) => Number.isInteger(x) && (x as number) >= 0 && (x as number) < 4294967296)
       || !(spare === null || (typeof spare === 'number' && Number.isFinite(spare)))) {
-      throw new Error(`Rng.fromState: expected [a, b, c, d, spare] with four uint32 words and a number or null, got ${JSON.stringify(state)}`);
+      throw new Error(`Sfc32.fromState: expected [a, b, c, d, spare] with four uint32 words and a number or null, got ${JSON.stringify(state)}`);
     }
-    const r = new Rng(0);
+    const r = new Sfc32(0);
     [r.a, r.b, r.c, r.d] = words as number[];
     r.spare = spare as number | null;
     return r;

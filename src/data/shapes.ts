@@ -19,7 +19,7 @@
 // Sample i of split s is a pure function of (seed, s, i): train and val draw from different
 // streams, so the held-out split shares no image with the training one. Pure TypeScript: runs in
 // browsers too.
-import { Rng, hashSeed, tagSeed } from './rng.js';
+import { Sfc32, hashSeed, tagSeed } from './rng.js';
 import { checkIndex, type Dataset, type Sample } from './types.js';
 import { vocPalette } from './palette.js';
 import {
@@ -106,7 +106,7 @@ function shapeTest(kind: ShapeKind): (u: number, v: number) => boolean {
 }
 
 /** Pick a fill colour that stands out against both colours of the background (best of 24 tries). */
-function contrastingColor(rng: Rng, bg: Texture): RGB {
+function contrastingColor(rng: Sfc32, bg: Texture): RGB {
   let best = randomColor(rng);
   let bestD = -1;
   for (let t = 0; t < 24; t++) {
@@ -122,7 +122,7 @@ function contrastingColor(rng: Rng, bg: Texture): RGB {
 }
 
 /** A textured background: a random kind mixing two unrelated colours. */
-export function randomBackground(rng: Rng, size: number): Texture {
+export function randomBackground(rng: Sfc32, size: number): Texture {
   const kind = rng.pick(TEXTURE_KINDS.filter((k) => k !== 'solid'));
   return makeTexture(rng, kind, randomColor(rng), randomColor(rng), size);
 }
@@ -138,7 +138,7 @@ export function hsv(h: number, s: number, v: number): RGB {
 }
 
 /** A low-saturation background (greys with a faint common tint), any texture kind. */
-function greyBackground(rng: Rng, size: number): Texture {
+function greyBackground(rng: Sfc32, size: number): Texture {
   const kind = rng.pick(TEXTURE_KINDS.filter((k) => k !== 'solid'));
   const tint = rng.uniform(0, 360);
   const c = () => hsv(tint, rng.uniform(0, 0.15), rng.uniform(0.15, 0.95));
@@ -151,7 +151,7 @@ export function classHue(c: number, n: number): number {
 }
 
 /** Render one scene. Exported for tests and for the browser demo; the Dataset wraps it. */
-export function renderShapes(rng: Rng, h: number, w: number, kinds: readonly ShapeKind[], maxObjects: number,
+export function renderShapes(rng: Sfc32, h: number, w: number, kinds: readonly ShapeKind[], maxObjects: number,
   minScale: number, maxScale: number, classColors = true): { image: Float32Array; label: Uint8Array } {
   const size = Math.min(h, w);
   const plane = h * w;
@@ -269,7 +269,7 @@ export class ShapesDataset implements Dataset {
   /** Synchronous generation of sample i (the async `get` wraps it). */
   sample(i: number): Sample {
     checkIndex(this, i);
-    const rng = new Rng(hashSeed(this.seed, tagSeed('shapes'), tagSeed(this.split), i));
+    const rng = new Sfc32(hashSeed(this.seed, tagSeed('shapes'), tagSeed(this.split), i));
     const { image, label } = renderShapes(rng, this.h, this.w, this.kinds, this.maxObjects, this.minScale, this.maxScale, this.classColors);
     return { image, label, h: this.h, w: this.w, id: `${this.split}_${String(i).padStart(6, '0')}` };
   }

@@ -1,7 +1,7 @@
 // Procedural textures for the embedded datasets: backgrounds and object fills that vary in colour,
 // frequency and orientation from image to image, so that neither colour nor texture alone tells
 // the class. Pure TypeScript: runs in browsers too.
-import type { Rng } from './rng.js';
+import type { Sfc32 } from './rng.js';
 
 export type RGB = [number, number, number];
 
@@ -16,12 +16,12 @@ export interface Texture {
 export type TextureKind = 'solid' | 'gradient' | 'stripes' | 'checker' | 'blotches';
 export const TEXTURE_KINDS: readonly TextureKind[] = ['solid', 'gradient', 'stripes', 'checker', 'blotches'];
 
-export function randomColor(rng: Rng): RGB {
+export function randomColor(rng: Sfc32): RGB {
   return [rng.int(0, 255), rng.int(0, 255), rng.int(0, 255)];
 }
 
 /** A colour within ±amount of c per channel, clamped to 0..255. */
-export function jitterColor(rng: Rng, c: RGB, amount: number): RGB {
+export function jitterColor(rng: Sfc32, c: RGB, amount: number): RGB {
   const j = (v: number) => Math.min(255, Math.max(0, Math.round(v + rng.uniform(-amount, amount))));
   return [j(c[0]), j(c[1]), j(c[2])];
 }
@@ -34,7 +34,7 @@ export function colorDistance(a: RGB, b: RGB): number {
  * A random texture of the given kind mixing c0 and c1. Geometry (angle, period, cell size) is
  * drawn here, scaled to `size` (the image's smaller side) so textures look alike at any resolution.
  */
-export function makeTexture(rng: Rng, kind: TextureKind, c0: RGB, c1: RGB, size: number): Texture {
+export function makeTexture(rng: Sfc32, kind: TextureKind, c0: RGB, c1: RGB, size: number): Texture {
   const mean: RGB = kind === 'solid' ? [...c0] : [(c0[0] + c1[0]) / 2, (c0[1] + c1[1]) / 2, (c0[2] + c1[2]) / 2];
   const mix = (t: number, out: Float64Array) => {
     out[0] = c0[0] + (c1[0] - c0[0]) * t;
@@ -120,7 +120,7 @@ export function paintTexture(image: Float32Array, h: number, w: number, tex: Tex
 }
 
 /** Add N(0, sigma²) sensor noise, then round and clamp to the 0..255 integers an 8-bit file holds. */
-export function finishImage(image: Float32Array, rng: Rng, sigma: number): void {
+export function finishImage(image: Float32Array, rng: Sfc32, sigma: number): void {
   for (let i = 0; i < image.length; i++) {
     const v = Math.round(image[i] + (sigma > 0 ? sigma * rng.normal() : 0));
     image[i] = v <= 0 ? 0 : v > 255 ? 255 : v; // `<= 0` also turns -0 into 0

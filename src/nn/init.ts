@@ -3,10 +3,10 @@
 // order their modules were created in. Pure TypeScript (no Node built-ins).
 
 /** An initialiser fills a parameter of the given shape from a seeded generator. */
-export type Init = (shape: readonly number[], rng: Rng) => Float32Array;
+export type Init = (shape: readonly number[], rng: Mulberry32) => Float32Array;
 
 /** mulberry32 uniforms and Box–Muller normals: small, fast and plenty for weight init. */
-export class Rng {
+export class Mulberry32 {
   private s: number;
   private spare: number | null = null;
   constructor(seed: number) {

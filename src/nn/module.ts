@@ -10,9 +10,8 @@
 import { Tensor, tensor, parameter, fmtShape } from '../tensor.js';
 import { keep } from '../scope.js';
 import { isGradEnabled } from '../autograd.js';
-import { engine } from '../gpu/engine.js';
 import * as ops from '../ops/index.js';
-import { Rng, seedFor, type Init } from './init.js';
+import { Mulberry32, seedFor, type Init } from './init.js';
 
 /** Anything with a shape: a Tensor, or a shape-only stand-in while tracing. */
 export interface Shaped {
@@ -249,7 +248,7 @@ export abstract class Module {
   materialize(seed = 0): this {
     for (const [name, s] of this.namedSlots()) {
       if (s.kind === 'counter' || s.tensor) continue;
-      s.tensor = createSlotTensor(name, s, s.init(s.shape, new Rng(seedFor(seed, name))));
+      s.tensor = createSlotTensor(name, s, s.init(s.shape, new Mulberry32(seedFor(seed, name))));
     }
     return this;
   }
@@ -327,12 +326,12 @@ export abstract class Module {
         continue;
       }
       const data = v.data instanceof Float32Array ? v.data : Float32Array.from(v.data);
-      if (s.tensor) engine().write(s.tensor, data);
+      if (s.tensor) s.tensor.write(data);
       else s.tensor = createSlotTensor(k, s, data);
     }
     for (const k of missing) {
       const s = slots.get(k)!;
-      if (s.kind !== 'counter' && !s.tensor) s.tensor = createSlotTensor(k, s, s.init(s.shape, new Rng(seedFor(opts.seed ?? 0, k))));
+      if (s.kind !== 'counter' && !s.tensor) s.tensor = createSlotTensor(k, s, s.init(s.shape, new Mulberry32(seedFor(opts.seed ?? 0, k))));
     }
     return { loaded, missing, unexpected };
   }

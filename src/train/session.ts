@@ -139,7 +139,6 @@ export class TrainSession {
     if (this.running) throw new Error('training: the session is already running');
     this.running = true;
     this.pauseRequested = false;
-    const e = engine();
     const o = this.options;
     let n = 0;
     try {
@@ -150,7 +149,7 @@ export class TrainSession {
         const lr = polyLR(o.lr, this.step, o.steps, o.power);
         this.opt.lr = lr;
         recordTrainStep(this.model, this.opt, next.value, this.lossBuf, 0);
-        const loss = new Float32Array(await e.read(this.lossBuf, 4))[0];
+        const loss = await this.lossBuf.item();
         this.step++;
         n++;
         if (!Number.isFinite(loss)) throw new Error(`training: the loss became ${loss} at step ${this.step} (diverged: lower the learning rate)`);

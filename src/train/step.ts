@@ -1,7 +1,6 @@
 // One SGD step of DeepLabv3 §4.1, shared by the run-directory trainer (Node, trainer.ts) and the
 // in-memory training session (browser demo, session.ts). Pure TypeScript.
 
-import { engine } from '../gpu/engine.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { tidy } from '../scope.js';
 import { backward } from '../autograd.js';
@@ -29,7 +28,7 @@ export function recordTrainStep(model: DeepLabV3, opt: SGD, batches: Batch | Bat
       const y = tensor(b.labels, [b.n, b.h, b.w], 'i32');
       const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
       backward(loss, k > 1 ? full(loss.shape, 1 / k) : undefined);
-      engine().copy(loss, lossBuf, 4, 0, (slot * k + j) * 4);
+      loss.copyTo(lossBuf, 1, 0, slot * k + j);
     });
   });
   opt.step();

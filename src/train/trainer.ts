@@ -177,7 +177,7 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
   // Reads the losses of the pending steps, checks them, appends metrics, reports progress.
   const drain = async () => {
     if (pending.length === 0) return;
-    const micro = new Float32Array(await e.read(lossBuf, pending.length * accum * 4));
+    const micro = (await lossBuf.data(pending.length * accum)) as Float32Array;
     // A step's loss is the mean of its batches' (exactly the value itself without accumulation).
     const values = accum === 1 ? micro : Float32Array.from({ length: pending.length }, (_, j) => {
       let sum = 0;
