@@ -3,11 +3,8 @@
 // training batch norm, lr 0.1; stage 2: output stride 8, frozen batch norm, lr 0.01), evaluates it
 // on the held-out val split with the settings its checkpoint records (output stride 8, the last
 // stage's), writes prediction overlays and an HTML report into the run directory, and prints where
-// they are and the mIoU.
-//
-// Budget: ~15 minutes on a 2-core CPU through lavapipe. Measured there: a batch-16 step at a
-// 65×65 crop takes ~0.6 s at output stride 16 and ~1.2 s at 8, so the 700 + 200 steps fill ~11
-// minutes, and the evaluation of the 200 val images (129×129, whole) well under one more.
+// they are and the mIoU. Its budget is 15 minutes on a 2-core CPU through lavapipe; what it took
+// is measured in the README ("Set-up").
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeTrainOptions, readJsonFile, runTraining, TRAIN_USAGE } from './train.js';
@@ -24,10 +21,9 @@ const USAGE = [
   'usage: atrous main [--out DIR] [--config FILE] [--seed S] [--eval-output-stride N]',
   '',
   'Trains mini on shapes with configs/main.json (two stages: 700 steps at output stride 16, then 200 at',
-  'output stride 8 with batch norm frozen; about 11 minutes on 2 CPU cores through lavapipe), evaluates',
-  "it on the held-out val split with the checkpoint's settings (output stride 8, the last stage's;",
-  '--eval-output-stride N: another), writes overlays and report.html into the run and prints the',
-  'run directory and the final mIoU. DIR defaults to runs/main-<time>. --config takes another training',
+  "output stride 8 with batch norm frozen), evaluates it on the held-out val split with the checkpoint's",
+  "settings (output stride 8, the last stage's; --eval-output-stride N: another), writes overlays and",
+  'report.html into the run and prints the run directory and the final mIoU. DIR defaults to runs/main-<time>. --config takes another training',
   'config file (see atrous train).',
   '',
   'The training options behave as in atrous train:',

@@ -83,12 +83,11 @@ export const CONFIGS: Readonly<Record<string, DeepLabV3Config>> = {
   },
   'torchvision-deeplabv3-resnet50': torchvision('torchvision-deeplabv3-resnet50', [3, 4, 6, 3]),
   'torchvision-deeplabv3-resnet101': torchvision('torchvision-deeplabv3-resnet101', [3, 4, 23, 3]),
-  // The paper's head on a small ResNet that trains in minutes through lavapipe (~5 GFLOP/s on 2
-  // cores). Width 1/8 (stem 8, stage outputs 32..256) and one unit per stage except the three of
-  // layer4 that Multi-Grid (1, 2, 4) needs; ASPP with 64 filters. At a 65×65 crop and output
-  // stride 16 the forward is ~0.04 GFLOP per image (`model.trace`), so a batch-8 SGD step
-  // (forward + backward ≈ 3×) is ~1 GFLOP: measured 0.7 to 1.3 s per step here, a few hundred
-  // steps in minutes. 65 = 16·4 + 1 gives 5×5 features at OS 16 (9×9 at OS 8); the rates
+  // The paper's head on a small ResNet that trains in minutes on a software GPU (step times: README,
+  // "Performance"). Width 1/8 (stem 8, stage outputs 32..256) and one unit per stage except the
+  // three of layer4 that Multi-Grid (1, 2, 4) needs; ASPP with 64 filters. At a 65×65 crop and
+  // output stride 16 the forward is ~0.04 GFLOP per image (`model.trace`), so a batch-8 SGD step
+  // (forward + backward ≈ 3×) is ~1 GFLOP. 65 = 16·4 + 1 gives 5×5 features at OS 16 (9×9 at OS 8); the rates
   // (1, 2, 3) keep the paper's ratio of rate to feature size ((6, 12, 18) on 33×33 at 513), so
   // the atrous branches still see context instead of degenerating to their centre tap (Fig. 4).
   mini: {

@@ -1,0 +1,280 @@
+// The Train panel: TrainSession (src/train/session.ts) on `shapes` with the recipe of `atrous train`
+// (the form's fields are the options of src/train/options.ts), live loss and held-out mIoU,
+// pause/resume, checkpoint download, "use in Segment", stop (frees the GPU memory).
+import {
+  engine, TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
+} from '../src/index.js';
+import { $, demo, enqueue, errText, gpuState, mib, setStatus, showPanel, updateMemory } from './page.js';
+import { loadModel, resegment } from './segment.js';
+
+let session: TrainSession | null = null;
+let running: Promise<void> | null = null;
+
+const trainButtons = ['train-start', 'train-pause', 'train-resume', 'train-stop', 'train-download', 'train-use'] as const;
+
+export function updateTrainButtons(): void {
+  const s = demo.train.state;
+  const has = session !== null;
+  const enabled: Record<(typeof trainButtons)[number], boolean> = {
+    'train-start': gpuState.ready && s !== 'running',
+    'train-pause': s === 'running',
+    'train-resume': has && s === 'paused',
+    'train-stop': has && (s === 'running' || s === 'paused' || s === 'done' || s === 'error'),
+    'train-download': has && (s === 'paused' || s === 'done'),
+    'train-use': has && (s === 'paused' || s === 'done'),
+  };
+  for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = !enabled[id];
+}
+
+/** The Train form's fields: each input's data-option names a recipe option (src/train/options.ts)
+ * or a session option, whose type, range and label it is read with. */
+function readTrainOptions(): Partial<SessionOptions> {
+  const out: Record<string, number> = {};
+  for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
+    const key = el.dataset.option!;
+    const spec = SESSION_OPTIONS.find((o) => o.key === key) ?? optionSpec(key as keyof RecipeOptions);
+    const raw = el.value.trim();
+    const v = Number(raw);
+    if (raw === '' || !Number.isFinite(v) || v < spec.min || (spec.integer && !Number.isInteger(v))) {
+      throw new Error(`${spec.label} must be ${spec.integer ? 'an integer' : 'a number'} ≥ ${spec.min}, got '${raw}'`);
+    }
+    out[key] = v;
+  }
+  return out as Partial<SessionOptions>;
+}
+
+/** The form starts at the session's defaults. */
+function fillTrainForm(): void {
+  for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
+    el.value = String(SESSION_DEFAULTS[el.dataset.option as keyof SessionOptions]);
+  }
+}
+
+function drawCurve(): void {
+  const c = $<HTMLCanvasElement>('train-curve');
+  const ctx = c.getContext('2d')!;
+  const W = c.width;
+  const H = c.height;
+  const css = getComputedStyle(document.documentElement);
+  const fg = css.getPropertyValue('--fg').trim() || '#222';
+  const muted = css.getPropertyValue('--muted').trim() || '#888';
+  const accent = css.getPropertyValue('--accent').trim() || '#2f6fb3';
+  ctx.clearRect(0, 0, W, H);
+  const L = 48;
+  const R = 48;
+  const T = 14;
+  const B = 28;
+  const losses = demo.train.losses;
+  const evals = demo.train.evals;
+  const steps = session?.options.steps ?? Math.max(1, losses.length);
+  const maxLoss = Math.max(0.5, ...losses.map((l) => l.loss));
+  const x = (s: number) => L + ((W - L - R) * s) / Math.max(1, steps);
+  const yl = (v: number) => T + (H - T - B) * (1 - v / maxLoss);
+  const ym = (v: number) => T + (H - T - B) * (1 - v);
+  ctx.strokeStyle = muted;
+  ctx.fillStyle = muted;
+  ctx.lineWidth = 1;
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.strokeRect(L, T, W - L - R, H - T - B);
+  ctx.textAlign = 'right';
+  for (let i = 0; i <= 4; i++) {
+    const v = (maxLoss * i) / 4;
+    ctx.fillText(v.toFixed(2), L - 4, yl(v) + 4);
+  }
+  ctx.textAlign = 'left';
+  for (let i = 0; i <= 4; i++) ctx.fillText((i / 4).toFixed(2), W - R + 4, ym(i / 4) + 4);
+  ctx.textAlign = 'center';
+  const ticks = new Set(Array.from({ length: 6 }, (_, i) => Math.round((steps * i) / 5)));
+  for (const s of ticks) ctx.fillText(String(s), x(s), H - B + 14);
+  ctx.fillText('step', (W - R + L) / 2, H - 2);
+  ctx.save();
+  ctx.translate(12, H / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText('training loss', 0, 0);
+  ctx.restore();
+  ctx.save();
+  ctx.translate(W - 8, H / 2);
+  ctx.rotate(Math.PI / 2);
+  ctx.fillText('held-out mIoU', 0, 0);
+  ctx.restore();
+  if (losses.length) {
+    // Raw loss, faint; its exponential moving average on top.
+    ctx.globalAlpha = 0.35;
+    ctx.strokeStyle = fg;
+    ctx.beginPath();
+    losses.forEach((l, i) => (i ? ctx.lineTo(x(l.step), yl(l.loss)) : ctx.moveTo(x(l.step), yl(l.loss))));
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    // Smoothing over ~1/20 of the run: none for a handful of steps, ~15 steps for 300.
+    const alpha = Math.min(1, 20 / steps);
+    let ema = losses[0].loss;
+    losses.forEach((l, i) => {
+      ema = i ? (1 - alpha) * ema + alpha * l.loss : l.loss;
+      if (i) ctx.lineTo(x(l.step), yl(ema));
+      else ctx.moveTo(x(l.step), yl(ema));
+    });
+    ctx.stroke();
+  }
+  ctx.fillStyle = accent;
+  ctx.strokeStyle = accent;
+  ctx.lineWidth = 1.5;
+  if (evals.length > 1) {
+    ctx.beginPath();
+    evals.forEach((e, i) => (i ? ctx.lineTo(x(e.step), ym(e.miou)) : ctx.moveTo(x(e.step), ym(e.miou))));
+    ctx.stroke();
+  }
+  for (const e of evals) {
+    ctx.beginPath();
+    ctx.arc(x(e.step), ym(e.miou), 3.5, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+}
+
+function trainLine(r: StepReport): string {
+  const last = demo.train.evals[demo.train.evals.length - 1];
+  const miou = last ? ` · held-out mIoU ${last.miou.toFixed(3)} (step ${last.step})` : '';
+  return `step ${r.step}/${r.steps} · loss ${r.loss.toFixed(4)} · lr ${r.lr.toExponential(2)} · ${r.ms.toFixed(0)} ms/step${miou}`;
+}
+
+function onEval(r: EvalReport): void {
+  const e = { step: r.step, miou: r.miou, pixelAccuracy: r.pixelAccuracy };
+  const list = demo.train.evals;
+  if (list.length && list[list.length - 1].step === r.step) list[list.length - 1] = e;
+  else list.push(e);
+  const row = document.createElement('tr');
+  for (const v of [String(r.step), r.miou.toFixed(4), r.pixelAccuracy.toFixed(4), String(r.images), r.seconds.toFixed(1)]) {
+    const td = document.createElement('td');
+    td.textContent = v;
+    row.append(td);
+  }
+  $('train-evals').querySelector('tbody')!.append(row);
+  drawCurve();
+}
+
+let lastReport: StepReport | null = null;
+
+function runSession(): void {
+  const s = session!;
+  demo.train.state = 'running';
+  updateTrainButtons();
+  setStatus('train-status', `Training${s.step ? ` from step ${s.step}` : ''}… (the first step also compiles the kernels)`);
+  running = s
+    .run({
+      onStep: (r) => {
+        lastReport = r;
+        demo.train.step = r.step;
+        demo.train.losses.push({ step: r.step, loss: r.loss });
+        setStatus('train-status', trainLine(r));
+        drawCurve();
+      },
+      onEval,
+    })
+    .then(() => {
+      if (session !== s) return;
+      demo.train.state = s.done ? 'done' : 'paused';
+      const where = lastReport ? trainLine(lastReport) : `step ${s.step}`;
+      setStatus('train-status', s.done ? `Done: ${where}.` : `Paused: ${where}. Resume, download the checkpoint, or stop.`);
+    })
+    .catch((e) => {
+      demo.train.state = 'error';
+      setStatus('train-status', `Training failed: ${errText(e)}`, true);
+    })
+    .finally(() => {
+      running = null;
+      updateTrainButtons();
+      updateMemory();
+    });
+}
+
+async function stopSession(): Promise<void> {
+  const s = session;
+  if (!s) return;
+  s.pause();
+  if (running) await running;
+  await s.dispose();
+  session = null;
+  demo.train.stopped++;
+  updateMemory();
+}
+
+async function downloadCheckpoint(): Promise<void> {
+  const s = session;
+  if (!s) return;
+  const bytes = await s.checkpoint();
+  const name = `atrous-${s.model.config.name}-shapes-step${s.step}.safetensors`;
+  const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  setStatus('train-status', `${$('train-status').textContent} Saved ${name} (${(bytes.length / 2 ** 20).toFixed(1)} MiB; npx atrous predict --weights ${name} --image IMG).`);
+}
+
+export function setupTrain(): void {
+  fillTrainForm();
+  $('train-start').addEventListener('click', async () => {
+    let opts: Partial<SessionOptions>;
+    try {
+      opts = readTrainOptions();
+    } catch (e) {
+      setStatus('train-status', errText(e), true);
+      return;
+    }
+    $<HTMLButtonElement>('train-start').disabled = true;
+    await stopSession();
+    demo.train.losses = [];
+    demo.train.evals = [];
+    demo.train.step = 0;
+    lastReport = null;
+    $('train-evals').querySelector('tbody')!.replaceChildren();
+    try {
+      session = new TrainSession({ ...SESSION_DEFAULTS, ...opts });
+    } catch (e) {
+      demo.train.state = 'error';
+      setStatus('train-status', `Cannot start: ${errText(e)}`, true);
+      updateTrainButtons();
+      return;
+    }
+    demo.train.started++;
+    drawCurve();
+    runSession();
+  });
+  $('train-pause').addEventListener('click', () => {
+    session?.pause();
+    $<HTMLButtonElement>('train-pause').disabled = true;
+    setStatus('train-status', `${$('train-status').textContent} Pausing after this step…`);
+  });
+  $('train-resume').addEventListener('click', () => {
+    if (session && !running) runSession();
+  });
+  $('train-stop').addEventListener('click', async () => {
+    for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = true;
+    await stopSession();
+    demo.train.state = 'stopped';
+    const s = engine().stats();
+    setStatus('train-status', `Stopped at step ${demo.train.step}; the model and optimizer state are freed (atrous now holds ${mib(s.allocatedBytes)} of GPU memory).`);
+    updateTrainButtons();
+  });
+  $('train-download').addEventListener('click', () => {
+    downloadCheckpoint().catch((e) => setStatus('train-status', `Could not save the checkpoint: ${errText(e)}`, true));
+  });
+  $('train-use').addEventListener('click', async () => {
+    const s = session;
+    if (!s) return;
+    try {
+      const bytes = await s.checkpoint();
+      await enqueue(() => loadModel(bytes, `the model trained here (step ${s.step})`));
+    } catch (e) {
+      setStatus('seg-model', errText(e), true);
+    }
+    showPanel('segment');
+    await resegment();
+  });
+  drawCurve();
+  updateTrainButtons();
+}
