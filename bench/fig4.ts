@@ -7,7 +7,7 @@
 // 9 · 65 · 65), and the taps that never read inside the map at any position: those atrous prunes
 // from the forward and both backward passes, exactly (src/ops/conv2d.ts, tapRange).
 
-import { tapRange } from '../src/ops/conv2d.js';
+import { tapRange } from '../src/ops/conv2d/index.js';
 
 export interface Fig4Row {
   rate: number;

@@ -1,7 +1,7 @@
 // `atrous eval`: confusion matrix, per-class IoU, mIoU and pixel accuracy of a run or a checkpoint.
 import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { init } from '../gpu/engine.js';
+import { init } from '../init.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
 import { openDataset } from '../data/index.js';
 import { RunDir, writeFileAtomic } from '../train/rundir.js';

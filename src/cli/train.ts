@@ -1,6 +1,6 @@
 // `atrous train`: trains DeepLabv3 into a run directory (or resumes one).
 import { existsSync, readFileSync } from 'node:fs';
-import { init } from '../gpu/engine.js';
+import { init } from '../init.js';
 import { modelConfig, CONFIGS } from '../nn/configs.js';
 import { configFromJSON } from '../io/checkpoint.js';
 import { openDataset } from '../data/index.js';

@@ -44,7 +44,7 @@ export function cat(xs: Tensor[], dim = 1): Tensor {
     e.run({
       shader: 'concat.fwd',
       entry: v === 4 ? 'main4' : 'main',
-      params: [chw, (cy * hw) / v, (c0s[i] * hw) / v],
+      params: { chw_x: chw, chw_y: (cy * hw) / v, off: (c0s[i] * hw) / v },
       bindings: [x, y],
       workgroups: [Math.min(Math.ceil(chw / 64), 4096), n],
     });
