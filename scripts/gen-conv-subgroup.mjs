@@ -36,8 +36,8 @@ const DIVS = '// #include "common/div.wgsl"';
 
 const rep = (n, f, sep = ' ') => Array.from({ length: n }, (_, i) => f(i)).join(sep);
 
-/** Region tables of the forward kernel (src/ops/conv2d/regions.ts fills them): up to REGION_BREAKS breakpoints per
- * axis, so up to (REGION_BREAKS - 1)² regions. */
+/** Region tables of the forward kernel (src/ops/conv2d/regions.ts fills them): up to
+ * REGION_BREAKS breakpoints per axis, so up to (REGION_BREAKS - 1)² regions. */
 const REGION_BREAKS = 16;
 const REGION_MAX = (REGION_BREAKS - 1) ** 2;
 const REGION_PARAMS = `
@@ -89,11 +89,12 @@ function forward() {
 // Needs subgroups of >= 8 invocations (the workgroup is one subgroup); the autotune checks the
 // result against the register kernel before it picks this variant.
 // Exact tap pruning by regions: the output map is cut, along each axis, where a tap starts or stops
-// reading inside the input (src/ops/conv2d/regions.ts computes the breakpoints rb / cb); within one region every
-// pixel reads inside the input for the same taps, so a workgroup (${8 * P} pixels of one region)
-// loops over exactly the useful taps: a rate-18 branch does only its useful multiply-adds.
-// Per-pixel masks remain for the region's last, partial tile. regions.ts uses the cut only where it
-// executes fewer lane-taps than one region over the whole map (small maps: one region, masked).
+// reading inside the input (src/ops/conv2d/regions.ts computes the breakpoints rb / cb); within one
+// region every pixel reads inside the input for the same taps, so a workgroup (${8 * P} pixels of
+// one region) loops over exactly the useful taps: a rate-18 branch does only its useful
+// multiply-adds. Per-pixel masks remain for the region's last, partial tile. regions.ts uses the
+// cut only where it executes fewer lane-taps than one region over the whole map (small maps: one
+// region, masked).
 // A region's pixels are visited row-major with the rows grouped by residue modulo the dilation
 // (rowOrder), so consecutive tiles read input rows that overlap.
 // Bindings: 0 params (below, i32; coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];

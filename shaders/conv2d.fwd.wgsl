@@ -2,7 +2,7 @@
 //   y[n, co, oy, ox] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[n, ci, iy, ix]
 //   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw   (taps outside the input read zero padding)
 // Dilation is only an address term. Register blocking, no workgroup memory (fastest on lavapipe,
-// see NOTES.md): each invocation owns 16 output channels (4 vec4 groups g) × 4 consecutive output
+// see docs/software-gpu.md): each invocation owns 16 output channels (4 vec4 groups g) × 4 consecutive output
 // columns (j), 64 accumulators; each step of the inner ci loop does 4 aligned vec4 weight loads
 // + 4 input loads for 64 FMAs. The loop nest is tap-major (ky, kx, then ci) so a tap's input
 // addresses and edge masks are computed once and the inner loop has no bounds tests.

@@ -1,7 +1,7 @@
 // Activations: relu and dropout. Kernels: shaders/relu.fwd.wgsl, relu.bwd.wgsl, dropout.apply.wgsl.
 // These are flat element-wise kernels over vec4s: one wide load instead of four bounds-clamped
-// scalar loads is what lavapipe rewards (shared/NOTES.md; relu on 8.6 M elements ran ~3x faster
-// than the scalar kernel there), and any GPU is memory-bound here.
+// scalar loads is what lavapipe rewards (docs/software-gpu.md: measured against a scalar relu), and
+// any GPU is memory-bound here.
 
 import { engine, type Bindable } from '../gpu/engine.js';
 import { Tensor, empty } from '../tensor.js';
