@@ -65,20 +65,22 @@ const WG = 64;
 type Reduction = 'batchnorm.stats' | 'batchnorm.dsum';
 type Elementwise = 'batchnorm.fwd' | 'batchnorm.dx' | 'batchnorm.dx_eval' | 'gap.dx';
 
+type ReductionVariant = 'tree' | 'lanes';
+type ElementwiseVariant = 'planes' | 'flat';
+
 /** Runs a per-(slice, channel) reduction kernel: `tree` (one workgroup per slice) or `lanes`. */
-function runReduction<S extends Reduction>(shader: S, params: ShaderParams[S], bindings: Tensor[], c: number, s: number): void {
+function runReduction<S extends Reduction>(variant: ReductionVariant, shader: S, params: ShaderParams[S], bindings: Tensor[], c: number, s: number): void {
   const e = engine();
-  const variant = batchNormReductionVariants.choose(e).variant;
   if (variant === 'lanes') e.run({ shader, entry: 'lanes', constants: { WG }, params, bindings, workgroups: e.grid1d(c * s, WG) });
   else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params, bindings, workgroups: [s, c] });
 }
 
 /** Runs an element-wise kernel over x [n, c, hw]: the `planes` entry (workgroups [gx, c, n], each
- * striding over one plane) for planes of 32+ values, else the flat `main` entry (grid1d). */
-export function runElementwise<S extends Elementwise>(shader: S, params: ShaderParams[S], bindings: Tensor[], n: number, c: number, hw: number): void {
+ * striding over one plane) when that variant is chosen and n and c fit a dispatch, else the flat
+ * `main` entry (grid1d). */
+export function runElementwise<S extends Elementwise>(variant: ElementwiseVariant, shader: S, params: ShaderParams[S], bindings: Tensor[], n: number, c: number, hw: number): void {
   const e = engine();
   const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
-  const variant = batchNormElementwiseVariants.choose(e, { hw }).variant;
   if (variant === 'planes' && n <= maxWg && c <= maxWg) {
     // About 8 values per invocation: fewer, longer workgroups are cheaper on llvmpipe.
     const gx = Math.min(maxWg, Math.max(1, Math.ceil(hw / (WG * 8))));
@@ -105,11 +107,11 @@ function checkChannelVector(arg: string, t: Tensor | null, c: number, x: Tensor)
 }
 
 /** Per-channel Σdy and Σ(dy·xhat) (dbias, dweight) for backward. */
-function gradSums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
+function gradSums(reduction: ReductionVariant, dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
   const e = engine();
   const { s, chunk } = slicing(m, c);
   const part = empty([c, s, 2]);
-  runReduction('batchnorm.dsum', { c, hw, m, chunk, s }, [dy, x, mean, invstd, part], c, s);
+  runReduction(reduction, 'batchnorm.dsum', { c, hw, m, chunk, s }, [dy, x, mean, invstd, part], c, s);
   const dbias = empty([c]);
   const dweight = empty([c]);
   e.run({ shader: 'batchnorm.dfinal', params: { c, s }, bindings: [part, dbias, dweight], workgroups: e.grid1d(c) });
@@ -157,6 +159,10 @@ export function batchNorm(
     throw new OpError(OP, `'runningMean' and 'runningVar' must be different tensors (they share storage), both of shape ${fmtShape(runningMean.shape)}`);
   }
   const e = engine();
+  // Kernel variants (src/ops/variants.ts): reductions tree | lanes (lanes on software adapters),
+  // element-wise planes | flat (planes for planes of 32+ values).
+  const reduction = batchNormReductionVariants.choose(e).variant;
+  const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
   if (training) {
     if (m === 0) throw new OpError(OP, `training mode needs at least one value per channel, got x of shape ${fmtShape(x.shape)}`);
     const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
@@ -170,7 +176,7 @@ export function batchNorm(
   if (training) {
     const { s, chunk } = slicing(m, c);
     const part = empty([c, s, 3]);
-    runReduction('batchnorm.stats', { c, hw, m, chunk, s }, [x, part], c, s);
+    runReduction(reduction, 'batchnorm.stats', { c, hw, m, chunk, s }, [x, part], c, s);
     const params = { c, m, chunk, s, eps, momentum };
     if (runningMean && runningVar) {
       e.run({ shader: 'batchnorm.final', entry: 'running', params, bindings: [part, mean, invstd, runningMean, runningVar], workgroups: e.grid1d(c) });
@@ -182,7 +188,7 @@ export function batchNorm(
     e.run({ shader: 'batchnorm.evalstats', params: { c, eps }, bindings: [runningMean!, runningVar!, mean, invstd], workgroups: e.grid1d(c) });
   }
   const y = empty(x.shape);
-  runElementwise('batchnorm.fwd', { total: x.size, c, hw }, [x, mean, invstd, w, b, y], n, c, hw);
+  runElementwise(elementwise, 'batchnorm.fwd', { total: x.size, c, hw }, [x, mean, invstd, w, b, y], n, c, hw);
   if (!bias) b.dispose();
 
   const inputs = [x];
@@ -198,14 +204,14 @@ export function batchNorm(
     const needB = bias !== null && needs[weight ? 2 : 1];
     let dbias: Tensor | null = null;
     let dweight: Tensor | null = null;
-    if ((training && needX) || needW || needB) [dbias, dweight] = gradSums(dy, sX, sMean, sInvstd, c, hw, m);
+    if ((training && needX) || needW || needB) [dbias, dweight] = gradSums(reduction, dy, sX, sMean, sInvstd, c, hw, m);
     let dx: Tensor | null = null;
     if (needX) {
       dx = empty(x.shape);
       if (training) {
-        runElementwise('batchnorm.dx', { total: x.size, c, hw, m }, [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx', { total: x.size, c, hw, m }, [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], n, c, hw);
       } else {
-        runElementwise('batchnorm.dx_eval', { total: x.size, c, hw }, [dy, sInvstd, sW, dx], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx_eval', { total: x.size, c, hw }, [dy, sInvstd, sW, dx], n, c, hw);
       }
     }
     if (!needW) dweight?.dispose();

@@ -6,7 +6,7 @@ import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, OpError } from './check.js';
-import { runElementwise } from './batchnorm.js';
+import { runElementwise, batchNormElementwiseVariants } from './batchnorm.js';
 
 const OP = 'adaptiveAvgPool2d';
 
@@ -25,11 +25,13 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
   const planes = n * c;
   const scale = 1 / hw;
   const e = engine();
+  // Backward's kernel variant, planes | flat (batch norm's element-wise kernels' choice).
+  const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
   const out = empty([n, c, 1, 1]);
   e.run({ shader: 'gap.fwd', params: { planes, hw, scale }, bindings: [x, out], workgroups: e.grid1d(planes) });
   return record(OP, out, [x], [], (dy) => {
     const dx = empty(x.shape);
-    runElementwise('gap.dx', { total: x.size, c, hw, scale }, [dy, dx], n, c, hw);
+    runElementwise(elementwise, 'gap.dx', { total: x.size, c, hw, scale }, [dy, dx], n, c, hw);
     return [dx];
   });
 }
