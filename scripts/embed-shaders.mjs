@@ -102,26 +102,16 @@ function generate() {
   out += "export interface ParamField { readonly name: string; readonly type: 'u32' | 'i32' | 'f32'; readonly offset: number; readonly count: number; readonly comps: number; readonly stride: number }\n";
   out += '\n/** Each kernel\'s `struct Params` in struct order, and its size in bytes (WGSL uniform layout). */\n';
   out += 'export const PARAM_LAYOUTS: { readonly [S in ShaderName]: { readonly size: number; readonly fields: readonly ParamField[] } | null } = {\n';
-  for (const s of shaders) {
-    if (!s.layout) {
-      out += `  ${JSON.stringify(s.name)}: null,\n`;
-      continue;
-    }
-    const fields = s.layout.fields.map(({ name, type, offset, count, comps, stride }) => `{ name: ${JSON.stringify(name)}, type: '${type}', offset: ${offset}, count: ${count}, comps: ${comps}, stride: ${stride} }`);
-    out += `  ${JSON.stringify(s.name)}: { size: ${s.layout.size}, fields: [${fields.join(', ')}] },\n`;
-  }
+  const field = (f) => `{ name: ${JSON.stringify(f.name)}, type: '${f.type}', offset: ${f.offset}, count: ${f.count}, comps: ${f.comps}, stride: ${f.stride} }`;
+  const layout = (l) => (l ? `{ size: ${l.size}, fields: [${l.fields.map(field).join(', ')}] }` : 'null');
+  for (const s of shaders) out += `  ${JSON.stringify(s.name)}: ${layout(s.layout)},\n`;
   out += '};\n';
   out += '\n/** The params object of each kernel\'s launch: one key per `struct Params` field (arrays and\n';
   out += ' * vectors as flat component lists); kernels without Params take none. */\n';
   out += 'export interface ShaderParams {\n';
-  for (const s of shaders) {
-    if (!s.layout) {
-      out += `  ${JSON.stringify(s.name)}: undefined;\n`;
-      continue;
-    }
-    const fields = s.layout.fields.map((f) => `${f.name}: ${f.count === 1 ? 'number' : 'readonly number[]'} /* ${f.wgsl} */`);
-    out += `  ${JSON.stringify(s.name)}: { ${fields.join('; ')} };\n`;
-  }
+  const member = (f) => `${f.name}: ${f.count === 1 ? 'number' : 'readonly number[]'} /* ${f.wgsl} */`;
+  const type = (l) => (l ? `{ ${l.fields.map(member).join('; ')} }` : 'undefined');
+  for (const s of shaders) out += `  ${JSON.stringify(s.name)}: ${type(s.layout)};\n`;
   out += '}\n';
   return out;
 }
