@@ -14,7 +14,7 @@
 // No Node built-ins: the browser demo's Bench panel runs benchConv2d too.
 
 import { init, tensor, noGrad, type Tensor } from '../src/index.js';
-import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight, conv2dVariant, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d.js';
+import { conv2dGeometry, conv2dForward, conv2dBackwardData, conv2dBackwardWeight, conv2dVariants, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d/index.js';
 import { timeInterleaved, values, type BenchRow } from './common.js';
 
 export type Conv2dPass = 'forward' | 'backward-data' | 'backward-weight';
@@ -112,12 +112,14 @@ export async function benchConv2d(shapes: ConvShape[], opts: { repeats: number; 
       const g = conv2dGeometry(x, w, null, { stride: s.stride, padding: s.padding, dilation: s.dilation });
       const dy = tensor(values(s.n * s.cout * g.oh * g.ow, 3), [s.n, s.cout, g.oh, g.ow]);
       owned.push(x, w, dy);
+      // The variant in use when the pass runs (the loop below forces each in turn).
+      const variant = () => conv2dVariants.choose().variant;
       const run = (pass: Conv2dPass): (() => Tensor) =>
         pass === 'forward'
-          ? () => noGrad(() => conv2dForward(x, w, null, g))
+          ? () => noGrad(() => conv2dForward(x, w, null, g, variant()))
           : pass === 'backward-data'
-            ? () => noGrad(() => conv2dBackwardData(dy, w, g))
-            : () => noGrad(() => conv2dBackwardWeight(x, dy, g));
+            ? () => noGrad(() => conv2dBackwardData(dy, w, g, variant()))
+            : () => noGrad(() => conv2dBackwardWeight(x, dy, g, variant()));
       return passes.map((pass) => ({ s, pass, record: run(pass) }));
     });
     const flat = cases.flat();
@@ -130,7 +132,7 @@ export async function benchConv2d(shapes: ConvShape[], opts: { repeats: number; 
         ms: t.ms, gflops: flops.useful / (t.ms * 1e6), gflops_dense: flops.dense / (t.ms * 1e6),
         gbs: convBytes(s) / (t.ms * 1e6), useful_fraction: flops.useful / flops.dense,
         adapter: opts.adapter, timing: t.timing,
-        ...(pass === 'forward' ? { variant: conv2dVariant().variant } : {}),
+        ...(pass === 'forward' ? { variant: conv2dVariants.choose().variant } : {}),
       };
       rows.push(row);
       opts.onRow?.(row);

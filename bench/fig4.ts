@@ -5,9 +5,9 @@
 // convolution). For each rate the table gives the fraction of output positions with 9, 6, 4, 3,
 // 2 and 1 valid weights, the normalised count of valid weights (valid (position, tap) pairs over
 // 9 · 65 · 65), and the taps that never read inside the map at any position: those atrous prunes
-// from the forward and both backward passes, exactly (src/ops/conv2d.ts, tapRange).
+// from the forward and both backward passes, exactly (src/ops/conv2d/geometry.ts, tapRange).
 
-import { tapRange } from '../src/ops/conv2d.js';
+import { tapRange } from '../src/ops/conv2d/index.js';
 
 export interface Fig4Row {
   rate: number;

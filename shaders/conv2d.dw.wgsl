@@ -27,12 +27,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
-// Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
-fn floorDiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && (a < 0));
-}
-fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+// #include "common/div.wgsl"
 
 // Stores dw for output channel co and the 4 input channels of group gi at tap (ky, kx);
 // channels past cout / cin are dropped.

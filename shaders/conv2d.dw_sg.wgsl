@@ -9,7 +9,7 @@
 // of output pixels whose tap lands inside the input (uniform: the tap is the workgroup's), so it
 // needs no tests; taps outside the global range [kyLo, kyHi) × [kxLo, kxHi) are written as 0.
 // Summation order is fixed (n, oy, ox): deterministic, no atomics.
-// Bindings: 0 params (below, i32; pad4 = ciBlocks = ceil(ciPad4 / 16)); 1 x: vec4f[n, h, w, ciPad4];
+// Bindings: 0 params (below, i32; ciBlocks = ceil(ciPad4 / 16)); 1 x: vec4f[n, h, w, ciPad4];
 // 2 dy: vec4f[n, oh, ow, coPad4]; 3 dw: f32[cout, cin, kh, kw].
 // Dispatch: workgroup 8; grid1d(kh·kw·ciBlocks, 1) workgroups in x/y over (tap, ci block);
 // z = ceil(coPad4 / 8).
@@ -18,21 +18,15 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, pad4: i32,
+  pw: i32, dh: i32, dw: i32, ciBlocks: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
-  
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 @group(0) @binding(2) var<storage, read> dy: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
-// Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
-fn floorDiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && (a < 0));
-}
-fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+// #include "common/div.wgsl"
 
 // Stores dw for output channel co and the 4 input channels of group gi at tap (ky, kx);
 // channels past cout / cin are dropped.
@@ -49,13 +43,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   let taps = p.kh * p.kw;
-  let live = wgi < taps * p.pad4;
-  let tap = min(wgi / p.pad4, taps - 1);
+  let live = wgi < taps * p.ciBlocks;
+  let tap = min(wgi / p.ciBlocks, taps - 1);
   let ky = tap / p.kw;
   let kx = tap % p.kw;
   let ciPad4 = (p.cin + 3) / 4;
   let coPad4 = (p.cout + 3) / 4;
-  let cb = (wgi % p.pad4) * 16;
+  let cb = (wgi % p.ciBlocks) * 16;
   let gos = i32(wid.z) * 8;
   // This lane's dy group (shared) and x groups (its own); past the last one: re-read it.
   let myo = min(gos + i32(sl), coPad4 - 1);

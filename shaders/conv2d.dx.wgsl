@@ -25,12 +25,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wq: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-// Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
-fn floorDiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && (a < 0));
-}
-fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+// #include "common/div.wgsl"
 
 // Stores channel group cg (4 channels) of one input column; columns >= w and channels >= cin
 // are dropped.

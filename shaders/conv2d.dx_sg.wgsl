@@ -11,7 +11,7 @@
 // where a tap starts or stops reaching inside dy (for stride 1; a strided conv's classes are one
 // region each, pruned per workgroup and masked per pixel), and a workgroup's 32 pixels lie in
 // one region, so it visits only taps that reach dy for its pixels.
-// Bindings: 0 params (below, i32; pad4 = ciPad4 = ceil(cin / 4)); 1 dy: f32[n, cout, oh, ow];
+// Bindings: 0 params (below, i32; ciPad4 = ceil(cin / 4)); 1 dy: f32[n, cout, oh, ow];
 // 2 wq: vec4f[kh·kw·cout, ciPad4] (conv2d.wpackdx: row (ky·kw + kx)·cout + co); 3 dx: f32[n, cin, h, w].
 // Dispatch: workgroup 8; grid1d(n·sh·sw·tiles, 1) workgroups in x/y over (n, class, pixel
 // block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
@@ -23,11 +23,12 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, pad4: i32,
+  pw: i32, dh: i32, dw: i32, ciPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
-  tiles: i32, nr: i32, nc: i32, unused: i32,
+  tiles: i32, nr: i32, nc: i32,
   // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
-  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4.
+  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4; rb starts at byte 96
+  // (uniform arrays are 16-byte aligned, so 4 bytes of padding follow nc).
   rb: array<vec4i, 4>,
   cb: array<vec4i, 4>,
   pre: array<vec4i, 57>,
@@ -37,12 +38,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wq: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-// Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
-fn floorDiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && (a < 0));
-}
-fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+// #include "common/div.wgsl"
 fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
 fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
 fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
@@ -99,8 +95,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let any = live && qyA <= qyB && qxA <= qxB;
   let ohw = p.oh * p.ow;
   let cg = i32(wid.z) * 16;
-  let my0 = min(cg + 0 + i32(sl), p.pad4 - 1);
-  let my1 = min(cg + 8 + i32(sl), p.pad4 - 1);
+  let my0 = min(cg + 0 + i32(sl), p.ciPad4 - 1);
+  let my1 = min(cg + 8 + i32(sl), p.ciPad4 - 1);
   let lb = (t - tileStart(r)) * 32 + i32(li) * 4;
   let l0 = lb + 0; let qy0 = R0 + rowOrder(l0 / max(rw, 1), R1 - R0, rd); let qx0 = C0 + l0 % max(rw, 1); let v0 = any && l0 < npix && qy0 < chh && qx0 < chw;
   let l1 = lb + 1; let qy1 = R0 + rowOrder(l1 / max(rw, 1), R1 - R0, rd); let qx1 = C0 + l1 % max(rw, 1); let v1 = any && l1 < npix && qy1 < chh && qx1 < chw;
@@ -136,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let oy3 = oyT + qy3; let ox3 = oxT + qx3;
       let ok3 = v3 && oy3 >= 0 && oy3 < p.oh && ox3 >= 0 && ox3 < p.ow;
       var di3 = dyImg + select(0, oy3 * p.ow + ox3, ok3);
-      var wi = (ky * p.kw + kx) * p.cout * p.pad4;
+      var wi = (ky * p.kw + kx) * p.cout * p.ciPad4;
       for (var co = 0; co < p.cout; co++) {
         let wm0 = wq[wi + my0];
         let wm1 = wq[wi + my1];
@@ -161,7 +157,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         { let wk = subgroupBroadcast(wm1, 6u); a14_0 += wk * d0; a14_1 += wk * d1; a14_2 += wk * d2; a14_3 += wk * d3; }
         { let wk = subgroupBroadcast(wm1, 7u); a15_0 += wk * d0; a15_1 += wk * d1; a15_2 += wk * d2; a15_3 += wk * d3; }
         di0 += ohw; di1 += ohw; di2 += ohw; di3 += ohw;
-        wi += p.pad4;
+        wi += p.ciPad4;
       }
     }
   }
@@ -170,20 +166,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let iy1 = ry + p.sh * qy1; let ix1 = rx + p.sw * qx1;
   let iy2 = ry + p.sh * qy2; let ix2 = rx + p.sw * qx2;
   let iy3 = ry + p.sh * qy3; let ix3 = rx + p.sw * qx3;
-  store(nb, cg + 0, iy0, ix0, v0 && cg + 0 < p.pad4, a0_0); store(nb, cg + 0, iy1, ix1, v1 && cg + 0 < p.pad4, a0_1); store(nb, cg + 0, iy2, ix2, v2 && cg + 0 < p.pad4, a0_2); store(nb, cg + 0, iy3, ix3, v3 && cg + 0 < p.pad4, a0_3);
-  store(nb, cg + 1, iy0, ix0, v0 && cg + 1 < p.pad4, a1_0); store(nb, cg + 1, iy1, ix1, v1 && cg + 1 < p.pad4, a1_1); store(nb, cg + 1, iy2, ix2, v2 && cg + 1 < p.pad4, a1_2); store(nb, cg + 1, iy3, ix3, v3 && cg + 1 < p.pad4, a1_3);
-  store(nb, cg + 2, iy0, ix0, v0 && cg + 2 < p.pad4, a2_0); store(nb, cg + 2, iy1, ix1, v1 && cg + 2 < p.pad4, a2_1); store(nb, cg + 2, iy2, ix2, v2 && cg + 2 < p.pad4, a2_2); store(nb, cg + 2, iy3, ix3, v3 && cg + 2 < p.pad4, a2_3);
-  store(nb, cg + 3, iy0, ix0, v0 && cg + 3 < p.pad4, a3_0); store(nb, cg + 3, iy1, ix1, v1 && cg + 3 < p.pad4, a3_1); store(nb, cg + 3, iy2, ix2, v2 && cg + 3 < p.pad4, a3_2); store(nb, cg + 3, iy3, ix3, v3 && cg + 3 < p.pad4, a3_3);
-  store(nb, cg + 4, iy0, ix0, v0 && cg + 4 < p.pad4, a4_0); store(nb, cg + 4, iy1, ix1, v1 && cg + 4 < p.pad4, a4_1); store(nb, cg + 4, iy2, ix2, v2 && cg + 4 < p.pad4, a4_2); store(nb, cg + 4, iy3, ix3, v3 && cg + 4 < p.pad4, a4_3);
-  store(nb, cg + 5, iy0, ix0, v0 && cg + 5 < p.pad4, a5_0); store(nb, cg + 5, iy1, ix1, v1 && cg + 5 < p.pad4, a5_1); store(nb, cg + 5, iy2, ix2, v2 && cg + 5 < p.pad4, a5_2); store(nb, cg + 5, iy3, ix3, v3 && cg + 5 < p.pad4, a5_3);
-  store(nb, cg + 6, iy0, ix0, v0 && cg + 6 < p.pad4, a6_0); store(nb, cg + 6, iy1, ix1, v1 && cg + 6 < p.pad4, a6_1); store(nb, cg + 6, iy2, ix2, v2 && cg + 6 < p.pad4, a6_2); store(nb, cg + 6, iy3, ix3, v3 && cg + 6 < p.pad4, a6_3);
-  store(nb, cg + 7, iy0, ix0, v0 && cg + 7 < p.pad4, a7_0); store(nb, cg + 7, iy1, ix1, v1 && cg + 7 < p.pad4, a7_1); store(nb, cg + 7, iy2, ix2, v2 && cg + 7 < p.pad4, a7_2); store(nb, cg + 7, iy3, ix3, v3 && cg + 7 < p.pad4, a7_3);
-  store(nb, cg + 8, iy0, ix0, v0 && cg + 8 < p.pad4, a8_0); store(nb, cg + 8, iy1, ix1, v1 && cg + 8 < p.pad4, a8_1); store(nb, cg + 8, iy2, ix2, v2 && cg + 8 < p.pad4, a8_2); store(nb, cg + 8, iy3, ix3, v3 && cg + 8 < p.pad4, a8_3);
-  store(nb, cg + 9, iy0, ix0, v0 && cg + 9 < p.pad4, a9_0); store(nb, cg + 9, iy1, ix1, v1 && cg + 9 < p.pad4, a9_1); store(nb, cg + 9, iy2, ix2, v2 && cg + 9 < p.pad4, a9_2); store(nb, cg + 9, iy3, ix3, v3 && cg + 9 < p.pad4, a9_3);
-  store(nb, cg + 10, iy0, ix0, v0 && cg + 10 < p.pad4, a10_0); store(nb, cg + 10, iy1, ix1, v1 && cg + 10 < p.pad4, a10_1); store(nb, cg + 10, iy2, ix2, v2 && cg + 10 < p.pad4, a10_2); store(nb, cg + 10, iy3, ix3, v3 && cg + 10 < p.pad4, a10_3);
-  store(nb, cg + 11, iy0, ix0, v0 && cg + 11 < p.pad4, a11_0); store(nb, cg + 11, iy1, ix1, v1 && cg + 11 < p.pad4, a11_1); store(nb, cg + 11, iy2, ix2, v2 && cg + 11 < p.pad4, a11_2); store(nb, cg + 11, iy3, ix3, v3 && cg + 11 < p.pad4, a11_3);
-  store(nb, cg + 12, iy0, ix0, v0 && cg + 12 < p.pad4, a12_0); store(nb, cg + 12, iy1, ix1, v1 && cg + 12 < p.pad4, a12_1); store(nb, cg + 12, iy2, ix2, v2 && cg + 12 < p.pad4, a12_2); store(nb, cg + 12, iy3, ix3, v3 && cg + 12 < p.pad4, a12_3);
-  store(nb, cg + 13, iy0, ix0, v0 && cg + 13 < p.pad4, a13_0); store(nb, cg + 13, iy1, ix1, v1 && cg + 13 < p.pad4, a13_1); store(nb, cg + 13, iy2, ix2, v2 && cg + 13 < p.pad4, a13_2); store(nb, cg + 13, iy3, ix3, v3 && cg + 13 < p.pad4, a13_3);
-  store(nb, cg + 14, iy0, ix0, v0 && cg + 14 < p.pad4, a14_0); store(nb, cg + 14, iy1, ix1, v1 && cg + 14 < p.pad4, a14_1); store(nb, cg + 14, iy2, ix2, v2 && cg + 14 < p.pad4, a14_2); store(nb, cg + 14, iy3, ix3, v3 && cg + 14 < p.pad4, a14_3);
-  store(nb, cg + 15, iy0, ix0, v0 && cg + 15 < p.pad4, a15_0); store(nb, cg + 15, iy1, ix1, v1 && cg + 15 < p.pad4, a15_1); store(nb, cg + 15, iy2, ix2, v2 && cg + 15 < p.pad4, a15_2); store(nb, cg + 15, iy3, ix3, v3 && cg + 15 < p.pad4, a15_3);
+  store(nb, cg + 0, iy0, ix0, v0 && cg + 0 < p.ciPad4, a0_0); store(nb, cg + 0, iy1, ix1, v1 && cg + 0 < p.ciPad4, a0_1); store(nb, cg + 0, iy2, ix2, v2 && cg + 0 < p.ciPad4, a0_2); store(nb, cg + 0, iy3, ix3, v3 && cg + 0 < p.ciPad4, a0_3);
+  store(nb, cg + 1, iy0, ix0, v0 && cg + 1 < p.ciPad4, a1_0); store(nb, cg + 1, iy1, ix1, v1 && cg + 1 < p.ciPad4, a1_1); store(nb, cg + 1, iy2, ix2, v2 && cg + 1 < p.ciPad4, a1_2); store(nb, cg + 1, iy3, ix3, v3 && cg + 1 < p.ciPad4, a1_3);
+  store(nb, cg + 2, iy0, ix0, v0 && cg + 2 < p.ciPad4, a2_0); store(nb, cg + 2, iy1, ix1, v1 && cg + 2 < p.ciPad4, a2_1); store(nb, cg + 2, iy2, ix2, v2 && cg + 2 < p.ciPad4, a2_2); store(nb, cg + 2, iy3, ix3, v3 && cg + 2 < p.ciPad4, a2_3);
+  store(nb, cg + 3, iy0, ix0, v0 && cg + 3 < p.ciPad4, a3_0); store(nb, cg + 3, iy1, ix1, v1 && cg + 3 < p.ciPad4, a3_1); store(nb, cg + 3, iy2, ix2, v2 && cg + 3 < p.ciPad4, a3_2); store(nb, cg + 3, iy3, ix3, v3 && cg + 3 < p.ciPad4, a3_3);
+  store(nb, cg + 4, iy0, ix0, v0 && cg + 4 < p.ciPad4, a4_0); store(nb, cg + 4, iy1, ix1, v1 && cg + 4 < p.ciPad4, a4_1); store(nb, cg + 4, iy2, ix2, v2 && cg + 4 < p.ciPad4, a4_2); store(nb, cg + 4, iy3, ix3, v3 && cg + 4 < p.ciPad4, a4_3);
+  store(nb, cg + 5, iy0, ix0, v0 && cg + 5 < p.ciPad4, a5_0); store(nb, cg + 5, iy1, ix1, v1 && cg + 5 < p.ciPad4, a5_1); store(nb, cg + 5, iy2, ix2, v2 && cg + 5 < p.ciPad4, a5_2); store(nb, cg + 5, iy3, ix3, v3 && cg + 5 < p.ciPad4, a5_3);
+  store(nb, cg + 6, iy0, ix0, v0 && cg + 6 < p.ciPad4, a6_0); store(nb, cg + 6, iy1, ix1, v1 && cg + 6 < p.ciPad4, a6_1); store(nb, cg + 6, iy2, ix2, v2 && cg + 6 < p.ciPad4, a6_2); store(nb, cg + 6, iy3, ix3, v3 && cg + 6 < p.ciPad4, a6_3);
+  store(nb, cg + 7, iy0, ix0, v0 && cg + 7 < p.ciPad4, a7_0); store(nb, cg + 7, iy1, ix1, v1 && cg + 7 < p.ciPad4, a7_1); store(nb, cg + 7, iy2, ix2, v2 && cg + 7 < p.ciPad4, a7_2); store(nb, cg + 7, iy3, ix3, v3 && cg + 7 < p.ciPad4, a7_3);
+  store(nb, cg + 8, iy0, ix0, v0 && cg + 8 < p.ciPad4, a8_0); store(nb, cg + 8, iy1, ix1, v1 && cg + 8 < p.ciPad4, a8_1); store(nb, cg + 8, iy2, ix2, v2 && cg + 8 < p.ciPad4, a8_2); store(nb, cg + 8, iy3, ix3, v3 && cg + 8 < p.ciPad4, a8_3);
+  store(nb, cg + 9, iy0, ix0, v0 && cg + 9 < p.ciPad4, a9_0); store(nb, cg + 9, iy1, ix1, v1 && cg + 9 < p.ciPad4, a9_1); store(nb, cg + 9, iy2, ix2, v2 && cg + 9 < p.ciPad4, a9_2); store(nb, cg + 9, iy3, ix3, v3 && cg + 9 < p.ciPad4, a9_3);
+  store(nb, cg + 10, iy0, ix0, v0 && cg + 10 < p.ciPad4, a10_0); store(nb, cg + 10, iy1, ix1, v1 && cg + 10 < p.ciPad4, a10_1); store(nb, cg + 10, iy2, ix2, v2 && cg + 10 < p.ciPad4, a10_2); store(nb, cg + 10, iy3, ix3, v3 && cg + 10 < p.ciPad4, a10_3);
+  store(nb, cg + 11, iy0, ix0, v0 && cg + 11 < p.ciPad4, a11_0); store(nb, cg + 11, iy1, ix1, v1 && cg + 11 < p.ciPad4, a11_1); store(nb, cg + 11, iy2, ix2, v2 && cg + 11 < p.ciPad4, a11_2); store(nb, cg + 11, iy3, ix3, v3 && cg + 11 < p.ciPad4, a11_3);
+  store(nb, cg + 12, iy0, ix0, v0 && cg + 12 < p.ciPad4, a12_0); store(nb, cg + 12, iy1, ix1, v1 && cg + 12 < p.ciPad4, a12_1); store(nb, cg + 12, iy2, ix2, v2 && cg + 12 < p.ciPad4, a12_2); store(nb, cg + 12, iy3, ix3, v3 && cg + 12 < p.ciPad4, a12_3);
+  store(nb, cg + 13, iy0, ix0, v0 && cg + 13 < p.ciPad4, a13_0); store(nb, cg + 13, iy1, ix1, v1 && cg + 13 < p.ciPad4, a13_1); store(nb, cg + 13, iy2, ix2, v2 && cg + 13 < p.ciPad4, a13_2); store(nb, cg + 13, iy3, ix3, v3 && cg + 13 < p.ciPad4, a13_3);
+  store(nb, cg + 14, iy0, ix0, v0 && cg + 14 < p.ciPad4, a14_0); store(nb, cg + 14, iy1, ix1, v1 && cg + 14 < p.ciPad4, a14_1); store(nb, cg + 14, iy2, ix2, v2 && cg + 14 < p.ciPad4, a14_2); store(nb, cg + 14, iy3, ix3, v3 && cg + 14 < p.ciPad4, a14_3);
+  store(nb, cg + 15, iy0, ix0, v0 && cg + 15 < p.ciPad4, a15_0); store(nb, cg + 15, iy1, ix1, v1 && cg + 15 < p.ciPad4, a15_1); store(nb, cg + 15, iy2, ix2, v2 && cg + 15 < p.ciPad4, a15_2); store(nb, cg + 15, iy3, ix3, v3 && cg + 15 < p.ciPad4, a15_3);
 }

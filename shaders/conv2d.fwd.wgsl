@@ -2,7 +2,7 @@
 //   y[n, co, oy, ox] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[n, ci, iy, ix]
 //   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw   (taps outside the input read zero padding)
 // Dilation is only an address term. Register blocking, no workgroup memory (fastest on lavapipe,
-// see NOTES.md): each invocation owns 16 output channels (4 vec4 groups g) × 4 consecutive output
+// see docs/software-gpu.md): each invocation owns 16 output channels (4 vec4 groups g) × 4 consecutive output
 // columns (j), 64 accumulators; each step of the inner ci loop does 4 aligned vec4 weight loads
 // + 4 input loads for 64 FMAs. The loop nest is tap-major (ky, kx, then ci) so a tap's input
 // addresses and edge masks are computed once and the inner loop has no bounds tests.
@@ -28,12 +28,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wp: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-// Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
-fn floorDiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && (a < 0));
-}
-fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+// #include "common/div.wgsl"
 
 // Stores channel group cg (4 channels) of one output column; channels past cout are dropped.
 fn store(nb: i32, cg: i32, oy: i32, ox: i32, v: vec4f) {

@@ -11,14 +11,15 @@
 // Needs subgroups of >= 8 invocations (the workgroup is one subgroup); the autotune checks the
 // result against the register kernel before it picks this variant.
 // Exact tap pruning by regions: the output map is cut, along each axis, where a tap starts or stops
-// reading inside the input (conv2d.ts computes the breakpoints rb / cb); within one region every
-// pixel reads inside the input for the same taps, so a workgroup (32 pixels of one region)
-// loops over exactly the useful taps: a rate-18 branch does only its useful multiply-adds.
-// Per-pixel masks remain for the region's last, partial tile. conv2d.ts uses the cut only where it
-// executes fewer lane-taps than one region over the whole map (small maps: one region, masked).
+// reading inside the input (src/ops/conv2d/regions.ts computes the breakpoints rb / cb); within one
+// region every pixel reads inside the input for the same taps, so a workgroup (32 pixels of
+// one region) loops over exactly the useful taps: a rate-18 branch does only its useful
+// multiply-adds. Per-pixel masks remain for the region's last, partial tile. regions.ts uses the
+// cut only where it executes fewer lane-taps than one region over the whole map (small maps: one
+// region, masked).
 // A region's pixels are visited row-major with the rows grouped by residue modulo the dilation
 // (rowOrder), so consecutive tiles read input rows that overlap.
-// Bindings: 0 params (below, i32; pad4 = coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
+// Bindings: 0 params (below, i32; coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
 // 2 wp: vec4f[K + 1, coPad4] (conv2d.wpack: row (ky·kw + kx)·cin + ci, last row = bias);
 // 3 y: f32[n, cout, oh, ow].
 // Dispatch: workgroup 8; grid1d(n·tiles, 1) workgroups in x/y (tiles = Σ over regions of
@@ -28,11 +29,12 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, pad4: i32,
+  pw: i32, dh: i32, dw: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
-  tiles: i32, nr: i32, nc: i32, unused: i32,
+  tiles: i32, nr: i32, nc: i32,
   // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
-  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4.
+  // sums of the regions (row-major over the nr × nc regions), 4 to a vec4; rb starts at byte 96
+  // (uniform arrays are 16-byte aligned, so 4 bytes of padding follow nc).
   rb: array<vec4i, 4>,
   cb: array<vec4i, 4>,
   pre: array<vec4i, 57>,
@@ -42,12 +44,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wp: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-// Floor / ceil of a / b for b > 0 (WGSL's i32 division truncates toward zero).
-fn floorDiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && (a < 0));
-}
-fn ceilDiv(a: i32, b: i32) -> i32 { return -floorDiv(-a, b); }
+// #include "common/div.wgsl"
 fn rowBreak(i: i32) -> i32 { return p.rb[i / 4][i % 4]; }
 fn colBreak(i: i32) -> i32 { return p.cb[i / 4][i % 4]; }
 fn tileStart(r: i32) -> i32 { return p.pre[r / 4][r % 4]; }
@@ -98,8 +95,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let cg = i32(wid.z) * 16;
   let hw = p.h * p.w;
   // This lane's channel groups (past the last one: re-read it, a valid address; never stored).
-  let my0 = min(cg + 0 + i32(sl), p.pad4 - 1);
-  let my1 = min(cg + 8 + i32(sl), p.pad4 - 1);
+  let my0 = min(cg + 0 + i32(sl), p.coPad4 - 1);
+  let my1 = min(cg + 8 + i32(sl), p.coPad4 - 1);
   // This lane's pixels: region-local indices l, row-major in the region.
   let lb = (t - tileStart(r)) * 32 + i32(li) * 4;
   let l0 = lb + 0; let v0 = live && l0 < npix; let oy0 = R0 + rowOrder(l0 / max(rw, 1), R1 - R0, rd); let ox0 = C0 + l0 % max(rw, 1);
@@ -107,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let l2 = lb + 2; let v2 = live && l2 < npix; let oy2 = R0 + rowOrder(l2 / max(rw, 1), R1 - R0, rd); let ox2 = C0 + l2 % max(rw, 1);
   let l3 = lb + 3; let v3 = live && l3 < npix; let oy3 = R0 + rowOrder(l3 / max(rw, 1), R1 - R0, rd); let ox3 = C0 + l3 % max(rw, 1);
   // The bias row initialises the accumulators a<group>_<pixel> (zeros when there is no bias).
-  let bRow = p.kh * p.kw * p.cin * p.pad4;
+  let bRow = p.kh * p.kw * p.cin * p.coPad4;
   let bm0 = wp[bRow + my0];
   let bm1 = wp[bRow + my1];
   let b0 = subgroupBroadcast(bm0, 0u); var a0_0 = b0; var a0_1 = b0; var a0_2 = b0; var a0_3 = b0;
@@ -141,7 +138,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let iy3 = oy3 * p.sh - p.ph + ky * p.dh; let ix3 = ox3 * p.sw - p.pw + kx * p.dw;
       let ok3 = v3 && iy3 >= 0 && iy3 < p.h && ix3 >= 0 && ix3 < p.w;
       var xi3 = xImg + select(0, iy3 * p.w + ix3, ok3);
-      var wi = (ky * p.kw + kx) * p.cin * p.pad4;
+      var wi = (ky * p.kw + kx) * p.cin * p.coPad4;
       for (var ci = 0; ci < p.cin; ci++) {
         let wm0 = wp[wi + my0];
         let wm1 = wp[wi + my1];
@@ -166,25 +163,25 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         { let wk = subgroupBroadcast(wm1, 6u); a14_0 += wk * x0; a14_1 += wk * x1; a14_2 += wk * x2; a14_3 += wk * x3; }
         { let wk = subgroupBroadcast(wm1, 7u); a15_0 += wk * x0; a15_1 += wk * x1; a15_2 += wk * x2; a15_3 += wk * x3; }
         xi0 += hw; xi1 += hw; xi2 += hw; xi3 += hw;
-        wi += p.pad4;
+        wi += p.coPad4;
       }
     }
   }
 
-  store(nb, cg + 0, oy0, ox0, v0 && cg + 0 < p.pad4, a0_0); store(nb, cg + 0, oy1, ox1, v1 && cg + 0 < p.pad4, a0_1); store(nb, cg + 0, oy2, ox2, v2 && cg + 0 < p.pad4, a0_2); store(nb, cg + 0, oy3, ox3, v3 && cg + 0 < p.pad4, a0_3);
-  store(nb, cg + 1, oy0, ox0, v0 && cg + 1 < p.pad4, a1_0); store(nb, cg + 1, oy1, ox1, v1 && cg + 1 < p.pad4, a1_1); store(nb, cg + 1, oy2, ox2, v2 && cg + 1 < p.pad4, a1_2); store(nb, cg + 1, oy3, ox3, v3 && cg + 1 < p.pad4, a1_3);
-  store(nb, cg + 2, oy0, ox0, v0 && cg + 2 < p.pad4, a2_0); store(nb, cg + 2, oy1, ox1, v1 && cg + 2 < p.pad4, a2_1); store(nb, cg + 2, oy2, ox2, v2 && cg + 2 < p.pad4, a2_2); store(nb, cg + 2, oy3, ox3, v3 && cg + 2 < p.pad4, a2_3);
-  store(nb, cg + 3, oy0, ox0, v0 && cg + 3 < p.pad4, a3_0); store(nb, cg + 3, oy1, ox1, v1 && cg + 3 < p.pad4, a3_1); store(nb, cg + 3, oy2, ox2, v2 && cg + 3 < p.pad4, a3_2); store(nb, cg + 3, oy3, ox3, v3 && cg + 3 < p.pad4, a3_3);
-  store(nb, cg + 4, oy0, ox0, v0 && cg + 4 < p.pad4, a4_0); store(nb, cg + 4, oy1, ox1, v1 && cg + 4 < p.pad4, a4_1); store(nb, cg + 4, oy2, ox2, v2 && cg + 4 < p.pad4, a4_2); store(nb, cg + 4, oy3, ox3, v3 && cg + 4 < p.pad4, a4_3);
-  store(nb, cg + 5, oy0, ox0, v0 && cg + 5 < p.pad4, a5_0); store(nb, cg + 5, oy1, ox1, v1 && cg + 5 < p.pad4, a5_1); store(nb, cg + 5, oy2, ox2, v2 && cg + 5 < p.pad4, a5_2); store(nb, cg + 5, oy3, ox3, v3 && cg + 5 < p.pad4, a5_3);
-  store(nb, cg + 6, oy0, ox0, v0 && cg + 6 < p.pad4, a6_0); store(nb, cg + 6, oy1, ox1, v1 && cg + 6 < p.pad4, a6_1); store(nb, cg + 6, oy2, ox2, v2 && cg + 6 < p.pad4, a6_2); store(nb, cg + 6, oy3, ox3, v3 && cg + 6 < p.pad4, a6_3);
-  store(nb, cg + 7, oy0, ox0, v0 && cg + 7 < p.pad4, a7_0); store(nb, cg + 7, oy1, ox1, v1 && cg + 7 < p.pad4, a7_1); store(nb, cg + 7, oy2, ox2, v2 && cg + 7 < p.pad4, a7_2); store(nb, cg + 7, oy3, ox3, v3 && cg + 7 < p.pad4, a7_3);
-  store(nb, cg + 8, oy0, ox0, v0 && cg + 8 < p.pad4, a8_0); store(nb, cg + 8, oy1, ox1, v1 && cg + 8 < p.pad4, a8_1); store(nb, cg + 8, oy2, ox2, v2 && cg + 8 < p.pad4, a8_2); store(nb, cg + 8, oy3, ox3, v3 && cg + 8 < p.pad4, a8_3);
-  store(nb, cg + 9, oy0, ox0, v0 && cg + 9 < p.pad4, a9_0); store(nb, cg + 9, oy1, ox1, v1 && cg + 9 < p.pad4, a9_1); store(nb, cg + 9, oy2, ox2, v2 && cg + 9 < p.pad4, a9_2); store(nb, cg + 9, oy3, ox3, v3 && cg + 9 < p.pad4, a9_3);
-  store(nb, cg + 10, oy0, ox0, v0 && cg + 10 < p.pad4, a10_0); store(nb, cg + 10, oy1, ox1, v1 && cg + 10 < p.pad4, a10_1); store(nb, cg + 10, oy2, ox2, v2 && cg + 10 < p.pad4, a10_2); store(nb, cg + 10, oy3, ox3, v3 && cg + 10 < p.pad4, a10_3);
-  store(nb, cg + 11, oy0, ox0, v0 && cg + 11 < p.pad4, a11_0); store(nb, cg + 11, oy1, ox1, v1 && cg + 11 < p.pad4, a11_1); store(nb, cg + 11, oy2, ox2, v2 && cg + 11 < p.pad4, a11_2); store(nb, cg + 11, oy3, ox3, v3 && cg + 11 < p.pad4, a11_3);
-  store(nb, cg + 12, oy0, ox0, v0 && cg + 12 < p.pad4, a12_0); store(nb, cg + 12, oy1, ox1, v1 && cg + 12 < p.pad4, a12_1); store(nb, cg + 12, oy2, ox2, v2 && cg + 12 < p.pad4, a12_2); store(nb, cg + 12, oy3, ox3, v3 && cg + 12 < p.pad4, a12_3);
-  store(nb, cg + 13, oy0, ox0, v0 && cg + 13 < p.pad4, a13_0); store(nb, cg + 13, oy1, ox1, v1 && cg + 13 < p.pad4, a13_1); store(nb, cg + 13, oy2, ox2, v2 && cg + 13 < p.pad4, a13_2); store(nb, cg + 13, oy3, ox3, v3 && cg + 13 < p.pad4, a13_3);
-  store(nb, cg + 14, oy0, ox0, v0 && cg + 14 < p.pad4, a14_0); store(nb, cg + 14, oy1, ox1, v1 && cg + 14 < p.pad4, a14_1); store(nb, cg + 14, oy2, ox2, v2 && cg + 14 < p.pad4, a14_2); store(nb, cg + 14, oy3, ox3, v3 && cg + 14 < p.pad4, a14_3);
-  store(nb, cg + 15, oy0, ox0, v0 && cg + 15 < p.pad4, a15_0); store(nb, cg + 15, oy1, ox1, v1 && cg + 15 < p.pad4, a15_1); store(nb, cg + 15, oy2, ox2, v2 && cg + 15 < p.pad4, a15_2); store(nb, cg + 15, oy3, ox3, v3 && cg + 15 < p.pad4, a15_3);
+  store(nb, cg + 0, oy0, ox0, v0 && cg + 0 < p.coPad4, a0_0); store(nb, cg + 0, oy1, ox1, v1 && cg + 0 < p.coPad4, a0_1); store(nb, cg + 0, oy2, ox2, v2 && cg + 0 < p.coPad4, a0_2); store(nb, cg + 0, oy3, ox3, v3 && cg + 0 < p.coPad4, a0_3);
+  store(nb, cg + 1, oy0, ox0, v0 && cg + 1 < p.coPad4, a1_0); store(nb, cg + 1, oy1, ox1, v1 && cg + 1 < p.coPad4, a1_1); store(nb, cg + 1, oy2, ox2, v2 && cg + 1 < p.coPad4, a1_2); store(nb, cg + 1, oy3, ox3, v3 && cg + 1 < p.coPad4, a1_3);
+  store(nb, cg + 2, oy0, ox0, v0 && cg + 2 < p.coPad4, a2_0); store(nb, cg + 2, oy1, ox1, v1 && cg + 2 < p.coPad4, a2_1); store(nb, cg + 2, oy2, ox2, v2 && cg + 2 < p.coPad4, a2_2); store(nb, cg + 2, oy3, ox3, v3 && cg + 2 < p.coPad4, a2_3);
+  store(nb, cg + 3, oy0, ox0, v0 && cg + 3 < p.coPad4, a3_0); store(nb, cg + 3, oy1, ox1, v1 && cg + 3 < p.coPad4, a3_1); store(nb, cg + 3, oy2, ox2, v2 && cg + 3 < p.coPad4, a3_2); store(nb, cg + 3, oy3, ox3, v3 && cg + 3 < p.coPad4, a3_3);
+  store(nb, cg + 4, oy0, ox0, v0 && cg + 4 < p.coPad4, a4_0); store(nb, cg + 4, oy1, ox1, v1 && cg + 4 < p.coPad4, a4_1); store(nb, cg + 4, oy2, ox2, v2 && cg + 4 < p.coPad4, a4_2); store(nb, cg + 4, oy3, ox3, v3 && cg + 4 < p.coPad4, a4_3);
+  store(nb, cg + 5, oy0, ox0, v0 && cg + 5 < p.coPad4, a5_0); store(nb, cg + 5, oy1, ox1, v1 && cg + 5 < p.coPad4, a5_1); store(nb, cg + 5, oy2, ox2, v2 && cg + 5 < p.coPad4, a5_2); store(nb, cg + 5, oy3, ox3, v3 && cg + 5 < p.coPad4, a5_3);
+  store(nb, cg + 6, oy0, ox0, v0 && cg + 6 < p.coPad4, a6_0); store(nb, cg + 6, oy1, ox1, v1 && cg + 6 < p.coPad4, a6_1); store(nb, cg + 6, oy2, ox2, v2 && cg + 6 < p.coPad4, a6_2); store(nb, cg + 6, oy3, ox3, v3 && cg + 6 < p.coPad4, a6_3);
+  store(nb, cg + 7, oy0, ox0, v0 && cg + 7 < p.coPad4, a7_0); store(nb, cg + 7, oy1, ox1, v1 && cg + 7 < p.coPad4, a7_1); store(nb, cg + 7, oy2, ox2, v2 && cg + 7 < p.coPad4, a7_2); store(nb, cg + 7, oy3, ox3, v3 && cg + 7 < p.coPad4, a7_3);
+  store(nb, cg + 8, oy0, ox0, v0 && cg + 8 < p.coPad4, a8_0); store(nb, cg + 8, oy1, ox1, v1 && cg + 8 < p.coPad4, a8_1); store(nb, cg + 8, oy2, ox2, v2 && cg + 8 < p.coPad4, a8_2); store(nb, cg + 8, oy3, ox3, v3 && cg + 8 < p.coPad4, a8_3);
+  store(nb, cg + 9, oy0, ox0, v0 && cg + 9 < p.coPad4, a9_0); store(nb, cg + 9, oy1, ox1, v1 && cg + 9 < p.coPad4, a9_1); store(nb, cg + 9, oy2, ox2, v2 && cg + 9 < p.coPad4, a9_2); store(nb, cg + 9, oy3, ox3, v3 && cg + 9 < p.coPad4, a9_3);
+  store(nb, cg + 10, oy0, ox0, v0 && cg + 10 < p.coPad4, a10_0); store(nb, cg + 10, oy1, ox1, v1 && cg + 10 < p.coPad4, a10_1); store(nb, cg + 10, oy2, ox2, v2 && cg + 10 < p.coPad4, a10_2); store(nb, cg + 10, oy3, ox3, v3 && cg + 10 < p.coPad4, a10_3);
+  store(nb, cg + 11, oy0, ox0, v0 && cg + 11 < p.coPad4, a11_0); store(nb, cg + 11, oy1, ox1, v1 && cg + 11 < p.coPad4, a11_1); store(nb, cg + 11, oy2, ox2, v2 && cg + 11 < p.coPad4, a11_2); store(nb, cg + 11, oy3, ox3, v3 && cg + 11 < p.coPad4, a11_3);
+  store(nb, cg + 12, oy0, ox0, v0 && cg + 12 < p.coPad4, a12_0); store(nb, cg + 12, oy1, ox1, v1 && cg + 12 < p.coPad4, a12_1); store(nb, cg + 12, oy2, ox2, v2 && cg + 12 < p.coPad4, a12_2); store(nb, cg + 12, oy3, ox3, v3 && cg + 12 < p.coPad4, a12_3);
+  store(nb, cg + 13, oy0, ox0, v0 && cg + 13 < p.coPad4, a13_0); store(nb, cg + 13, oy1, ox1, v1 && cg + 13 < p.coPad4, a13_1); store(nb, cg + 13, oy2, ox2, v2 && cg + 13 < p.coPad4, a13_2); store(nb, cg + 13, oy3, ox3, v3 && cg + 13 < p.coPad4, a13_3);
+  store(nb, cg + 14, oy0, ox0, v0 && cg + 14 < p.coPad4, a14_0); store(nb, cg + 14, oy1, ox1, v1 && cg + 14 < p.coPad4, a14_1); store(nb, cg + 14, oy2, ox2, v2 && cg + 14 < p.coPad4, a14_2); store(nb, cg + 14, oy3, ox3, v3 && cg + 14 < p.coPad4, a14_3);
+  store(nb, cg + 15, oy0, ox0, v0 && cg + 15 < p.coPad4, a15_0); store(nb, cg + 15, oy1, ox1, v1 && cg + 15 < p.coPad4, a15_1); store(nb, cg + 15, oy2, ox2, v2 && cg + 15 < p.coPad4, a15_2); store(nb, cg + 15, oy3, ox3, v3 && cg + 15 < p.coPad4, a15_3);
 }

@@ -1,5 +1,5 @@
 // conv2d forward as a workgroup-memory tiled implicit GEMM (the variant for real GPUs; the
-// register-blocked conv2d.fwd.wgsl is the one for lavapipe; src/ops/conv2d.ts picks per adapter):
+// register-blocked conv2d.fwd.wgsl is the one for lavapipe; src/ops/conv2d/autotune.ts picks per adapter):
 //   y[n, co, oy, ox] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[n, ci, iy, ix]
 //   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw   (taps outside the input read zero padding)
 // GEMM view: M = cout, N = n·oh·ow (output pixels), K' = (kyHi − kyLo)·(kxHi − kxLo)·cin, the

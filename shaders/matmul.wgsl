@@ -1,6 +1,6 @@
 // matmul: c = a · b, the device's practical arithmetic ceiling for the benchmarks.
 //   a: f32[m, k] row-major; b: f32[k, n] row-major read as vec4 (n % 4 == 0); c: f32[m, n] as vec4.
-// Register blocking without workgroup memory (what measured fastest on lavapipe, NOTES.md): each
+// Register blocking without workgroup memory (what measured fastest on lavapipe, docs/software-gpu.md): each
 // invocation owns 4 rows × one vec4 of columns and streams k, so every b load feeds 16 FMAs.
 // Bindings: 0 params {m, n, k}; 1 a; 2 b; 3 c.
 // Dispatch: (ceil(n / 4 / WG_X), ceil(m / 4 / WG_Y)), workgroup (WG_X, WG_Y).

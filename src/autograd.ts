@@ -5,9 +5,11 @@
 // branches) has all its gradient contributions summed before its own node runs, and each node
 // runs once. Saved tensors and intermediate gradients are released as soon as they are used.
 
-import { engine, f32 } from './gpu/engine.js';
-import { Tensor, empty, fmtShape } from './tensor.js';
+import { Tensor, fmtShape } from './tensor.js';
 import { keep } from './scope.js';
+// The element-wise ops record through this module; backward runs them under noGrad, so they
+// record nothing here (the import cycle is only used at call time).
+import { add, axpy_, clone, ones } from './ops/elementwise.js';
 
 /** A backward rule: gradients of the inputs (null where not needed) from the output's gradient.
  * It must return fresh tensors or null, never `dy` itself. */
@@ -60,25 +62,6 @@ export function record(op: string, out: Tensor, inputs: Tensor[], saved: Tensor[
   return out;
 }
 
-function fill(shape: readonly number[], value: number): Tensor {
-  const t = empty(shape);
-  const e = engine();
-  e.run({ shader: 'fill', params: [t.size, f32(value)], bindings: [t], workgroups: e.grid1d(t.size) });
-  return t;
-}
-
-function sum(a: Tensor, b: Tensor): Tensor {
-  const out = empty(a.shape);
-  const e = engine();
-  e.run({ shader: 'add', params: [a.size, f32(1)], bindings: [a, b, out], workgroups: e.grid1d(a.size) });
-  return out;
-}
-
-function copyOf(t: Tensor): Tensor {
-  const out = empty(t.shape, t.dtype);
-  engine().copy(t, out, t.byteLength);
-  return out;
-}
 
 /** Topological order of the interior tensors that lead to `root` (inputs before outputs). */
 function topoOrder(root: Tensor): Tensor[] {
@@ -116,7 +99,7 @@ export function backward(root: Tensor, dy?: Tensor): void {
   const order = topoOrder(root);
   const grads = new Map<Tensor, Tensor>();
   noGrad(() => {
-    grads.set(root, dy ? copyOf(dy) : fill(root.shape, 1));
+    grads.set(root, dy ? clone(dy) : ones(root.shape));
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
       const node = t.node!;
@@ -144,17 +127,16 @@ export function backward(root: Tensor, dy?: Tensor): void {
         if (x.node) {
           const prev = grads.get(x);
           if (prev) {
-            grads.set(x, sum(prev, gx));
+            grads.set(x, add(prev, gx));
             prev.dispose();
             gx.dispose();
           } else grads.set(x, gx);
         } else if (x.grad) {
-          const e = engine();
-          e.run({ shader: 'axpy', params: [x.size, f32(1)], bindings: [gx, x.grad], workgroups: e.grid1d(x.size) });
+          axpy_(x.grad, gx);
           gx.dispose();
         } else {
           // A leaf's .grad is updated in place later (accumulation, optimizers): it must own its storage.
-          const own = gx.shared ? copyOf(gx) : gx;
+          const own = gx.shared ? clone(gx) : gx;
           if (own !== gx) gx.dispose();
           x.grad = keep(own);
         }

@@ -1,5 +1,6 @@
 // Public API of atrous.
-export { init, reinit, engine, f32, type Engine, type KernelCall, type Param, type PipelineSpec } from './gpu/engine.js';
+export { init, reinit } from './init.js';
+export { engine, type Engine, type KernelCall, type PipelineSpec, type ShaderName, type ShaderParams } from './gpu/engine.js';
 export { openDevice, adapterName, type DeviceOptions, type AdapterInfo, type EngineLimits } from './gpu/device.js';
 export { Tensor, tensor, empty, parameter, shapeSize, fmtShape, type DType } from './tensor.js';
 export { tidy, keep } from './scope.js';

@@ -11,7 +11,7 @@ import { randn, expectClose } from './helpers.js';
 import {
   autotuneConv2d,
   clearConv2dAutotune,
-  conv2dVariant,
+  conv2dVariants,
   conv2dAutotuned,
   setConv2dVariant,
   describeConv2dVariant,
@@ -21,13 +21,12 @@ import {
   conv2dGeometry,
   conv2dBackwardData,
   conv2dBackwardWeight,
-  conv2dVariantAvailable,
   type Conv2dVariant,
-} from '../src/ops/conv2d.js';
+} from '../src/ops/conv2d/index.js';
 
 const other = (v: Conv2dVariant): Conv2dVariant => (v === 'register' ? 'tiled' : 'register');
 /** The variants this device can run (subgroup needs the 'subgroups' feature). */
-const available = (): Conv2dVariant[] => CONV2D_VARIANTS.filter((v) => conv2dVariantAvailable(v, engine()));
+const available = (): Conv2dVariant[] => CONV2D_VARIANTS.filter((v) => conv2dVariants.available(v, engine()));
 
 /** The forward shader a conv2d call dispatches. */
 function forwardShader(): string {
@@ -75,7 +74,7 @@ describe('conv2d kernel variant autotune', () => {
     const times = Object.values(c.ms!) as number[];
     expect(c.ms![c.variant]).to.equal(Math.min(...times));
     expect(conv2dAutotuned(e.adapterName)).to.equal(c);
-    expect(conv2dVariant(e)).to.deep.include({ variant: c.variant, source: 'autotune' });
+    expect(conv2dVariants.choose(e)).to.deep.include({ variant: c.variant, source: 'autotune' });
     expect(forwardShader()).to.equal(SHADER[c.variant]);
     expect(describeConv2dVariant()).to.match(/^(register|tiled|subgroup) \(autotuned: .*× faster than/);
     const file = JSON.parse(readFileSync(join(dir, AUTOTUNE_FILE), 'utf8'));
@@ -117,18 +116,18 @@ describe('conv2d kernel variant autotune', () => {
     const c = await autotuneConv2d(e);
     const forced = other(c.variant);
     process.env.ATROUS_CONV_VARIANT = forced;
-    expect(conv2dVariant(e)).to.deep.include({ variant: forced, source: 'env' });
+    expect(conv2dVariants.choose(e)).to.deep.include({ variant: forced, source: 'env' });
     expect(forwardShader()).to.equal(SHADER[forced]);
     expect(describeConv2dVariant()).to.equal(`${forced} (forced by ATROUS_CONV_VARIANT)`);
     // setConv2dVariant wins over the environment too.
     setConv2dVariant(c.variant);
-    expect(conv2dVariant(e)).to.deep.include({ variant: c.variant, source: 'forced' });
+    expect(conv2dVariants.choose(e)).to.deep.include({ variant: c.variant, source: 'forced' });
     expect(forwardShader()).to.equal(SHADER[c.variant]);
     setConv2dVariant('auto');
     process.env.ATROUS_CONV_VARIANT = 'auto';
-    expect(conv2dVariant(e)).to.equal(c);
+    expect(conv2dVariants.choose(e)).to.equal(c);
     process.env.ATROUS_CONV_VARIANT = 'fastest';
-    expect(() => conv2dVariant(e)).to.throw(/ATROUS_CONV_VARIANT = 'fastest' is not a conv2d kernel variant/);
+    expect(() => conv2dVariants.choose(e)).to.throw(/ATROUS_CONV_VARIANT = 'fastest' is not a conv2d kernel variant/);
     expect(() => setConv2dVariant('fast' as Conv2dVariant)).to.throw(/not a conv2d kernel variant/);
   });
 

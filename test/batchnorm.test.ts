@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Tensor, tensor, parameter, tidy, backward, batchNorm, engine, type BatchNormOptions } from '../src/index.js';
-import { kernelTuning } from '../src/ops/batchnorm.js';
+import { setKernelVariant } from '../src/ops/variants.js';
 import { randn, numel, expectClose, gradCheck } from './helpers.js';
 
 // A float64 CPU batch norm (torch.nn.functional.batch_norm semantics, plus the M == 1 rule of
@@ -174,7 +174,7 @@ async function checkCase(k: Case): Promise<void> {
 describe('batchNorm', function () {
   this.timeout(60_000);
 
-  // Every path of the kernels (see kernelTuning): 'auto' picks lanes/planes-or-flat on this
+  // Every path of the kernels (kernel variants batchNorm.reduction and batchNorm.elementwise): 'auto' picks lanes/planes-or-flat on this
   // software adapter, the other two force the real-GPU tree reductions and each element-wise entry.
   for (const tuning of [
     { reduction: 'auto', elementwise: 'auto' },
@@ -182,8 +182,14 @@ describe('batchNorm', function () {
     { reduction: 'lanes', elementwise: 'planes' },
   ] as const) {
     describe(`kernels: reduction ${tuning.reduction}, element-wise ${tuning.elementwise}`, () => {
-      before(() => Object.assign(kernelTuning, tuning));
-      after(() => Object.assign(kernelTuning, { reduction: 'auto', elementwise: 'auto' }));
+      before(() => {
+        setKernelVariant('batchNorm.reduction', tuning.reduction);
+        setKernelVariant('batchNorm.elementwise', tuning.elementwise);
+      });
+      after(() => {
+        setKernelVariant('batchNorm.reduction', null);
+        setKernelVariant('batchNorm.elementwise', null);
+      });
 
       describe('training mode (batch statistics, running statistics updated in place)', () => {
         it('matches the float64 reference on odd shapes, n >= 2', async () => {

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { verifyFixture } from '../src/verify.js';
-import { setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d.js';
+import { setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d/index.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
 const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();

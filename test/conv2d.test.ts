@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { tensor, parameter, tidy, backward, noGrad, engine, conv2d, type Tensor, type Conv2dOptions } from '../src/index.js';
-import { tapRange, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d.js';
+import { tapRange, setConv2dVariant, CONV2D_VARIANTS } from '../src/ops/conv2d/index.js';
 import { randn, expectClose, gradCheck } from './helpers.js';
 
 // An independent float64 CPU reference: direct loops over the definition of the convolution.

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Tensor, tensor, parameter, tidy, backward, adaptiveAvgPool2d, engine } from '../src/index.js';
-import { kernelTuning } from '../src/ops/batchnorm.js';
+import { setKernelVariant } from '../src/ops/variants.js';
 import { randn, numel, expectClose, gradCheck } from './helpers.js';
 
 // float64 CPU global average pooling and its gradient for the upstream gradient dy [n, c].
@@ -43,7 +43,7 @@ describe('adaptiveAvgPool2d (global average pooling)', function () {
   // The backward kernel has a per-plane and a flat entry ('auto' picks by plane size).
   for (const elementwise of ['auto', 'planes', 'flat'] as const) {
     it(`matches the float64 reference forward and backward (element-wise kernels: ${elementwise})`, async () => {
-      kernelTuning.elementwise = elementwise;
+      setKernelVariant('batchNorm.elementwise', elementwise);
       try {
         await check([2, 3, 5, 7], 1);
         await check([3, 4, 1, 1], 2); // 1×1 input: the identity
@@ -53,7 +53,7 @@ describe('adaptiveAvgPool2d (global average pooling)', function () {
         await check([1, 1, 1, 3], 6); // h·w below the 4-wide unroll
         await check([1, 2, 65, 65], 7, -3);
       } finally {
-        kernelTuning.elementwise = 'auto';
+        setKernelVariant('batchNorm.elementwise', null);
       }
     });
   }

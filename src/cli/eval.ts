@@ -1,7 +1,7 @@
 // `atrous eval`: confusion matrix, per-class IoU, mIoU and pixel accuracy of a run or a checkpoint.
 import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { init } from '../gpu/engine.js';
+import { init } from '../init.js';
 import { modelFromCheckpoint, readCheckpoint, describeInference, type ResolvedInference } from '../io/checkpoint.js';
 import { padMultipleOf, PADDINGS, type InferenceSettings, type Padding } from '../nn/inference.js';
 import type { Triple } from '../data/augment.js';

@@ -1,6 +1,6 @@
 // `atrous info`: the adapter, backend, features and limits the engine will use.
-import { init } from '../gpu/engine.js';
-import { conv2dVariant, describeConv2dVariant } from '../ops/conv2d.js';
+import { init } from '../init.js';
+import { conv2dVariants, describeConv2dVariant } from '../ops/conv2d/index.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
@@ -12,14 +12,14 @@ export const infoCommand: Command = {
     const e = await init({ adapter: values.adapter as string | undefined });
     const info = e.info;
     if (values.json) {
-      console.log(JSON.stringify({ ...info, engineLimits: e.limits, conv2dForwardVariant: conv2dVariant(e) }, null, 2));
+      console.log(JSON.stringify({ ...info, engineLimits: e.limits, conv2dForwardVariant: conv2dVariants.choose(e) }, null, 2));
       return 0;
     }
     console.log(`adapter:      ${e.adapterName}`);
     console.log(`vendor:       ${info.vendor || '-'}   architecture: ${info.architecture || '-'}   device: ${info.device || '-'}`);
     console.log(`backend:      ${info.backend} (${info.runtime})`);
     console.log(`features:     ${info.features.join(', ') || '(none)'}`);
-    console.log(`conv2d kernel variant: ${describeConv2dVariant(conv2dVariant(e))}`);
+    console.log(`conv2d kernel variant: ${describeConv2dVariant(conv2dVariants.choose(e))}`);
     console.log('limits:');
     for (const [k, v] of Object.entries(info.limits).sort()) console.log(`  ${k.padEnd(44)} ${v}`);
     return 0;

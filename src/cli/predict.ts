@@ -2,7 +2,7 @@
 // optionally the logits. Outputs are written to temp names and renamed once complete.
 import { readFileSync, writeFileSync, renameSync, mkdirSync, existsSync, rmSync } from 'node:fs';
 import { join, basename, extname, dirname } from 'node:path';
-import { init } from '../gpu/engine.js';
+import { init } from '../init.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
 import { serializeSafetensors } from '../io/safetensors.js';
 import { decodeImage, imageInfo, encodeIndexedPng, encodePng } from '../io/image.js';

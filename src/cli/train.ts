@@ -2,7 +2,7 @@
 // and reads files; what the options are, their defaults, their checks and the config-file schema
 // live in src/train/options.ts.
 import { existsSync, readFileSync } from 'node:fs';
-import { init } from '../gpu/engine.js';
+import { init } from '../init.js';
 import { CONFIGS } from '../nn/configs.js';
 import { openDataset } from '../data/index.js';
 import { RunDir, writeFileAtomic, RUN_FILE } from '../train/rundir.js';

@@ -1,7 +1,7 @@
 // `atrous verify <file-or-dir>...`: runs PyTorch fixtures forward and backward on the GPU.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { init } from '../gpu/engine.js';
+import { init } from '../init.js';
 import { verifyFixture, DEFAULT_TOLERANCES } from '../verify.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';

@@ -44,7 +44,7 @@ export interface GPUContext {
 }
 
 // Dawn's `create()` result must outlive every adapter, device and buffer made from it: dropping
-// it crashes the process at the next dispatch once the garbage collector runs (NOTES.md).
+// it crashes the process at the next dispatch once the garbage collector runs (docs/software-gpu.md).
 // Every create() result made in this process (one per distinct adapter/toggle request) is held;
 // the first, made with default options, is reused by later default requests.
 let dawnGPU: GPU | null = null;
@@ -174,7 +174,7 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<GPUContext> 
 }
 
 function guessBackend(info: GPUAdapterInfo): string {
-  // Dawn for Node exposes no backend field; on Linux it is Vulkan (NOTES.md: no working GL backend).
+  // Dawn for Node exposes no backend field; on Linux it is Vulkan (docs/software-gpu.md: no working GL backend).
   const p = (globalThis as { process?: { platform?: string } }).process?.platform;
   if (p === 'darwin') return 'metal';
   if (p === 'win32') return 'd3d12';

@@ -5,9 +5,11 @@
 // - uniform parameter buffers are cached by content, so a training loop re-uses them every step;
 // - storage buffers come from a pool and return to it only after the submit that last used them.
 
-import { SHADERS } from './shaders.generated.js';
+import { SHADERS, PARAM_LAYOUTS, type ShaderName, type ShaderParams } from './shaders.generated.js';
 import { BufferPool, type PoolStats } from './pool.js';
 import { openDevice, adapterName, type DeviceOptions, type GPUContext, type EngineLimits, type AdapterInfo } from './device.js';
+
+export type { ShaderName, ShaderParams } from './shaders.generated.js';
 
 /** Anything that can be bound as a storage buffer: a Tensor, or a raw pooled buffer. */
 export interface Bindable {
@@ -16,18 +18,16 @@ export interface Bindable {
   readonly label?: string;
 }
 
-/** A uniform parameter: integers are written as 32-bit ints (u32 or i32 in WGSL), `f32(x)` as floats. */
-export type Param = number | { f32: number };
-export const f32 = (x: number): Param => ({ f32: x });
-
-export interface KernelCall {
+export interface KernelCall<S extends ShaderName = ShaderName> {
   /** Shader file name in shaders/ without `.wgsl`, e.g. 'conv2d.fwd'. */
-  shader: string;
+  shader: S;
   entry?: string;
   /** Values of WGSL `override` constants (specialisation without string templating). */
   constants?: Record<string, number>;
-  /** Written to binding 0 as a `var<uniform>` struct; omit for shaders without one. */
-  params?: Param[];
+  /** The shader's `struct Params` by field name (its type is generated from the WGSL by
+   * scripts/embed-shaders.mjs), written to binding 0 as a `var<uniform>` in struct order, each
+   * field as its WGSL type; omitted for shaders without one. */
+  params?: ShaderParams[S];
   /** Storage buffers, bound at 1, 2, ... in order (binding 0 when there are no params). */
   bindings: Bindable[];
   /** Workgroup counts; use `grid1d` for flat element-wise kernels. */
@@ -57,20 +57,13 @@ let current: Engine | null = null;
 
 let starting: Promise<Engine> | null = null;
 
-/** Opens the device and makes it the engine every op uses. Safe to call more than once. The first
- * engine of a process on an adapter also settles the per-adapter kernel choices (the conv2d forward
- * variant autotune, src/ops/conv2d.ts: cached in memory and, in Node, in a cache file). */
-export async function init(opts: DeviceOptions = {}): Promise<Engine> {
+/** Opens the device and makes it the engine every op uses. Safe to call more than once. Kernel
+ * preparation (variant choices, autotune) is not the engine's: the library's `init()` (src/init.ts)
+ * calls this and then prepares the ops' kernels. */
+export async function initEngine(opts: DeviceOptions = {}): Promise<Engine> {
   if (starting) return starting;
   if (current) return current;
-  starting = (async () => {
-    const e = new Engine(await openDevice(opts));
-    current = e;
-    // Imported here rather than at the top: the ops import this module.
-    const { prepareConv2d } = await import('../ops/conv2d.js');
-    await prepareConv2d(e);
-    return e;
-  })();
+  starting = (async () => (current = new Engine(await openDevice(opts))))();
   try {
     return await starting;
   } finally {
@@ -79,10 +72,10 @@ export async function init(opts: DeviceOptions = {}): Promise<Engine> {
 }
 
 /** Replaces the current engine (tests use this to lower limits). The old one is destroyed. */
-export async function reinit(opts: DeviceOptions = {}): Promise<Engine> {
+export async function reinitEngine(opts: DeviceOptions = {}): Promise<Engine> {
   current?.destroy();
   current = null;
-  return init(opts);
+  return initEngine(opts);
 }
 
 export function engine(): Engine {
@@ -157,7 +150,7 @@ export class Engine {
   private pipelineDescriptor(key: string, shader: string, entry: string, constants?: Record<string, number>): GPUComputePipelineDescriptor {
     let module = this.modules.get(shader);
     if (!module) {
-      const code = SHADERS[shader];
+      const code = (SHADERS as Record<string, string | undefined>)[shader];
       if (code === undefined) throw new Error(`atrous: no shader '${shader}' (expected shaders/${shader}.wgsl)`);
       module = this.device.createShaderModule({ label: shader, code });
       this.modules.set(shader, module);
@@ -207,7 +200,7 @@ export class Engine {
   }
 
   /** Records one dispatch. Checks binding sizes against the device limits before recording. */
-  run(call: KernelCall): void {
+  run<S extends ShaderName>(call: KernelCall<S>): void {
     this.assertAlive();
     const maxBinding = this.limits.maxStorageBufferBindingSize;
     for (let i = 0; i < call.bindings.length; i++) {
@@ -224,6 +217,7 @@ export class Engine {
     if (x > maxWg || y > maxWg || z > maxWg) {
       throw new Error(`atrous: ${call.shader}: dispatch [${x}, ${y}, ${z}] exceeds the device limit maxComputeWorkgroupsPerDimension (${maxWg})`);
     }
+    const params = call.params === undefined ? null : this.packParams(call.shader, call.params);
     if (x === 0 || y === 0 || z === 0) return;
     if (this.traced) {
       this.traced.set(pipelineKey(call.shader, call.entry, call.constants), { shader: call.shader, entry: call.entry, constants: call.constants });
@@ -233,8 +227,8 @@ export class Engine {
     const entries: GPUBindGroupEntry[] = [];
     let slot = 0;
     let key = pipelineKey(call.shader, call.entry, call.constants);
-    if (call.params) {
-      const u = this.uniformBuffer(call.params);
+    if (params) {
+      const u = this.uniformBuffer(params);
       entries.push({ binding: slot++, resource: { buffer: u } });
       key += `|${this.bufferId(u)}`;
     }
@@ -261,14 +255,14 @@ export class Engine {
     if (this.pendingDispatches >= this.maxDispatchesPerSubmit && !this.timing) this.flush();
   }
 
-  /** True when the adapter can time passes on the GPU (feature 'timestamp-query'). */
-  /** Whether the device has WebGPU subgroups of at least 8 invocations (the 'subgroup' conv2d
-   * kernels need them: their 8-invocation workgroup must be one subgroup). An adapter that does not
-   * state its smallest subgroup size counts as having them; the autotune still checks the output. */
+  /** Whether the device has WebGPU subgroups of at least 8 invocations (kernels whose 8-invocation
+   * workgroup must be one subgroup need them). An adapter that does not state its smallest
+   * subgroup size counts as having them. */
   get hasSubgroups(): boolean {
     return this.device.features.has('subgroups') && (this.info.subgroupMinSize ?? 8) >= 8;
   }
 
+  /** True when the adapter can time passes on the GPU (feature 'timestamp-query'). */
   get hasTimestamps(): boolean {
     return this.device.features.has('timestamp-query');
   }
@@ -429,19 +423,43 @@ export class Engine {
     return id;
   }
 
-  private uniformBuffer(params: Param[]): GPUBuffer {
-    const words = Math.max(4, Math.ceil(params.length / 4) * 4); // 16-byte multiple
-    const data = new ArrayBuffer(words * 4);
-    const i32 = new Int32Array(data);
-    const f = new Float32Array(data);
-    params.forEach((p, i) => {
-      if (typeof p === 'number') {
-        if (!Number.isInteger(p)) throw new Error(`atrous: internal error: uniform ${i} = ${p} is not an integer (wrap floats in f32())`);
-        i32[i] = p | 0;
-        if (p > 0xffffffff || p < -0x80000000) throw new Error(`atrous: uniform ${i} = ${p} does not fit in 32 bits`);
-        if (p > 0x7fffffff) new Uint32Array(data)[i] = p;
-      } else f[i] = p.f32;
-    });
+  /** Packs a launch's params into its shader's `struct Params` layout (generated from the WGSL):
+   * every field by name, as its WGSL type, at its offset; a missing or unknown field, or a value
+   * that does not fit its type, is an error naming the shader and the field. */
+  private packParams(shader: ShaderName, params: object): ArrayBuffer {
+    const layout = PARAM_LAYOUTS[shader];
+    const where = `atrous: ${shader}: Params`;
+    if (!layout) throw new Error(`${where}: the shader has no struct Params, but the launch passes params`);
+    const values = params as Record<string, number | readonly number[] | undefined>;
+    const data = new ArrayBuffer(Math.max(16, Math.ceil(layout.size / 16) * 16));
+    const view = new DataView(data);
+    for (const f of layout.fields) {
+      const v = values[f.name];
+      if (v === undefined) throw new Error(`${where}: missing field '${f.name}' (${f.type}${f.count > 1 ? ` × ${f.count}` : ''})`);
+      const list = typeof v === 'number' ? null : v;
+      if ((list === null) !== (f.count === 1) || (list && list.length !== f.count)) {
+        throw new Error(`${where}.${f.name}: expected ${f.count === 1 ? `one ${f.type}` : `${f.count} ${f.type} values`}, got ${list ? `${list.length} values` : 'a number'}`);
+      }
+      for (let i = 0; i < f.count; i++) {
+        const x = list ? list[i] : (v as number);
+        const at = f.offset + Math.floor(i / f.comps) * f.stride + (i % f.comps) * 4;
+        if (f.type === 'f32') view.setFloat32(at, x, true);
+        else if (!Number.isInteger(x)) throw new Error(`${where}.${f.name} = ${x} is not an integer (WGSL ${f.type})`);
+        else if (f.type === 'u32' ? x < 0 || x > 0xffffffff : x < -0x80000000 || x > 0x7fffffff) {
+          throw new Error(`${where}.${f.name} = ${x} does not fit in ${f.type}`);
+        } else if (f.type === 'u32') view.setUint32(at, x, true);
+        else view.setInt32(at, x, true);
+      }
+    }
+    for (const k in values) {
+      if (!layout.fields.some((f) => f.name === k)) {
+        throw new Error(`${where}: unknown field '${k}' (the struct has ${layout.fields.map((f) => f.name).join(', ')})`);
+      }
+    }
+    return data;
+  }
+
+  private uniformBuffer(data: ArrayBuffer): GPUBuffer {
     const u32 = new Uint32Array(data);
     const key = Array.prototype.join.call(u32, ',');
     let buf = this.uniforms.get(key);

@@ -11,6 +11,7 @@ import { Tensor, tensor, parameter, fmtShape } from '../tensor.js';
 import { keep } from '../scope.js';
 import { isGradEnabled } from '../autograd.js';
 import * as ops from '../ops/index.js';
+import { convOutputSize } from '../ops/conv2d/geometry.js';
 import { Mulberry32, seedFor, type Init } from './init.js';
 
 /** Anything with a shape: a Tensor, or a shape-only stand-in while tracing. */
@@ -89,8 +90,8 @@ export class ShapeTracer implements Ops<Shape> {
     const [n, cin, h, wd] = x.shape;
     const [cout, wcin, kh, kw] = w.shape;
     if (cin !== wcin) throw new Error(`atrous: trace: conv2d input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)}`);
-    const oh = Math.floor((h + 2 * a.padding - a.dilation * (kh - 1) - 1) / a.stride) + 1;
-    const ow = Math.floor((wd + 2 * a.padding - a.dilation * (kw - 1) - 1) / a.stride) + 1;
+    const oh = convOutputSize(h, kh, a.stride, a.padding, a.dilation);
+    const ow = convOutputSize(wd, kw, a.stride, a.padding, a.dilation);
     if (oh < 1 || ow < 1) throw new Error(`atrous: trace: conv2d input ${fmtShape(x.shape)} is too small for weight ${fmtShape(w.shape)}`);
     this.flops += 2 * n * cout * oh * ow * cin * kh * kw;
     this.convs++;

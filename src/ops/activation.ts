@@ -1,9 +1,9 @@
 // Activations: relu and dropout. Kernels: shaders/relu.fwd.wgsl, relu.bwd.wgsl, dropout.apply.wgsl.
 // These are flat element-wise kernels over vec4s: one wide load instead of four bounds-clamped
-// scalar loads is what lavapipe rewards (shared/NOTES.md; relu on 8.6 M elements ran ~3x faster
-// than the scalar kernel there), and any GPU is memory-bound here.
+// scalar loads is what lavapipe rewards (docs/software-gpu.md: measured against a scalar relu), and
+// any GPU is memory-bound here.
 
-import { engine, f32, type Bindable, type Param } from '../gpu/engine.js';
+import { engine, type Bindable } from '../gpu/engine.js';
 import { Tensor, empty } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
@@ -19,13 +19,14 @@ export function vec4Binding(t: Tensor): Bindable {
   return { buffer: t.buffer, byteLength, label: t.label };
 }
 
-/** Runs a flat vec4 kernel: `params` follow the vec4 count n4 in the uniform struct. */
-function runVec4(shader: string, tensors: Tensor[], params: Param[] = []): void {
+/** Runs a flat vec4 kernel over ceil(size / 4) vec4s (Params field n4); `more` are its other
+ * Params fields. */
+function runVec4(shader: 'relu.fwd' | 'relu.bwd' | 'dropout.apply', tensors: Tensor[], more: { seed: number; threshold: number; scale: number } | null = null): void {
   const n = tensors[0].size;
   if (n === 0) return;
   const n4 = Math.ceil(n / 4);
   const e = engine();
-  e.run({ shader, params: [n4, ...params], bindings: tensors.map(vec4Binding), workgroups: e.grid1d(n4) });
+  e.run({ shader, params: { n4, ...more }, bindings: tensors.map(vec4Binding), workgroups: e.grid1d(n4) });
 }
 
 /** y = max(x, 0). Backward: dx = dy where y > 0 (saves y, not x). */
@@ -68,10 +69,10 @@ export function dropout(x: Tensor, opts: DropoutOptions): Tensor {
   }
   // Drop iff hash < threshold: P(drop) = threshold / 2^32 = p up to 2^-33.
   const threshold = Math.min(Math.round(p * 2 ** 32), 0xffffffff);
-  const scale = f32(1 / (1 - p));
+  const scale = 1 / (1 - p);
   const apply = (src: Tensor): Tensor => {
     const dst = empty(src.shape);
-    runVec4('dropout.apply', [src, dst], [seed, threshold, scale]);
+    runVec4('dropout.apply', [src, dst], { seed, threshold, scale });
     return dst;
   };
   return record('dropout', apply(x), [x], [], (dy) => [apply(dy)]);

@@ -21,6 +21,6 @@ export function argmax(x: Tensor, dim = 1): Tensor {
   const total = out.size;
   if (total === 0) return out;
   const e = engine();
-  e.run({ shader: 'argmax', params: [total, d, inner], bindings: [x, out], workgroups: e.grid1d(total) });
+  e.run({ shader: 'argmax', params: { total, d, inner }, bindings: [x, out], workgroups: e.grid1d(total) });
   return out;
 }

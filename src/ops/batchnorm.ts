@@ -15,13 +15,16 @@
 // Kernels: shaders/batchnorm.*.wgsl. Each reduction has a workgroup-tree entry (real GPUs) and a
 // one-invocation-per-slice entry (software adapters, where barriers are slow); each element-wise
 // kernel a per-plane entry (no division per element) and a flat one (small planes). Both give the
-// same results; `kernelTuning` lets tests and benchmarks force either.
+// same results. Which runs is a kernel variant choice (src/ops/variants.ts): 'batchNorm.reduction'
+// (tree | lanes; automatic: lanes on software adapters) and 'batchNorm.elementwise' (planes | flat;
+// automatic: planes for planes of 32+ values), which tests and benchmarks can force.
 
-import { engine, f32, type Param } from '../gpu/engine.js';
+import { engine, type Engine, type ShaderParams } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 import { full, zeros } from './elementwise.js';
+import { defineVariants } from './variants.js';
 
 export interface BatchNormOptions {
   training: boolean;
@@ -34,37 +37,51 @@ export interface BatchNormOptions {
 
 const OP = 'batchNorm';
 
-/** Which kernel entry points run ('auto' decides per adapter and shape). For tests and benchmarks. */
-export const kernelTuning: { reduction: 'auto' | 'tree' | 'lanes'; elementwise: 'auto' | 'planes' | 'flat' } = {
-  reduction: 'auto',
-  elementwise: 'auto',
-};
+function softwareAdapter(e: Engine): boolean {
+  const i = e.info;
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.description} ${i.architecture} ${i.device} ${i.vendor}`);
+}
+
+/** The reductions' entry point: 'tree' (a workgroup per slice) or 'lanes' (an invocation per slice,
+ * for software adapters, where barriers are slow). */
+export const batchNormReductionVariants = defineVariants<'tree' | 'lanes'>({
+  name: 'batchNorm.reduction',
+  variants: ['tree', 'lanes'],
+  auto: (e) => ({ variant: softwareAdapter(e) ? 'lanes' : 'tree', source: 'default', adapter: e.adapterName }),
+});
+
+/** The element-wise kernels' entry point: 'planes' (workgroups [gx, c, n], each striding over one
+ * plane) or 'flat' (grid1d); automatically planes for planes of 32+ values. */
+export const batchNormElementwiseVariants = defineVariants<'planes' | 'flat', { hw: number }>({
+  name: 'batchNorm.elementwise',
+  variants: ['planes', 'flat'],
+  auto: (e, { hw }) => ({ variant: hw >= 32 ? 'planes' : 'flat', source: 'default', adapter: e.adapterName }),
+});
 
 // Workgroup width of the tree reductions (a power of two) and of every other kernel.
 const TREE_WG = 128;
 const WG = 64;
 
-function softwareAdapter(): boolean {
-  const i = engine().info;
-  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.description} ${i.architecture} ${i.device} ${i.vendor}`);
-}
+type Reduction = 'batchnorm.stats' | 'batchnorm.dsum';
+type Elementwise = 'batchnorm.fwd' | 'batchnorm.dx' | 'batchnorm.dx_eval' | 'gap.dx';
+
+type ReductionVariant = 'tree' | 'lanes';
+type ElementwiseVariant = 'planes' | 'flat';
 
 /** Runs a per-(slice, channel) reduction kernel: `tree` (one workgroup per slice) or `lanes`. */
-function runReduction(shader: string, params: number[], bindings: Tensor[], c: number, s: number): void {
+function runReduction<S extends Reduction>(variant: ReductionVariant, shader: S, params: ShaderParams[S], bindings: Tensor[], c: number, s: number): void {
   const e = engine();
-  const lanes = kernelTuning.reduction === 'lanes' || (kernelTuning.reduction === 'auto' && softwareAdapter());
-  if (lanes) e.run({ shader, entry: 'lanes', constants: { WG }, params, bindings, workgroups: e.grid1d(c * s, WG) });
+  if (variant === 'lanes') e.run({ shader, entry: 'lanes', constants: { WG }, params, bindings, workgroups: e.grid1d(c * s, WG) });
   else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params, bindings, workgroups: [s, c] });
 }
 
 /** Runs an element-wise kernel over x [n, c, hw]: the `planes` entry (workgroups [gx, c, n], each
- * striding over one plane) for planes of 32+ values, else the flat `main` entry (grid1d). */
-export function runElementwise(shader: string, params: Param[], bindings: Tensor[], n: number, c: number, hw: number): void {
+ * striding over one plane) when that variant is chosen and n and c fit a dispatch, else the flat
+ * `main` entry (grid1d). */
+export function runElementwise<S extends Elementwise>(variant: ElementwiseVariant, shader: S, params: ShaderParams[S], bindings: Tensor[], n: number, c: number, hw: number): void {
   const e = engine();
   const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
-  const mode = kernelTuning.elementwise;
-  const fits = n <= maxWg && c <= maxWg;
-  if (fits && (mode === 'planes' || (mode === 'auto' && hw >= 32))) {
+  if (variant === 'planes' && n <= maxWg && c <= maxWg) {
     // About 8 values per invocation: fewer, longer workgroups are cheaper on llvmpipe.
     const gx = Math.min(maxWg, Math.max(1, Math.ceil(hw / (WG * 8))));
     e.run({ shader, entry: 'planes', params, bindings, workgroups: [gx, c, n] });
@@ -90,14 +107,14 @@ function checkChannelVector(arg: string, t: Tensor | null, c: number, x: Tensor)
 }
 
 /** Per-channel Σdy and Σ(dy·xhat) (dbias, dweight) for backward. */
-function gradSums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
+function gradSums(reduction: ReductionVariant, dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
   const e = engine();
   const { s, chunk } = slicing(m, c);
   const part = empty([c, s, 2]);
-  runReduction('batchnorm.dsum', [c, hw, m, chunk, s], [dy, x, mean, invstd, part], c, s);
+  runReduction(reduction, 'batchnorm.dsum', { c, hw, m, chunk, s }, [dy, x, mean, invstd, part], c, s);
   const dbias = empty([c]);
   const dweight = empty([c]);
-  e.run({ shader: 'batchnorm.dfinal', params: [c, s], bindings: [part, dbias, dweight], workgroups: e.grid1d(c) });
+  e.run({ shader: 'batchnorm.dfinal', params: { c, s }, bindings: [part, dbias, dweight], workgroups: e.grid1d(c) });
   part.dispose();
   return [dbias, dweight];
 }
@@ -142,6 +159,10 @@ export function batchNorm(
     throw new OpError(OP, `'runningMean' and 'runningVar' must be different tensors (they share storage), both of shape ${fmtShape(runningMean.shape)}`);
   }
   const e = engine();
+  // Kernel variants (src/ops/variants.ts): reductions tree | lanes (lanes on software adapters),
+  // element-wise planes | flat (planes for planes of 32+ values).
+  const reduction = batchNormReductionVariants.choose(e).variant;
+  const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
   if (training) {
     if (m === 0) throw new OpError(OP, `training mode needs at least one value per channel, got x of shape ${fmtShape(x.shape)}`);
     const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
@@ -155,8 +176,8 @@ export function batchNorm(
   if (training) {
     const { s, chunk } = slicing(m, c);
     const part = empty([c, s, 3]);
-    runReduction('batchnorm.stats', [c, hw, m, chunk, s], [x, part], c, s);
-    const params = [c, m, chunk, s, f32(eps), f32(momentum)];
+    runReduction(reduction, 'batchnorm.stats', { c, hw, m, chunk, s }, [x, part], c, s);
+    const params = { c, m, chunk, s, eps, momentum };
     if (runningMean && runningVar) {
       e.run({ shader: 'batchnorm.final', entry: 'running', params, bindings: [part, mean, invstd, runningMean, runningVar], workgroups: e.grid1d(c) });
     } else {
@@ -164,10 +185,10 @@ export function batchNorm(
     }
     part.dispose();
   } else {
-    e.run({ shader: 'batchnorm.evalstats', params: [c, f32(eps)], bindings: [runningMean!, runningVar!, mean, invstd], workgroups: e.grid1d(c) });
+    e.run({ shader: 'batchnorm.evalstats', params: { c, eps }, bindings: [runningMean!, runningVar!, mean, invstd], workgroups: e.grid1d(c) });
   }
   const y = empty(x.shape);
-  runElementwise('batchnorm.fwd', [x.size, c, hw], [x, mean, invstd, w, b, y], n, c, hw);
+  runElementwise(elementwise, 'batchnorm.fwd', { total: x.size, c, hw }, [x, mean, invstd, w, b, y], n, c, hw);
   if (!bias) b.dispose();
 
   const inputs = [x];
@@ -183,14 +204,14 @@ export function batchNorm(
     const needB = bias !== null && needs[weight ? 2 : 1];
     let dbias: Tensor | null = null;
     let dweight: Tensor | null = null;
-    if ((training && needX) || needW || needB) [dbias, dweight] = gradSums(dy, sX, sMean, sInvstd, c, hw, m);
+    if ((training && needX) || needW || needB) [dbias, dweight] = gradSums(reduction, dy, sX, sMean, sInvstd, c, hw, m);
     let dx: Tensor | null = null;
     if (needX) {
       dx = empty(x.shape);
       if (training) {
-        runElementwise('batchnorm.dx', [x.size, c, hw, m], [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx', { total: x.size, c, hw, m }, [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], n, c, hw);
       } else {
-        runElementwise('batchnorm.dx_eval', [x.size, c, hw], [dy, sInvstd, sW, dx], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx_eval', { total: x.size, c, hw }, [dy, sInvstd, sW, dx], n, c, hw);
       }
     }
     if (!needW) dweight?.dispose();

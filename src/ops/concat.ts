@@ -2,10 +2,10 @@
 // channels [c0, c0 + cx) of every image of the output: one contiguous block of cx·h·w floats per
 // image. Forward: one dispatch of shaders/concat.fwd.wgsl per input. Backward: one
 // copyBufferToBuffer per (input that needs a gradient, image), moving its blocks of dy out.
-// Why the two differ: on lavapipe the copies measured 1.2 to 3× faster than a copy kernel (5 × [2,
-// 256, 9, 9] to 5 × [8, 256, 33, 33], noisy), but a copy ends the open compute pass and Engine.timeGpu
-// times one pass, so the forward stays a kernel (a model's forward can then be timed whole); the
-// backward already records copies elsewhere (add's clone), and the gap is a few ms a step.
+// Why the two differ: on lavapipe the copies measured faster than a copy kernel
+// (docs/software-gpu.md), but a copy ends the open compute pass and Engine.timeGpu times one pass,
+// so the forward stays a kernel (a model's forward can then be timed whole); the backward already
+// records copies elsewhere (add's clone).
 
 import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
@@ -44,7 +44,7 @@ export function cat(xs: Tensor[], dim = 1): Tensor {
     e.run({
       shader: 'concat.fwd',
       entry: v === 4 ? 'main4' : 'main',
-      params: [chw, (cy * hw) / v, (c0s[i] * hw) / v],
+      params: { chw_x: chw, chw_y: (cy * hw) / v, off: (c0s[i] * hw) / v },
       bindings: [x, y],
       workgroups: [Math.min(Math.ceil(chw / 64), 4096), n],
     });

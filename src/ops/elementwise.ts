@@ -1,7 +1,7 @@
 // Element-wise ops: add (residual connections) and the fill/scale helpers the rest of the
 // library builds on. Kernels: shaders/add.wgsl, shaders/fill.wgsl.
 
-import { engine, f32 } from '../gpu/engine.js';
+import { engine } from '../gpu/engine.js';
 import { Tensor, empty } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, checkSameShape } from './check.js';
@@ -9,7 +9,7 @@ import { checkTensor, checkSameShape } from './check.js';
 function addKernel(a: Tensor, b: Tensor, alpha: number): Tensor {
   const out = empty(a.shape);
   const e = engine();
-  e.run({ shader: 'add', params: [a.size, f32(alpha)], bindings: [a, b, out], workgroups: e.grid1d(a.size) });
+  e.run({ shader: 'add', params: { n: a.size, alpha }, bindings: [a, b, out], workgroups: e.grid1d(a.size) });
   return out;
 }
 
@@ -17,7 +17,7 @@ function addKernel(a: Tensor, b: Tensor, alpha: number): Tensor {
 export function full(shape: readonly number[], value: number): Tensor {
   const t = empty(shape);
   const e = engine();
-  e.run({ shader: 'fill', params: [t.size, f32(value)], bindings: [t], workgroups: e.grid1d(t.size) });
+  e.run({ shader: 'fill', params: { n: t.size, value }, bindings: [t], workgroups: e.grid1d(t.size) });
   return t;
 }
 
@@ -61,7 +61,7 @@ export function sub(a: Tensor, b: Tensor): Tensor {
 export function axpy_(y: Tensor, x: Tensor, alpha = 1): void {
   checkSameShape('axpy_', 'y', y, 'x', x);
   const e = engine();
-  e.run({ shader: 'axpy', params: [x.size, f32(alpha)], bindings: [x, y], workgroups: e.grid1d(x.size) });
+  e.run({ shader: 'axpy', params: { n: x.size, alpha }, bindings: [x, y], workgroups: e.grid1d(x.size) });
 }
 
 /** A view with another shape; the gradient is reshaped back. */

@@ -2,11 +2,11 @@
 // image-level branch of DeepLabv3's ASPP: out[n, c, 0, 0] = mean over h·w of x[n, c].
 // Backward: dx[n, c, h, w] = dy[n, c, 0, 0] / (h·w). Kernels: shaders/gap.fwd.wgsl, gap.dx.wgsl.
 
-import { engine, f32 } from '../gpu/engine.js';
+import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, OpError } from './check.js';
-import { runElementwise } from './batchnorm.js';
+import { runElementwise, batchNormElementwiseVariants } from './batchnorm.js';
 
 const OP = 'adaptiveAvgPool2d';
 
@@ -23,13 +23,15 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
   const hw = h * w;
   if (hw === 0) throw new OpError(OP, `cannot average an empty plane: x has shape ${fmtShape(x.shape)}`);
   const planes = n * c;
-  const scale = f32(1 / hw);
+  const scale = 1 / hw;
   const e = engine();
+  // Backward's kernel variant, planes | flat (batch norm's element-wise kernels' choice).
+  const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
   const out = empty([n, c, 1, 1]);
-  e.run({ shader: 'gap.fwd', params: [planes, hw, scale], bindings: [x, out], workgroups: e.grid1d(planes) });
+  e.run({ shader: 'gap.fwd', params: { planes, hw, scale }, bindings: [x, out], workgroups: e.grid1d(planes) });
   return record(OP, out, [x], [], (dy) => {
     const dx = empty(x.shape);
-    runElementwise('gap.dx', [x.size, c, hw, scale], [dy, dx], n, c, hw);
+    runElementwise(elementwise, 'gap.dx', { total: x.size, c, hw, scale }, [dy, dx], n, c, hw);
     return [dx];
   });
 }

@@ -3,7 +3,7 @@ export { add, sub, axpy_, reshape, full, zeros, ones, clone } from './elementwis
 export { OpError } from './check.js';
 export { batchNorm, type BatchNormOptions } from './batchnorm.js';
 export { adaptiveAvgPool2d } from './gap.js';
-export { conv2d, type Conv2dOptions } from './conv2d.js';
+export { conv2d, type Conv2dOptions } from './conv2d/index.js';
 export { interpolate, type InterpolateOptions } from './resize.js';
 export { maxPool2d, type MaxPool2dOptions } from './maxpool.js';
 export { cat } from './concat.js';
@@ -11,3 +11,4 @@ export { matmul } from './matmul.js';
 export { relu, dropout, type DropoutOptions } from './activation.js';
 export { crossEntropy, type CrossEntropyOptions } from './loss.js';
 export { argmax } from './argmax.js';
+export { setKernelVariant, kernelVariants, type VariantChoice } from './variants.js';

@@ -46,7 +46,7 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
 
   const pairs = empty([npix, 2]);
   const stats = empty([npix, 2]);
-  e.run({ shader: 'cross_entropy.fwd', params: [npix, c, hw, ignoreIndex], bindings: [x, target, pairs, stats], workgroups: e.grid1d(npix) });
+  e.run({ shader: 'cross_entropy.fwd', params: { npix, c, hw, ignoreIndex }, bindings: [x, target, pairs, stats], workgroups: e.grid1d(npix) });
 
   // Passes of WG * K elements per workgroup until a single workgroup writes (sum, count) and loss.
   const loss = empty([]);
@@ -57,7 +57,7 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
     const dst = empty([groups, 2]);
     const final = groups === 1 ? 1 : 0;
     const bindings: Bindable[] = [src, dst, loss];
-    e.run({ shader: 'cross_entropy.reduce', constants: { WG: REDUCE_WG }, params: [n, final], bindings, workgroups: [groups] });
+    e.run({ shader: 'cross_entropy.reduce', constants: { WG: REDUCE_WG }, params: { n, final_pass: final }, bindings, workgroups: [groups] });
     src.dispose();
     src = dst;
     n = groups;
@@ -68,7 +68,7 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
   const out = record('crossEntropy', loss, [x], [x, target, stats, tot], (dy, [xs, ts, ss, totals]) => {
     const dx = empty(xs.shape);
     const eb = engine();
-    eb.run({ shader: 'cross_entropy.bwd', params: [npix, c, hw, ignoreIndex], bindings: [xs, ts, ss, totals, dy, dx], workgroups: eb.grid1d(npix) });
+    eb.run({ shader: 'cross_entropy.bwd', params: { npix, c, hw, ignoreIndex }, bindings: [xs, ts, ss, totals, dy, dx], workgroups: eb.grid1d(npix) });
     return [dx];
   });
   // The node holds its own references; without one (no gradient needed) these are freed now.

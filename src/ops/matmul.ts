@@ -14,7 +14,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const c = empty([m, n]);
   engine().run({
     shader: 'matmul',
-    params: [m, n, k],
+    params: { m, n, k },
     bindings: [a, b, c],
     workgroups: [Math.ceil(n / 4 / 8), Math.ceil(m / 4 / 8)],
   });

@@ -33,7 +33,7 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
     throw new OpError(op, `x of shape ${fmtShape(x.shape)} is too small for kernelSize [${kh}, ${kw}] with padding [${ph}, ${pw}] (output would be ${oh}x${ow})`);
   }
 
-  const params = [n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw];
+  const params = { nc: n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw };
   const e = engine();
   const y = empty([n, c, oh, ow]);
   const workgroups = e.grid1d(y.size);

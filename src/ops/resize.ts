@@ -2,7 +2,7 @@
 // Kernels: shaders/resize_bilinear.fwd.wgsl (one invocation per output element) and
 // shaders/resize_bilinear.dx.wgsl (a gather: one invocation per input element, no atomics).
 
-import { engine, f32, type Param } from '../gpu/engine.js';
+import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, pair, OpError } from './check.js';
@@ -49,7 +49,7 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   if (h < 1 || w < 1) throw new OpError(op, `x must have a non-empty spatial size, got shape ${fmtShape(x.shape)}`);
 
   const nc = n * c;
-  const common: Param[] = [nc, h, w, oh, ow, f32(scaleOf(h, oh, alignCorners)), f32(scaleOf(w, ow, alignCorners)), alignCorners ? 1 : 0];
+  const common = { nc, h, w, oh, ow, scale_h: scaleOf(h, oh, alignCorners), scale_w: scaleOf(w, ow, alignCorners), align: alignCorners ? 1 : 0 };
   const y = empty([n, c, oh, ow]);
   const e = engine();
   e.run({ shader: 'resize_bilinear.fwd', params: common, bindings: [x, y], workgroups: e.grid1d(y.size) });
@@ -57,7 +57,9 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   return record(op, y, [x], [], (dy) => {
     const dx = empty(x.shape);
     const e = engine();
-    const params = [...common, ...spanOf(h, oh, alignCorners).map(f32), ...spanOf(w, ow, alignCorners).map(f32)];
+    const [a_h, b_h, c_h] = spanOf(h, oh, alignCorners);
+    const [a_w, b_w, c_w] = spanOf(w, ow, alignCorners);
+    const params = { ...common, a_h, b_h, c_h, a_w, b_w, c_w };
     e.run({ shader: 'resize_bilinear.dx', params, bindings: [dy, dx], workgroups: e.grid1d(dx.size) });
     return [dx];
   });

@@ -1,7 +1,7 @@
 // Stochastic gradient descent with momentum, weight decay and Nesterov, exactly torch.optim.SGD.
 // One in-place kernel per parameter (shaders/sgd.wgsl); parameters keep their buffers.
 
-import { engine, f32 } from '../gpu/engine.js';
+import { engine } from '../gpu/engine.js';
 import { Tensor, empty, tensor, fmtShape } from '../tensor.js';
 import { keep } from '../scope.js';
 import { zeroGrad } from '../autograd.js';
@@ -75,9 +75,9 @@ export class SGD {
       const g = p.grad;
       if (!g || p.size === 0) continue;
       const n4 = Math.ceil(p.size / 4);
-      const params = [n4, f32(lr), f32(this.momentum), f32(this.dampening), f32(this.weightDecay), this.nesterov ? 1 : 0];
+      const params = { n4, lr, momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov ? 1 : 0 };
       if (this.momentum === 0) {
-        e.run({ shader: 'sgd', entry: 'plain', params: [...params, 0], bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4) });
+        e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4) });
         continue;
       }
       let buf = this.buffers.get(p);
@@ -87,7 +87,7 @@ export class SGD {
         buf.label = `${p.label ?? 'param'}.momentum_buffer`;
         this.buffers.set(p, buf);
       }
-      e.run({ shader: 'sgd', entry: 'momentum', params: [...params, first], bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4) });
+      e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, first }, bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4) });
     }
   }
 
