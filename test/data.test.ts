@@ -878,7 +878,15 @@ describe('data: atrous data command', () => {
     expect(Array.from((await back.get(2)).image)).to.deep.equal(Array.from(want.image));
     const c = await runCli('data', 'check', '--dataset', `voc:${dir}`, '--full');
     expect(c.code, c.err).to.equal(0);
-    expect(c.out).to.include('3 samples, 7 classes, no problems found');
+    // Three samples do not show every class: each missing one gets a warning (exit status still 0).
+    const gen = new ShapesDataset({ split: 'train', seed: 7, h: 33, w: 41 });
+    const counts = emptyLabelCounts(7, 3);
+    for (let i = 0; i < 3; i++) addLabelCounts(counts, gen.sample(i).label);
+    const missing = gen.classNames.filter((_, k) => counts.pixels[k] === 0);
+    expect(missing.length).to.be.above(0);
+    expect(c.out).to.include(`3 samples, 7 classes, files valid; ${missing.length} warning`);
+    expect(c.out.split('\n').filter((l) => l.startsWith('warning: ')).map((l) => /'(\w+)'/.exec(l)![1])).to.deep.equal(missing);
+    expect(c.out).to.match(new RegExp(`\\n0 background +${counts.pixels[0]} `));
   });
 
   it('reports missing options, bad values and bad datasets with a non-zero exit', async () => {
