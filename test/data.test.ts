@@ -995,7 +995,7 @@ describe('data: label counts, warnings and the label map', () => {
     ]);
   });
 
-  it('atrous-dataset.json: a labelMap value outside the classes, an unknown key and a map with --cityscapes are errors', () => {
+  it('atrous-dataset.json: a labelMap value outside the classes, an unknown key, a map with --cityscapes and export into a mapped set are errors', async () => {
     const dir = tmp('binbad');
     writeBinaryMaskVoc(dir, { labelMap: { 255: 2 } });
     const meta = join(dir, 'atrous-dataset.json');
@@ -1005,6 +1005,8 @@ describe('data: label counts, warnings and the label map', () => {
     writeFileSync(meta, JSON.stringify({ numClasses: 2, labelMap: { 255: 1 } }));
     expect(openVoc(dir).classNames).to.deep.equal(['class 0', 'class 1']);
     expectThrows(() => openVoc(dir, { labelMap: 'cityscapes' }), 'has a "labelMap" and a label map was given as well (--cityscapes)');
+    // Export writes class indices: into a directory with a map they would be mapped again.
+    await expectRejects(exportVoc(new ShapesDataset({ split: 'val', length: 1, h: 16, w: 16, seed: 1 }), dir), meta, 'has a "labelMap"');
     // Without the map the 255 pixels stay ignored.
     writeFileSync(meta, JSON.stringify({ numClasses: 2 }));
     expect(openVoc(dir).labelCounts!.pixels[1]).to.equal(0);
