@@ -926,7 +926,8 @@ describe('data: label counts, warnings and the label map', () => {
     expect(w).to.have.length(1);
     expect(w[0]).to.include("class 2 'b' has no labelled pixel in the train split (2 images)");
     expect(w[0]).to.include('255 (ignore) covers 35.0% of the pixels');
-    expect(w[0]).to.include('"labelMap": {"255": 2}');
+    // Two classes present besides 255: not the binary-mask case, so no label map is suggested.
+    expect(w[0]).to.not.include('labelMap');
     // 255 on 6 of 10 pixels: above the 50% limit; every class present.
     const d = emptyLabelCounts(2, 5);
     addLabelCounts(d, Uint8Array.from([0, 1, 0, 1, 255, 255, 255, 255, 255, 255]));
@@ -974,6 +975,7 @@ describe('data: label counts, warnings and the label map', () => {
     // 672 / 4356 = 15.43%
     expect(w[0]).to.include("class 1 'object' has no labelled pixel in the train split (4 images)");
     expect(w[0]).to.include('255 (ignore) covers 15.4% of the pixels');
+    expect(w[0]).to.include('If 255 marks class 1 (binary masks saved as 0/255), map it in the dataset\'s atrous-dataset.json: "labelMap": {"255": 1}');
 
     const mapped = tmp('binmap');
     writeBinaryMaskVoc(mapped, { labelMap: { 255: 1 } });

@@ -83,19 +83,22 @@ function scope(c: LabelCounts, split: string): string {
 
 /**
  * The warnings about what a split's labels can train, one string each: every class with no
- * labelled pixel (naming its index and name, and the share of 255 when there is any, which often
- * is that class in 0/255 binary masks), and 255 covering more than IGNORE_SHARE_LIMIT of the pixels.
+ * labelled pixel (naming its index and name, and the share of 255 when there is any; when the
+ * labels hold one class and 255 only, as 0/255 binary masks do, the label map that makes 255 that
+ * class), and 255 covering more than IGNORE_SHARE_LIMIT of the pixels.
  */
 export function labelWarnings(c: LabelCounts, classNames: readonly string[], split: string): string[] {
   const out: string[] = [];
   const where = scope(c, split);
   const ignoreShare = pct(c.ignore, c.total);
+  // Only one class and 255 in the labels: most likely masks saved as 0/255, where 255 is the object.
+  const binaryLike = c.ignore > 0 && c.pixels.filter((n) => n > 0).length === 1;
   for (let k = 0; k < c.numClasses; k++) {
     if (c.pixels[k] > 0) continue;
     let msg = `class ${k} '${classNames[k] ?? `class ${k}`}' has no labelled pixel in ${where} (${c.counted} images): it trains nothing and cannot be evaluated`;
-    if (c.ignore > 0) {
-      msg += `; 255 (ignore) covers ${ignoreShare} of the pixels. If 255 marks class ${k} (binary masks saved as 0/255), `
-        + `map it in the dataset's atrous-dataset.json: "labelMap": {"255": ${k}}`;
+    if (c.ignore > 0) msg += `; 255 (ignore) covers ${ignoreShare} of the pixels`;
+    if (binaryLike) {
+      msg += `. If 255 marks class ${k} (binary masks saved as 0/255), map it in the dataset's atrous-dataset.json: "labelMap": {"255": ${k}}`;
     }
     out.push(msg);
   }
