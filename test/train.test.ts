@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { modelConfig, modelFromCheckpoint, readCheckpoint } from '../src/index.js';
@@ -207,6 +207,16 @@ describe('train: runs, checkpoints, resume, eval', function () {
     expect(om.iou[1], `object IoU ${om.iou[1]}`).to.be.above(0.5);
     const emt = await atrous('eval', '--run', join(root, 'binmap-run'));
     expect(emt.out).to.include('mIoU over 2 of 2 classes\nmIoU: ');
+    // The run records the map and the train split's counts; eval --run refuses a dataset whose map changed since.
+    const rec = JSON.parse(readFileSync(join(root, 'binmap-run', 'labels.json'), 'utf8'));
+    expect(rec.labelMap).to.deep.equal({ 255: 1 });
+    expect(rec.train.pixels).to.deep.equal([3684, 672]);
+    expect(JSON.parse(readFileSync(join(root, 'bin-run', 'labels.json'), 'utf8')).labelMap).to.equal(null);
+    writeFileSync(join(mappedData, 'atrous-dataset.json'), JSON.stringify({ numClasses: 2, classNames: ['background', 'object'] }));
+    const changed = await atrous('eval', '--run', join(root, 'binmap-run'));
+    expect(changed.code).to.equal(1);
+    expect(changed.err).to.include('was trained with the label map {"255":1}');
+    expect(changed.err).to.include('now has none');
   });
 
   it('bad inputs give clear errors before anything is written', async () => {

@@ -1,8 +1,11 @@
 // `atrous data`: export an embedded dataset to the PASCAL VOC layout, or check a dataset directory.
+import { existsSync, readFileSync } from 'node:fs';
 import {
-  openDataset, exportVoc, countLabels, labelWarnings, formatLabelCounts, describeLabelCounts, describeLabelMap,
+  openDataset, exportVoc, countLabels, labelMapEntries, labelWarnings, formatLabelCounts, describeLabelCounts, describeLabelMap,
   LABEL_COUNT_SAMPLES, IGNORE_SHARE_LIMIT, type Dataset, type LabelCounts,
 } from '../data/index.js';
+import { RunDir, writeFileAtomic } from '../train/rundir.js';
+import type { TrainOptions } from '../train/trainer.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
@@ -42,6 +45,43 @@ export async function labelReport(ds: Dataset, limit = LABEL_COUNT_SAMPLES): Pro
   if (v.labelMap) lines.push(`label map${v.labelMapSource === 'cityscapes' ? ' (Cityscapes label IDs → train IDs)' : v.labelMapSource && v.labelMapSource !== 'option' ? ` (${v.labelMapSource})` : ''}: ${describeLabelMap(v.labelMap)}`);
   lines.push(`${describeLabelCounts(counts, ds.split)}:`, formatLabelCounts(counts, ds.classNames), ...warnings.map((w) => `warning: ${w}`));
   return { counts, lines, warnings };
+}
+
+/** A run's record of its training labels: the dataset, its label map and the train split's counts. */
+export const RUN_LABELS_FILE = 'labels.json';
+
+/**
+ * At the start of a run: logs the train split's label counts and warnings (labelReport) and
+ * records the dataset's label map and the counts in the run's labels.json, which `eval --run` checks.
+ */
+export async function reportTrainLabels(run: RunDir, o: TrainOptions, log: (s: string) => void): Promise<void> {
+  const ds = openDataset(o.dataset, { split: 'train', seed: o.dataSeed, length: o.dataLength });
+  const r = await labelReport(ds);
+  for (const line of r.lines) log(line);
+  const labelMap = labelMapEntries((ds as { labelMap?: Uint8Array | null }).labelMap);
+  writeFileAtomic(run.file(RUN_LABELS_FILE), `${JSON.stringify({ dataset: ds.name, labelMap, train: r.counts }, null, 2)}\n`);
+}
+
+/**
+ * Throws when `ds`, the dataset a run was trained on, now maps its labels otherwise than the run
+ * recorded in labels.json (runs without the file are not checked).
+ */
+export function checkRunLabelMap(run: RunDir, ds: Dataset): void {
+  const f = run.file(RUN_LABELS_FILE);
+  if (!existsSync(f)) return;
+  let rec: { dataset?: string; labelMap?: Record<string, number> | null };
+  try {
+    rec = JSON.parse(readFileSync(f, 'utf8'));
+  } catch (e) {
+    throw new Error(`${f}: not valid JSON (${(e as Error).message})`);
+  }
+  if (rec.dataset !== ds.name) return;
+  const now = labelMapEntries((ds as { labelMap?: Uint8Array | null }).labelMap);
+  const show = (m: Record<string, number> | null | undefined) => (m ? JSON.stringify(m) : 'none');
+  if (show(now) !== show(rec.labelMap)) {
+    throw new Error(`${run.path} was trained with the label map ${show(rec.labelMap)} (${f}) but ${ds.name} now has ${show(now)}: `
+      + 'restore the dataset\'s "labelMap" in its atrous-dataset.json, or evaluate with --weights and --dataset');
+  }
 }
 
 function int(option: string, v: string | undefined, min: number): number | undefined {

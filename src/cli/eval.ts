@@ -11,6 +11,7 @@ import { evaluate, type EvaluateResult } from '../train/evaluate.js';
 import { formatMetrics } from '../train/metrics.js';
 import type { RunInfo } from '../train/trainer.js';
 import { intOpt } from './train.js';
+import { checkRunLabelMap } from './data.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
@@ -65,8 +66,9 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
   let weights: string;
   let datasetSpec = a.dataset;
   let dataSeed = 0;
+  let run: RunDir | undefined;
   if (a.run !== undefined) {
-    const run = RunDir.open(a.run);
+    run = RunDir.open(a.run);
     const info = run.readRun<RunInfo>();
     weights = run.latestFile('model.safetensors');
     datasetSpec ??= info.options?.dataset;
@@ -77,6 +79,7 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
   }
   const split = a.split ?? 'val';
   const ds = openDataset(datasetSpec ?? 'shapes', { split, seed: dataSeed });
+  if (run) checkRunLabelMap(run, ds);
   const bytes = readFileSync(weights);
   await init({ adapter: a.adapter });
   const { model, config } = modelFromCheckpoint(bytes, { source: weights, outputStride: a.outputStride });

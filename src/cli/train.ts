@@ -8,7 +8,7 @@ import { RunDir, writeFileAtomic, RUN_FILE } from '../train/rundir.js';
 import { train, checkTrainOptions, formatProgress, fmtDuration, TRAIN_DEFAULTS, RUN_FORMAT, type RunInfo, type TrainOptions, type TrainResult } from '../train/trainer.js';
 import type { DeepLabV3Config } from '../nn/configs.js';
 import { parse } from './args.js';
-import { labelReport } from './data.js';
+import { reportTrainLabels } from './data.js';
 import type { Command } from './main.js';
 
 const D = TRAIN_DEFAULTS;
@@ -180,7 +180,7 @@ export async function runTraining(parsed: ReturnType<typeof parseTrainArgs>, arg
       : `output stride ${o.config.outputStride}, ${o.steps} steps, lr ${o.lr}`;
     log(`run ${run.path}: ${o.config.name} on ${o.dataset}, ${plan}, batch ${o.batch}${(o.accum ?? 1) > 1 ? ` × ${o.accum} accumulated` : ''}, ${o.crop}×${o.crop} crops, seed ${o.seed}`);
     // What the training labels can teach: per-class pixel counts, and warnings for classes that have none.
-    for (const line of (await labelReport(openDataset(o.dataset, { split: 'train', seed: o.dataSeed, length: o.dataLength }))).lines) log(line);
+    await reportTrainLabels(run, o, log);
   }
   await init({ adapter: parsed.adapter });
   const tty = process.stdout.isTTY === true;

@@ -153,6 +153,14 @@ export function labelMapTable(map: unknown, numClasses: number, where: string): 
   return table;
 }
 
+/** The values a table changes as a label map object {"255": 1, ...}; null for none or no table. */
+export function labelMapEntries(table: Uint8Array | null | undefined): Record<string, number> | null {
+  if (!table) return null;
+  const out: Record<string, number> = {};
+  for (let v = 0; v < 256; v++) if (table[v] !== v) out[String(v)] = table[v];
+  return Object.keys(out).length ? out : null;
+}
+
 /** "255→1, 3→255" for the values a table changes (the first `max`, then a count). */
 export function describeLabelMap(table: Uint8Array, max = 8): string {
   const changed: string[] = [];
