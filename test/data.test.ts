@@ -12,11 +12,12 @@ import {
   applyAugment, augment, drawAugmentParams, resizeSample, normalize, IMAGENET,
   DataLoader, openVoc, exportVoc, openDataset, vocPalette, colorize, cityscapesLabelToTrainId,
   IGNORE, type Dataset, type Sample, type FashionPool,
+  labelMapTable, describeLabelMap, emptyLabelCounts, addLabelCounts, countLabels, labelWarnings, formatLabelCounts,
 } from '../src/data/index.js';
 import {
   decodeImage, decodeLabelPng, encodeIndexedPng, encodeJpeg, encodePng, imageInfo, chwToRgb, rgbToChw,
 } from '../src/io/image.js';
-import { runCli } from './helpers.js';
+import { runCli, writeBinaryMaskVoc } from './helpers.js';
 
 // ---------------------------------------------------------------------------------- helpers
 
@@ -877,7 +878,15 @@ describe('data: atrous data command', () => {
     expect(Array.from((await back.get(2)).image)).to.deep.equal(Array.from(want.image));
     const c = await runCli('data', 'check', '--dataset', `voc:${dir}`, '--full');
     expect(c.code, c.err).to.equal(0);
-    expect(c.out).to.include('3 samples, 7 classes, no problems found');
+    // Three samples do not show every class: each missing one gets a warning (exit status still 0).
+    const gen = new ShapesDataset({ split: 'train', seed: 7, h: 33, w: 41 });
+    const counts = emptyLabelCounts(7, 3);
+    for (let i = 0; i < 3; i++) addLabelCounts(counts, gen.sample(i).label);
+    const missing = gen.classNames.filter((_, k) => counts.pixels[k] === 0);
+    expect(missing.length).to.be.above(0);
+    expect(c.out).to.include(`3 samples, 7 classes, files valid; ${missing.length} warning`);
+    expect(c.out.split('\n').filter((l) => l.startsWith('warning: ')).map((l) => /'(\w+)'/.exec(l)![1])).to.deep.equal(missing);
+    expect(c.out).to.match(new RegExp(`\\n0 background +${counts.pixels[0]} `));
   });
 
   it('reports missing options, bad values and bad datasets with a non-zero exit', async () => {
@@ -900,5 +909,146 @@ describe('data: atrous data command', () => {
       expect(r.err).to.match(/^atrous data/);
     }
     expect(existsSync(x)).to.equal(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------- label counts and label map
+
+describe('data: label counts, warnings and the label map', () => {
+  it('counts pixels and images per class and of 255; warns for a class without pixels and for 255 above 50%', () => {
+    const c = emptyLabelCounts(3, 2);
+    addLabelCounts(c, Uint8Array.from([0, 0, 1, 255, 255, 255, 255, 255, 255, 0]));
+    addLabelCounts(c, Uint8Array.from([0, 0, 0, 0, 0, 1, 1, 1, 1, 255]));
+    expect(c.pixels).to.deep.equal([8, 5, 0]);
+    expect(c.images).to.deep.equal([2, 2, 0]);
+    expect([c.ignore, c.ignoreImages, c.total, c.counted, c.of]).to.deep.equal([7, 2, 20, 2, 2]);
+    const w = labelWarnings(c, ['bg', 'a', 'b'], 'train');
+    expect(w).to.have.length(1);
+    expect(w[0]).to.include("class 2 'b' has no labelled pixel in the train split (2 images)");
+    expect(w[0]).to.include('255 (ignore) covers 35.0% of the pixels');
+    // Two classes present besides 255: not the binary-mask case, so no label map is suggested.
+    expect(w[0]).to.not.include('labelMap');
+    // 255 on 6 of 10 pixels: above the 50% limit; every class present.
+    const d = emptyLabelCounts(2, 5);
+    addLabelCounts(d, Uint8Array.from([0, 1, 0, 1, 255, 255, 255, 255, 255, 255]));
+    const wd = labelWarnings(d, ['bg', 'a'], 'val');
+    expect(wd).to.deep.equal([
+      '255 (ignore) covers 60.0% of the pixels in the first 1 of 5 samples of the val split (more than 50.0%): those pixels train nothing; '
+      + 'if 255 is a class in these labels, map it with "labelMap" in atrous-dataset.json',
+    ]);
+    // Exactly half is not above the limit.
+    const e = emptyLabelCounts(2, 1);
+    addLabelCounts(e, Uint8Array.from([0, 1, 255, 255]));
+    expect(labelWarnings(e, ['bg', 'a'], 'train')).to.deep.equal([]);
+    expect(formatLabelCounts(c, ['bg', 'a', 'b']).split('\n')).to.deep.equal([
+      'class         pixels   share  images',
+      '0 bg               8   40.0%       2',
+      '1 a                5   25.0%       2',
+      '2 b                0    0.0%       0',
+      '255 (ignore)       7   35.0%       2',
+    ]);
+    expect(() => addLabelCounts(c, Uint8Array.from([3]))).to.throw(RangeError, 'label value 3 is outside 0..2 and not 255');
+  });
+
+  it('label maps: {"stored value": class} tables, 255 as a target, and errors naming the entry', () => {
+    const t = labelMapTable({ 255: 1, 7: 255 }, 2, 'x.json');
+    expect([t[0], t[1], t[7], t[200], t[255]]).to.deep.equal([0, 1, 255, 200, 1]);
+    expect(describeLabelMap(t)).to.equal('7→255, 255→1');
+    expectThrows(() => labelMapTable({ 255: 2 }, 2, 'x.json'), 'x.json', 'maps 255 to 2', 'class index 0..1', 'or 255 (ignore)');
+    expectThrows(() => labelMapTable({ 256: 1 }, 2, 'x.json'), '"labelMap" key "256" is not a label value 0..255');
+    expectThrows(() => labelMapTable({ a: 1 }, 2, 'x.json'), 'key "a"');
+    expectThrows(() => labelMapTable({ 3: 0.5 }, 2, 'x.json'), 'maps 3 to 0.5');
+    expectThrows(() => labelMapTable([[255, 1]], 2, 'x.json'), '"labelMap" must be an object');
+    expectThrows(() => labelMapTable({}, 2, 'x.json'), '"labelMap" is empty');
+  });
+
+  it('a 0/255 binary-mask set: class 1 has no pixel (warning names it and the 255 share); labelMap {"255": 1} gives both', async () => {
+    const plain = tmp('bin');
+    const { object, total } = writeBinaryMaskVoc(plain);
+    expect([object, total]).to.deep.equal([672, 4356]);
+    const ds = openVoc(plain);
+    expect(ds.labelCounts!.pixels).to.deep.equal([total - object, 0]);
+    expect(ds.labelCounts!.ignore).to.equal(object);
+    expect(ds.labelCounts!.images).to.deep.equal([4, 0]);
+    const w = labelWarnings(await countLabels(ds), ds.classNames, ds.split);
+    expect(w).to.have.length(1);
+    // 672 / 4356 = 15.43%
+    expect(w[0]).to.include("class 1 'object' has no labelled pixel in the train split (4 images)");
+    expect(w[0]).to.include('255 (ignore) covers 15.4% of the pixels');
+    expect(w[0]).to.include('If 255 marks class 1 (binary masks saved as 0/255), map it in the dataset\'s atrous-dataset.json: "labelMap": {"255": 1}');
+
+    const mapped = tmp('binmap');
+    writeBinaryMaskVoc(mapped, { labelMap: { 255: 1 } });
+    const dm = openVoc(mapped, { split: 'val' });
+    expect(dm.labelCounts!.pixels).to.deep.equal([total - object, object]);
+    expect(dm.labelCounts!.ignore).to.equal(0);
+    expect(labelWarnings(dm.labelCounts!, dm.classNames, dm.split)).to.deep.equal([]);
+    const s = await dm.get(0);
+    expect(new Set(s.label)).to.deep.equal(new Set([0, 1]));
+    expect(s.label.filter((v) => v === 1).length).to.equal(168);
+    // The other way: a value mapped to 255 is ignored, and counted as such.
+    writeFileSync(join(mapped, 'atrous-dataset.json'), JSON.stringify({ numClasses: 2, classNames: ['background', 'object'], labelMap: { 0: 255, 255: 1 } }));
+    const di = openVoc(mapped);
+    expect(di.labelCounts!.pixels).to.deep.equal([0, object]);
+    expect(di.labelCounts!.ignore).to.equal(total - object);
+    const wi = labelWarnings(di.labelCounts!, di.classNames, di.split);
+    expect(wi.map((x) => x.slice(0, 40))).to.deep.equal([
+      "class 0 'background' has no labelled pix", '255 (ignore) covers 84.6% of the pixels ',
+    ]);
+  });
+
+  it('atrous-dataset.json: a labelMap value outside the classes, an unknown key, a map with --cityscapes and export into a mapped set are errors', async () => {
+    const dir = tmp('binbad');
+    writeBinaryMaskVoc(dir, { labelMap: { 255: 2 } });
+    const meta = join(dir, 'atrous-dataset.json');
+    expectThrows(() => openVoc(dir), meta, 'maps 255 to 2', 'the dataset has 2 classes');
+    writeFileSync(meta, JSON.stringify({ numClasses: 2, label_map: { 255: 1 } }));
+    expectThrows(() => openVoc(dir), meta, 'unknown key "label_map"', 'labelMap');
+    writeFileSync(meta, JSON.stringify({ numClasses: 2, labelMap: { 255: 1 } }));
+    expect(openVoc(dir).classNames).to.deep.equal(['class 0', 'class 1']);
+    expectThrows(() => openVoc(dir, { labelMap: 'cityscapes' }), 'has a "labelMap" and a label map was given as well (--cityscapes)');
+    // Export writes class indices: into a directory with a map they would be mapped again.
+    await expectRejects(exportVoc(new ShapesDataset({ split: 'val', length: 1, h: 16, w: 16, seed: 1 }), dir), meta, 'has a "labelMap"');
+    // Without the map the 255 pixels stay ignored.
+    writeFileSync(meta, JSON.stringify({ numClasses: 2 }));
+    expect(openVoc(dir).labelCounts!.pixels[1]).to.equal(0);
+  });
+
+  it('atrous data check prints the counts and warns (exit 0, --strict exit 1); with the map it finds no problem', async () => {
+    const plain = tmp('binc');
+    writeBinaryMaskVoc(plain);
+    const r = await runCli('data', 'check', '--dataset', `voc:${plain}`);
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.include('4 samples, 2 classes, files valid; 1 warning about what the labels train');
+    expect(r.out).to.match(/\n0 background +3684 +84\.6% +4\n1 object +0 +0\.0% +0\n255 \(ignore\) +672 +15\.4% +4\n/);
+    expect(r.out).to.include("warning: class 1 'object' has no labelled pixel in the train split (4 images)");
+    expect(r.out).to.include('255 (ignore) covers 15.4% of the pixels');
+    const strict = await runCli('data', 'check', '--dataset', `voc:${plain}`, '--strict');
+    expect(strict.code).to.equal(1);
+    expect(strict.out).to.include("warning: class 1 'object'");
+    expect(strict.err).to.include('1 warning about the labels (--strict)');
+
+    const mapped = tmp('bincm');
+    writeBinaryMaskVoc(mapped, { labelMap: { 255: 1 } });
+    const m = await runCli('data', 'check', '--dataset', `voc:${mapped}`, '--split', 'val', '--strict');
+    expect(m.code, m.err).to.equal(0);
+    expect(m.out).to.include('4 samples, 2 classes, no problems found');
+    expect(m.out).to.include(`label map (${join(mapped, 'atrous-dataset.json')}): 255→1`);
+    expect(m.out).to.match(/\n0 background +3684 +84\.6% +4\n1 object +672 +15\.4% +4\n255 \(ignore\) +0 +0\.0% +0$/);
+    expect(m.out).to.not.include('warning');
+  });
+
+  it('atrous data check counts a generated dataset over its first --count samples', async () => {
+    const r = await runCli('data', 'check', '--dataset', 'shapes', '--split', 'val', '--count', '5');
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.include('label pixels in the first 5 of 200 samples of the val split (5 images, ');
+    const ds = new ShapesDataset({ split: 'val' });
+    const want = emptyLabelCounts(7, 200);
+    for (let i = 0; i < 5; i++) addLabelCounts(want, ds.sample(i).label);
+    expect(r.out).to.match(new RegExp(`\\n0 background +${want.pixels[0]} `));
+    expect(r.out).to.match(new RegExp(`\\n6 ring +${want.pixels[6]} `));
+    const bad = await runCli('data', 'check', '--dataset', 'shapes', '--full');
+    expect(bad.code).to.equal(1);
+    expect(bad.err).to.include('--full and --cityscapes apply to a dataset directory');
   });
 });

@@ -3,10 +3,10 @@
 
 import { expect } from 'chai';
 import { crc32 } from 'node:zlib';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape, engine } from '../src/index.js';
-import { decodeImage, encodeJpeg, encodePng } from '../src/io/image.js';
+import { decodeImage, encodeIndexedPng, encodeJpeg, encodePng } from '../src/io/image.js';
 
 /** Deterministic standard-normal values (mulberry32 + Box-Muller). */
 export function randn(n: number, seed = 1, scale = 1, offset = 0): Float32Array {
@@ -322,4 +322,38 @@ export function orientationVariants(dir: string, root: string):
     writeFileSync(jpg[o - 1], withExif(encodeJpeg(b.data, b.width, b.height, 95), exifOrientationBlock(o, o % 2 === 0)));
   }
   return { upright, blocks, png, jpg };
+}
+
+/**
+ * A tiny VOC-layout set of binary masks saved as 0/255, as annotation tools export them: 4 images
+ * of size×size, a red 12×14 rectangle (x from 3 + 3k, y from 8) on a blue background in image k,
+ * labels 255 on the rectangle and 0 elsewhere (palette PNGs), train.txt = val.txt = all four, and
+ * atrous-dataset.json declaring 2 classes ['background', 'object'] plus `labelMap` when given.
+ * Returns the pixel counts: 4 × 168 object pixels of 4 × size² in all.
+ */
+export function writeBinaryMaskVoc(root: string, opts: { size?: number; labelMap?: Record<string, number> } = {}): { object: number; total: number } {
+  const s = opts.size ?? 33;
+  for (const d of ['JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation']) mkdirSync(join(root, d), { recursive: true });
+  const ids = ['mask0', 'mask1', 'mask2', 'mask3'];
+  let object = 0;
+  ids.forEach((id, k) => {
+    const rgb = new Uint8Array(s * s * 3);
+    const lbl = new Uint8Array(s * s);
+    for (let y = 0; y < s; y++) {
+      for (let x = 0; x < s; x++) {
+        const inside = x >= 3 + 3 * k && x < 15 + 3 * k && y >= 8 && y < 22;
+        const i = y * s + x;
+        lbl[i] = inside ? 255 : 0;
+        rgb.set(inside ? [220, 40, 30] : [30, 60, 200], 3 * i);
+        if (inside) object++;
+      }
+    }
+    writeFileSync(join(root, 'JPEGImages', `${id}.png`), encodePng(rgb, s, s));
+    writeFileSync(join(root, 'SegmentationClass', `${id}.png`), encodeIndexedPng(lbl, s, s));
+  });
+  for (const split of ['train', 'val']) writeFileSync(join(root, 'ImageSets/Segmentation', `${split}.txt`), `${ids.join('\n')}\n`);
+  writeFileSync(join(root, 'atrous-dataset.json'), `${JSON.stringify({
+    numClasses: 2, classNames: ['background', 'object'], ...(opts.labelMap ? { labelMap: opts.labelMap } : {}),
+  })}\n`);
+  return { object, total: ids.length * s * s };
 }

@@ -258,11 +258,13 @@ describe('eval: scales, flip, padding, overlays and the report', function () {
 
   it('renderReport escapes names and shows every class', () => {
     const html = renderReport({
-      title: 'a <b>', settings: { x: '<y>' }, metrics: { iou: [0.5, null], miou: 0.5, pixelAccuracy: 0.9, pixels: 10, support: [5, 0], images: 1 } as never,
+      title: 'a <b>', settings: { x: '<y>' }, metrics: { iou: [0.5, null], miou: 0.5, pixelAccuracy: 0.9, pixels: 10, support: [5, 0], predicted: [5, 0], noGroundTruth: [1], miouClasses: 1, images: 1 },
       classNames: ['bg', 'c&d'], losses: [], overlays: [],
     });
     expect(html).to.contain('a &lt;b&gt;');
     expect(html).to.contain('c&amp;d');
     expect(html).to.contain('No training losses recorded.');
+    expect(html).to.contain('n/a (no ground truth)');
+    expect(html).to.contain('mIoU over 1 of 2 classes (left out, no ground truth and never predicted: 1 &#39;c&amp;d&#39;)');
   });
 });

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { modelConfig, modelFromCheckpoint, readCheckpoint } from '../src/index.js';
 import { ConfusionMatrix, formatMetrics, RunDir, train, TrainingError, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
-import { runCli as atrous } from './helpers.js';
+import { runCli as atrous, writeBinaryMaskVoc } from './helpers.js';
 
 
 /** A tiny run: 2 images of shapes, batch 2, 33×33 crops, no rescaling, so it can overfit. */
@@ -37,6 +37,34 @@ describe('train: metrics', () => {
     expect(formatMetrics(m, ['bg', 'a', 'b', 'c'])).to.match(/\nmIoU: 0\.3333$/);
     expect(() => cm.add([0], [4])).to.throw(/label 4 at pixel 0 is outside \[0, 4\)/);
     expect(() => cm.add([0, 1], [0])).to.throw(/2 predictions for 1 labels/);
+  });
+
+  it('classes without ground truth: marked, n/a and left out of the mean unless predicted (then IoU 0, counted)', () => {
+    const cm = new ConfusionMatrix(3);
+    // labels only 0 and 1; class 2 never labelled and never predicted
+    cm.add([0, 0, 1, 0], [0, 0, 1, 1]);
+    const m = cm.metrics();
+    expect(m.iou[2]).to.equal(null);
+    expect(m.noGroundTruth).to.deep.equal([2]);
+    expect(m.miouClasses).to.equal(2);
+    expect(m.miou).to.be.closeTo((2 / 3 + 1 / 2) / 2, 1e-12);
+    const text = formatMetrics(m, ['bg', 'a', 'obj']);
+    expect(text).to.match(/\nobj +n\/a +0  no ground truth\n/);
+    expect(text).to.match(/\nmIoU over 2 of 3 classes \(left out, no ground truth and never predicted: 2 'obj'\)\nmIoU: 0\.5833$/);
+    // class 2 predicted once without ground truth: IoU 0, in the mean
+    cm.add([2], [0]);
+    const p = cm.metrics();
+    expect(p.iou[2]).to.equal(0);
+    expect(p.miouClasses).to.equal(3);
+    expect(p.predicted).to.deep.equal([3, 1, 1]);
+    const t2 = formatMetrics(p, ['bg', 'a', 'obj']);
+    expect(t2).to.match(/\nobj +0\.0000 +0  no ground truth, 1 pixels predicted as it\n/);
+    expect(t2).to.include("mIoU over 3 of 3 classes (IoU 0, no ground truth but predicted: 2 'obj')");
+    // every class labelled: the table is unchanged, one line says so
+    const all = new ConfusionMatrix(2);
+    all.add([0, 1], [0, 1]);
+    expect(formatMetrics(all.metrics(), ['bg', 'a'])).to.equal(
+      'class      IoU      pixels\nbg      1.0000           1\na       1.0000           1\n\npixel accuracy: 1.0000 (2 labelled pixels)\nmIoU over 2 of 2 classes\nmIoU: 1.0000');
   });
 });
 
@@ -138,6 +166,57 @@ describe('train: runs, checkpoints, resume, eval', function () {
     expect(again.code, again.err).to.equal(0);
     expect(again.out).to.contain('resuming');
     expect(again.out).to.contain('done at step 3');
+  });
+
+  it('binary masks saved as 0/255: train warns about class 1 and eval leaves it out; with labelMap {"255": 1} both classes train and evaluate', async function () {
+    this.timeout(600000);
+    const args = ['--steps', '40', '--batch', '4', '--crop', '33', '--output-stride', '8', '--scale-min', '1', '--scale-max', '1',
+      '--lr', '0.05', '--log-every', '10', '--checkpoint-every', '100'];
+    // Without the map: 255 is ignore, so class 1 has no pixel; the loss has only background to learn.
+    const plainData = join(root, 'bin');
+    writeBinaryMaskVoc(plainData);
+    const t = await atrous('train', '--dataset', `voc:${plainData}`, '--out', join(root, 'bin-run'), ...args);
+    expect(t.code, t.err).to.equal(0);
+    expect(t.out).to.include("warning: class 1 'object' has no labelled pixel in the train split (4 images)");
+    expect(t.out).to.include('255 (ignore) covers 15.4% of the pixels');
+    const e = await atrous('eval', '--run', join(root, 'bin-run'), '--json');
+    expect(e.code, e.err).to.equal(0);
+    const o = JSON.parse(e.out);
+    expect(o.support).to.deep.equal([3684, 0]);
+    expect(o.noGroundTruth).to.deep.equal([1]);
+    expect(o.iou[1]).to.equal(null);
+    expect(o.miouClasses).to.equal(1);
+    const et = await atrous('eval', '--run', join(root, 'bin-run'));
+    expect(et.out).to.match(/\nobject +n\/a +0  no ground truth\n/);
+    expect(et.out).to.include("mIoU over 1 of 2 classes (left out, no ground truth and never predicted: 1 'object')");
+
+    // With the map: both classes have pixels, no warning, eval is over both and the object is found.
+    const mappedData = join(root, 'binmap');
+    writeBinaryMaskVoc(mappedData, { labelMap: { 255: 1 } });
+    const tm = await atrous('train', '--dataset', `voc:${mappedData}`, '--out', join(root, 'binmap-run'), ...args);
+    expect(tm.code, tm.err).to.equal(0);
+    expect(tm.out).to.include('label map');
+    expect(tm.out).to.match(/\n1 object +672 +15\.4% +4\n/);
+    expect(tm.out).to.not.include('warning');
+    const em = await atrous('eval', '--run', join(root, 'binmap-run'), '--json');
+    expect(em.code, em.err).to.equal(0);
+    const om = JSON.parse(em.out);
+    expect(om.support).to.deep.equal([3684, 672]);
+    expect(om.noGroundTruth).to.deep.equal([]);
+    expect(om.miouClasses).to.equal(2);
+    expect(om.iou[1], `object IoU ${om.iou[1]}`).to.be.above(0.5);
+    const emt = await atrous('eval', '--run', join(root, 'binmap-run'));
+    expect(emt.out).to.include('mIoU over 2 of 2 classes\nmIoU: ');
+    // The run records the map and the train split's counts; eval --run refuses a dataset whose map changed since.
+    const rec = JSON.parse(readFileSync(join(root, 'binmap-run', 'labels.json'), 'utf8'));
+    expect(rec.labelMap).to.deep.equal({ 255: 1 });
+    expect(rec.train.pixels).to.deep.equal([3684, 672]);
+    expect(JSON.parse(readFileSync(join(root, 'bin-run', 'labels.json'), 'utf8')).labelMap).to.equal(null);
+    writeFileSync(join(mappedData, 'atrous-dataset.json'), JSON.stringify({ numClasses: 2, classNames: ['background', 'object'] }));
+    const changed = await atrous('eval', '--run', join(root, 'binmap-run'));
+    expect(changed.code).to.equal(1);
+    expect(changed.err).to.include('was trained with the label map {"255":1}');
+    expect(changed.err).to.include('now has none');
   });
 
   it('bad inputs give clear errors before anything is written', async () => {

@@ -1,12 +1,19 @@
 // `atrous data`: export an embedded dataset to the PASCAL VOC layout, or check a dataset directory.
-import { openDataset, exportVoc } from '../data/index.js';
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  openDataset, exportVoc, countLabels, labelMapEntries, labelWarnings, formatLabelCounts, describeLabelCounts, describeLabelMap,
+  LABEL_COUNT_SAMPLES, IGNORE_SHARE_LIMIT, type Dataset, type LabelCounts,
+} from '../data/index.js';
+import { RunDir, writeFileAtomic } from '../train/rundir.js';
+import type { TrainOptions } from '../train/options.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE = [
   'usage: atrous data export --dataset NAME --split S --count N --out DIR [--seed S] [--size H[xW]]',
   '                          [--format jpg|png] [--quality Q] [--force]',
-  '       atrous data check --dataset voc:DIR [--split S] [--full] [--cityscapes]',
+  '       atrous data check --dataset voc:DIR [--split S] [--full] [--cityscapes] [--strict]',
+  '       atrous data check --dataset shapes|fashion-scenes [--split S] [--count N] [--strict]',
   '',
   'export  writes samples 0..N-1 of an embedded dataset (shapes, fashion-scenes) or of a VOC directory',
   '        (voc:DIR) in the PASCAL VOC layout: JPEGImages/<id>.jpg (or .png with --format png, lossless),',
@@ -16,7 +23,66 @@ const USAGE = [
   'check   opens a VOC-layout directory the way training does and reports every problem found',
   '        (missing files, images without labels and labels without images, size mismatches, label values',
   '        outside the classes and 255, corrupt or truncated files); --full also decodes every image.',
+  '        Then it prints the pixels of each class in the split (count, share of all pixels, images that',
+  '        have it) and of 255 (ignore), with a warning for each class without a labelled pixel (it trains',
+  `        nothing and cannot be evaluated) and when 255 covers more than ${IGNORE_SHARE_LIMIT * 100}% of the pixels. The label map`,
+  '        of the dataset ("labelMap" in DIR/atrous-dataset.json, e.g. {"255": 1} for masks saved as 0/255)',
+  '        applies first. Warnings leave the exit status 0; --strict makes them an error (exit 1).',
+  `        Generated datasets are counted over their first --count samples (default ${LABEL_COUNT_SAMPLES}).`,
 ].join('\n');
+
+/**
+ * The label counts of `ds` as printed by `data check` and at the start of `train`: how they were
+ * counted, the label map if any, the table, then one 'warning: ...' line per warning. Generated
+ * datasets are counted over their first `limit` samples (default LABEL_COUNT_SAMPLES); a VOC
+ * directory opened with its labels checked has been counted whole already.
+ */
+export async function labelReport(ds: Dataset, limit = LABEL_COUNT_SAMPLES): Promise<{ counts: LabelCounts; lines: string[]; warnings: string[] }> {
+  const counts = await countLabels(ds, { limit });
+  const warnings = labelWarnings(counts, ds.classNames, ds.split);
+  const lines: string[] = [];
+  const v = ds as { labelMap?: Uint8Array | null; labelMapSource?: string | null };
+  if (v.labelMap) lines.push(`label map${v.labelMapSource === 'cityscapes' ? ' (Cityscapes label IDs → train IDs)' : v.labelMapSource && v.labelMapSource !== 'option' ? ` (${v.labelMapSource})` : ''}: ${describeLabelMap(v.labelMap)}`);
+  lines.push(`${describeLabelCounts(counts, ds.split)}:`, formatLabelCounts(counts, ds.classNames), ...warnings.map((w) => `warning: ${w}`));
+  return { counts, lines, warnings };
+}
+
+/** A run's record of its training labels: the dataset, its label map and the train split's counts. */
+export const RUN_LABELS_FILE = 'labels.json';
+
+/**
+ * At the start of a run: logs the train split's label counts and warnings (labelReport) and
+ * records the dataset's label map and the counts in the run's labels.json, which `eval --run` checks.
+ */
+export async function reportTrainLabels(run: RunDir, o: TrainOptions, log: (s: string) => void): Promise<void> {
+  const ds = openDataset(o.dataset, { split: 'train', seed: o.dataSeed, length: o.dataLength });
+  const r = await labelReport(ds);
+  for (const line of r.lines) log(line);
+  const labelMap = labelMapEntries((ds as { labelMap?: Uint8Array | null }).labelMap);
+  writeFileAtomic(run.file(RUN_LABELS_FILE), `${JSON.stringify({ dataset: ds.name, labelMap, train: r.counts }, null, 2)}\n`);
+}
+
+/**
+ * Throws when `ds`, the dataset a run was trained on, now maps its labels otherwise than the run
+ * recorded in labels.json (runs without the file are not checked).
+ */
+export function checkRunLabelMap(run: RunDir, ds: Dataset): void {
+  const f = run.file(RUN_LABELS_FILE);
+  if (!existsSync(f)) return;
+  let rec: { dataset?: string; labelMap?: Record<string, number> | null };
+  try {
+    rec = JSON.parse(readFileSync(f, 'utf8'));
+  } catch (e) {
+    throw new Error(`${f}: not valid JSON (${(e as Error).message})`);
+  }
+  if (rec.dataset !== ds.name) return;
+  const now = labelMapEntries((ds as { labelMap?: Uint8Array | null }).labelMap);
+  const show = (m: Record<string, number> | null | undefined) => (m ? JSON.stringify(m) : 'none');
+  if (show(now) !== show(rec.labelMap)) {
+    throw new Error(`${run.path} was trained with the label map ${show(rec.labelMap)} (${f}) but ${ds.name} now has ${show(now)}: `
+      + 'restore the dataset\'s "labelMap" in its atrous-dataset.json, or evaluate with --weights and --dataset');
+  }
+}
 
 function int(option: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -79,13 +145,22 @@ export const dataCommand: Command = {
     if (sub === 'check') {
       const { values } = parse('data check', rest, {
         dataset: { type: 'string' }, split: { type: 'string' }, full: { type: 'boolean' }, cityscapes: { type: 'boolean' },
+        strict: { type: 'boolean' }, count: { type: 'string' },
       });
-      if (!values.dataset?.startsWith('voc:')) throw new Error(`atrous data check: --dataset voc:DIR is required\n\n${USAGE}`);
+      if (values.dataset === undefined) throw new Error(`atrous data check: --dataset is required\n\n${USAGE}`);
+      const voc = values.dataset.startsWith('voc:');
+      if (!voc && (values.full || values.cityscapes)) throw new Error('atrous data check: --full and --cityscapes apply to a dataset directory (voc:DIR)');
+      if (voc && values.count !== undefined) throw new Error('atrous data check: --count applies to the generated datasets; a directory is counted whole');
       const ds = openDataset(values.dataset, {
         split: values.split ?? 'train',
         voc: { validate: values.full ? 'full' : 'labels', labelMap: values.cityscapes ? 'cityscapes' : undefined },
       });
-      console.log(`${ds.name} (${ds.split}): ${ds.length} samples, ${ds.numClasses} classes, no problems found`);
+      const { lines, warnings } = await labelReport(ds, int('count', values.count, 1));
+      const n = warnings.length;
+      console.log(`${ds.name} (${ds.split}): ${ds.length} samples, ${ds.numClasses} classes, `
+        + (n === 0 ? 'no problems found' : `files valid; ${n} warning${n > 1 ? 's' : ''} about what the labels train (below)`));
+      for (const l of lines) console.log(l);
+      if (n > 0 && values.strict) throw new Error(`atrous data check: ${n} warning${n > 1 ? 's' : ''} about the labels (--strict)`);
       return 0;
     }
     throw new Error(`atrous data: expected a subcommand, export or check${sub ? `, got '${sub}'` : ''}\n\n${USAGE}`);

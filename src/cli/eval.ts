@@ -13,6 +13,7 @@ import { evaluate, type EvaluateResult } from '../train/evaluate.js';
 import { formatMetrics } from '../train/metrics.js';
 import type { RunInfo } from '../train/trainer.js';
 import { intOpt } from './train.js';
+import { checkRunLabelMap } from './data.js';
 import { parse } from './args.js';
 import type { Command } from './main.js';
 
@@ -23,8 +24,10 @@ export const EVAL_USAGE = [
   '                   [--batch B] [--json] [--report] [--overlays N] [--out DIR]',
   '',
   'Runs whole images (no crop) of the split through the model and prints per-class IoU, pixel accuracy',
-  "and a closing line 'mIoU: 0.xxxx' (--json: one JSON object instead). --run takes the run's latest",
-  'checkpoint and its dataset; --weights takes any checkpoint file (then --dataset, default shapes).',
+  "and a closing line 'mIoU: 0.xxxx' (--json: one JSON object instead); classes without ground truth in",
+  'the images are marked, and the line before says over how many classes the mean was taken.',
+  "--run takes the run's latest checkpoint and its dataset; --weights takes any checkpoint file (then",
+  '--dataset, default shapes).',
   'Default split val, all of it; --output-stride evaluates at another output stride than trained;',
   '--scales and --flip average the class probabilities over scaled and flipped inputs (Tables 4, 6);',
   'inputs are padded to k × output stride + 1, as the paper pads to 513 (--no-pad: not). --report writes eval.json,',
@@ -73,8 +76,9 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
   let datasetSpec = a.dataset;
   let datasetSource = 'option';
   let dataSeed = 0;
+  let run: RunDir | undefined;
   if (a.run !== undefined) {
-    const run = RunDir.open(a.run);
+    run = RunDir.open(a.run);
     const info = run.readRun<RunInfo>();
     weights = run.latestFile('model.safetensors');
     if (datasetSpec === undefined && info.options?.dataset !== undefined) [datasetSpec, datasetSource] = [info.options.dataset, 'run'];
@@ -102,6 +106,7 @@ export async function runEval(a: EvalArgs): Promise<EvalOutcome> {
     if (datasetSource !== 'checkpoint') throw e;
     throw new Error(`atrous eval: ${weights} was trained on '${datasetSpec}', which cannot be opened here (${(e as Error).message}): give --dataset`);
   }
+  if (run) checkRunLabelMap(run, ds);
   await init({ adapter: a.adapter });
   const { model, config, inference } = loadModel();
   try {

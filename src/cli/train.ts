@@ -12,6 +12,7 @@ import {
   type RecipeOptions, type TrainConfigFile, type TrainOptions, type TrainRequest,
 } from '../train/options.js';
 import { parse } from './args.js';
+import { reportTrainLabels } from './data.js';
 import type { Command } from './main.js';
 
 export const TRAIN_USAGE = [
@@ -116,6 +117,8 @@ export async function runTraining(parsed: ParsedTrain, log: (s: string) => void 
     const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: parsed.options! };
     run = RunDir.create(parsed.out!, info);
     log(`run ${run.path}: ${describePlan(parsed.options!)}`);
+    // What the training labels can teach: per-class pixel counts, and warnings for classes that have none.
+    await reportTrainLabels(run, parsed.options!, log);
   }
   await init({ adapter: parsed.adapter });
   const tty = process.stdout.isTTY === true;

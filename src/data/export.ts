@@ -70,11 +70,15 @@ export async function exportVoc(ds: Dataset, outDir: string, opts: ExportOptions
   const metaPath = join(dir, METADATA_FILE);
   const meta = { format: 'atrous-voc/1', name: ds.name, numClasses: ds.numClasses, classNames: [...ds.classNames] };
   if (existsSync(metaPath)) {
-    let old: { numClasses?: unknown; classNames?: unknown } = {};
+    let old: { numClasses?: unknown; classNames?: unknown; labelMap?: unknown } = {};
     try {
       old = JSON.parse(readFileSync(metaPath, 'utf8'));
     } catch {
       throw new Error(`export: ${metaPath} is not valid JSON; remove it or choose another --out`);
+    }
+    if (old.labelMap !== undefined) {
+      // Exported labels are written as class indices; the labels already there are mapped when read.
+      throw new Error(`export: ${metaPath} has a "labelMap": exported labels would be mapped a second time; choose another --out`);
     }
     if (JSON.stringify(old.classNames) !== JSON.stringify(meta.classNames)) {
       throw new Error(`export: ${dir} holds a dataset with other classes (${JSON.stringify(old.classNames)}); choose another --out`);

@@ -1,6 +1,7 @@
-// The data pipeline. Pure modules (usable in browsers): types, rng, palette, textures, shapes,
+// The data pipeline. Pure modules (usable in browsers): types, labels, rng, palette, textures, shapes,
 // fashion-scenes, augment, loader. Node-only: fashion-mnist (Debian's files), voc (reader), export.
 export * from './types.js';
+export * from './labels.js';
 export * from './rng.js';
 export * from './palette.js';
 export * from './textures.js';

@@ -1,4 +1,5 @@
 // The data pipeline's shared types. Pure TypeScript: runs in browsers too.
+import type { LabelCounts } from './labels.js';
 
 /** The label value that losses and metrics skip (PASCAL VOC's object borders, crop padding). */
 export const IGNORE = 255;
@@ -32,6 +33,11 @@ export interface Dataset {
   readonly classNames: readonly string[];
   /** 256 RGB triples (768 bytes) that colour label index k: VOC's colour map unless the set has its own. */
   readonly palette: Uint8Array;
+  /**
+   * Pixel counts of the whole split's labels when the reader made them while opening it (a VOC
+   * directory checks every label then); absent otherwise (countLabels() then reads samples).
+   */
+  readonly labelCounts?: LabelCounts | null;
   /** Sample i, 0 <= i < length; generated or read on demand. Errors name the file and the problem. */
   get(i: number): Promise<Sample>;
 }

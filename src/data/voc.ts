@@ -5,20 +5,26 @@
 //   DIR/SegmentationClassAug/<id>.png  the augmented set's labels (gray PNG), used when SegmentationClass is absent
 //   DIR/ImageSets/Segmentation/<split>.txt   one id per line, or "image-path label-path" per line
 //                                            (paths relative to DIR, as in the augmented set's train_aug.txt)
-//   DIR/atrous-dataset.json            optional: {numClasses, classNames} written by `atrous data export`
+//   DIR/atrous-dataset.json            optional: {numClasses, classNames, labelMap}; `atrous data export`
+//                                      writes numClasses and classNames
 //
 // Without list files, split 'all' pairs every image with the label of the same stem. A label map
-// (Cityscapes label ID → train ID, or any 256-entry table) is applied to label values when read.
+// is applied to label values when read, before they are checked: the dataset's own ("labelMap" in
+// atrous-dataset.json, {"stored value": class index} as mmseg's label_map, e.g. {"255": 1} for
+// binary masks saved as 0/255; values not in it stay as they are), or Cityscapes label ID → train
+// ID, or any 256-entry table, given as an option.
 //
 // Everything that can be checked is checked when the dataset is opened, before any training:
 // the directory, the list, every image's and label's presence, structure and size, and every label
-// value (in [0, numClasses) or 255). Problems are reported together, each naming its file.
+// value (in [0, numClasses) or 255). Problems are reported together, each naming its file. The
+// labels decoded for the check are also counted per class (VocDataset.labelCounts).
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
 import { decodeImage, decodeLabelPng, imageInfo, rgbToChw, type ImageInfo } from '../io/image.js';
 import { VOC_CLASSES, vocPalette, cityscapesLabelToTrainId, cityscapesPalette, CITYSCAPES_CLASSES } from './palette.js';
 import { checkIndex, IGNORE, type Dataset, type Sample } from './types.js';
+import { addLabelCounts, emptyLabelCounts, labelMapTable, type LabelCounts } from './labels.js';
 
 export const METADATA_FILE = 'atrous-dataset.json';
 const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.JPG', '.JPEG', '.PNG'];
@@ -35,7 +41,10 @@ export interface VocOptions {
   /** Number of classes; default from atrous-dataset.json, else 19 with the Cityscapes map, else 21 (VOC). */
   numClasses?: number;
   classNames?: readonly string[];
-  /** Label values are mapped through this 256-entry table when read ('cityscapes': label IDs → train IDs). */
+  /**
+   * Label values are mapped through this 256-entry table when read ('cityscapes': label IDs → train
+   * IDs). Default: the "labelMap" of atrous-dataset.json, if any; giving both is an error.
+   */
   labelMap?: 'cityscapes' | Uint8Array;
   /**
    * Up-front checks: 'labels' (default) checks every image's structure and size and decodes every
@@ -80,21 +89,44 @@ function isFile(p: string): boolean {
   }
 }
 
-function readMetadata(root: string): { numClasses?: number; classNames?: string[] } {
+/** Keys of atrous-dataset.json ('format' and 'name' are written by export and not read). */
+const METADATA_KEYS = ['format', 'name', 'numClasses', 'classNames', 'labelMap'];
+
+interface Metadata {
+  file: string;
+  numClasses?: number;
+  classNames?: string[];
+  /** Checked against the number of classes once that is known. */
+  labelMap?: unknown;
+}
+
+function readMetadata(root: string): Metadata | null {
   const p = join(root, METADATA_FILE);
-  if (!existsSync(p)) return {};
+  if (!existsSync(p)) return null;
   let meta: unknown;
   try {
     meta = JSON.parse(readFileSync(p, 'utf8'));
   } catch (e) {
     throw new Error(`${p}: not valid JSON (${(e as Error).message})`);
   }
-  const m = meta as { numClasses?: unknown; classNames?: unknown };
-  if (typeof m !== 'object' || m === null || !Number.isInteger(m.numClasses)
-    || !Array.isArray(m.classNames) || m.classNames.length !== m.numClasses || !m.classNames.every((c) => typeof c === 'string')) {
-    throw new Error(`${p}: expected {"numClasses": N, "classNames": [N names]}`);
+  const usage = '{"numClasses": N, "classNames": [N names], "labelMap": {"stored value": class index}}, each optional';
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new Error(`${p}: expected an object ${usage}`);
+  const m = meta as { numClasses?: unknown; classNames?: unknown; labelMap?: unknown };
+  const unknown = Object.keys(m).filter((k) => !METADATA_KEYS.includes(k));
+  if (unknown.length) throw new Error(`${p}: unknown key "${unknown[0]}" (known: ${METADATA_KEYS.join(', ')})`);
+  if (m.numClasses !== undefined && !Number.isInteger(m.numClasses)) throw new Error(`${p}: "numClasses" must be an integer, got ${JSON.stringify(m.numClasses)}`);
+  if (m.classNames !== undefined) {
+    if (!Array.isArray(m.classNames) || !m.classNames.every((c) => typeof c === 'string')) throw new Error(`${p}: "classNames" must be an array of strings`);
+    if (m.numClasses !== undefined && m.classNames.length !== m.numClasses) {
+      throw new Error(`${p}: ${m.classNames.length} "classNames" for "numClasses" ${m.numClasses as number}`);
+    }
   }
-  return { numClasses: m.numClasses as number, classNames: m.classNames as string[] };
+  return {
+    file: p,
+    numClasses: (m.numClasses as number | undefined) ?? (m.classNames as string[] | undefined)?.length,
+    classNames: m.classNames as string[] | undefined,
+    labelMap: m.labelMap,
+  };
 }
 
 function findImage(dir: string, id: string): string | null {
@@ -227,9 +259,13 @@ export class VocDataset implements Dataset {
   readonly classNames: readonly string[];
   readonly palette: Uint8Array;
   readonly labelMap: Uint8Array | null;
+  /** Where the label map came from: the metadata file's path, 'cityscapes' or 'option'; null without one. */
+  readonly labelMapSource: string | null;
+  /** Pixel counts of the split's labels, made by the up-front check (null with validate 'none'). */
+  readonly labelCounts: LabelCounts | null;
 
   constructor(root: string, entries: VocEntry[], split: string, numClasses: number, classNames: readonly string[],
-    palette: Uint8Array, labelMap: Uint8Array | null) {
+    palette: Uint8Array, labelMap: Uint8Array | null, labelMapSource: string | null = null, labelCounts: LabelCounts | null = null) {
     this.root = root;
     this.name = `voc:${root}`;
     this.split = split;
@@ -238,6 +274,8 @@ export class VocDataset implements Dataset {
     this.classNames = classNames;
     this.palette = palette;
     this.labelMap = labelMap;
+    this.labelMapSource = labelMap ? labelMapSource : null;
+    this.labelCounts = labelCounts;
   }
 
   get length(): number {
@@ -280,15 +318,24 @@ export function openVoc(rootArg: string, opts: VocOptions = {}): VocDataset {
 
   const meta = readMetadata(root);
   let labelMap: Uint8Array | null = null;
+  let labelMapSource: string | null = null;
   let palette = vocPalette();
-  let defaultClasses: readonly string[] = meta.classNames ?? VOC_CLASSES;
+  // Class names from the metadata; a bare numClasses there names them 'class k' (VOC's names only for 21).
+  let defaultClasses: readonly string[] = meta?.classNames
+    ?? (meta?.numClasses !== undefined && meta.numClasses !== VOC_CLASSES.length
+      ? Array.from({ length: Math.max(0, meta.numClasses) }, (_, k) => `class ${k}`) : VOC_CLASSES);
+  if (opts.labelMap !== undefined && meta?.labelMap !== undefined) {
+    throw new Error(`dataset ${root}: ${meta.file} has a "labelMap" and a label map was given as well${opts.labelMap === 'cityscapes' ? ' (--cityscapes)' : ''}; use one`);
+  }
   if (opts.labelMap === 'cityscapes') {
     labelMap = cityscapesLabelToTrainId();
+    labelMapSource = 'cityscapes';
     palette = cityscapesPalette();
     defaultClasses = CITYSCAPES_CLASSES;
   } else if (opts.labelMap) {
     if (opts.labelMap.length !== 256) throw new Error(`dataset ${root}: labelMap must have 256 entries, got ${opts.labelMap.length}`);
     labelMap = opts.labelMap;
+    labelMapSource = 'option';
   }
   const numClasses = opts.numClasses ?? (opts.classNames?.length ?? defaultClasses.length);
   if (!Number.isInteger(numClasses) || numClasses < 1 || numClasses > 255) {
@@ -300,6 +347,10 @@ export function openVoc(rootArg: string, opts: VocOptions = {}): VocDataset {
     throw new Error(`dataset ${root}: ${classNames.length} class names for ${numClasses} classes`);
   }
   classNames = Object.freeze([...classNames]);
+  if (meta?.labelMap !== undefined) {
+    labelMap = labelMapTable(meta.labelMap, numClasses, meta.file);
+    labelMapSource = meta.file;
+  }
 
   const problems = new Problems();
   let entries: VocEntry[];
@@ -318,7 +369,8 @@ export function openVoc(rootArg: string, opts: VocOptions = {}): VocDataset {
   }
 
   const mode = opts.validate ?? 'labels';
-  if (mode !== 'none') {
+  const counts = mode === 'none' ? null : emptyLabelCounts(numClasses, entries.length);
+  if (counts) {
     for (const e of entries) {
       try {
         const info = imageInfo(readFileSync(e.image), e.image);
@@ -330,11 +382,12 @@ export function openVoc(rootArg: string, opts: VocOptions = {}): VocDataset {
         }
         const bad = checkLabelValues(applyMap(lbl.data, labelMap), lbl.width, numClasses, e.label);
         if (bad) problems.add(bad);
+        else addLabelCounts(counts, lbl.data);
       } catch (err) {
         problems.add((err as Error).message);
       }
     }
   }
   problems.throwIfAny(root);
-  return new VocDataset(root, entries, split, numClasses, classNames, palette, labelMap);
+  return new VocDataset(root, entries, split, numClasses, classNames, palette, labelMap, labelMapSource, counts);
 }

@@ -1,7 +1,9 @@
 // Segmentation metrics from a confusion matrix, as the paper (and the PASCAL VOC devkit) reports
 // them: IoU_c = TP / (TP + FP + FN) per class, mIoU the mean over the classes that occur in the
-// labels or the predictions (a class absent from both has no IoU), pixel accuracy = trace / total.
-// Pixels labelled 255 (ignore) are not counted. Pure TypeScript: runs in browsers too.
+// labels or the predictions (a class absent from both has no IoU and is left out of the mean, as
+// mmseg's nanmean and the VOC and Cityscapes scripts do; a class with no ground truth that was
+// predicted has IoU 0 and counts), pixel accuracy = trace / total. Pixels labelled 255 (ignore)
+// are not counted. Pure TypeScript: runs in browsers too.
 
 import { IGNORE } from '../data/types.js';
 
@@ -14,6 +16,12 @@ export interface SegMetrics {
   pixels: number;
   /** Labelled pixels of each class. */
   support: number[];
+  /** Labelled pixels predicted as each class. */
+  predicted: number[];
+  /** Classes with no labelled pixel (ascending): their IoU is null, or 0 where they were predicted. */
+  noGroundTruth: number[];
+  /** Classes the mean was taken over (those with an IoU). */
+  miouClasses: number;
 }
 
 export class ConfusionMatrix {
@@ -45,6 +53,7 @@ export class ConfusionMatrix {
     const c = this.numClasses;
     const iou: (number | null)[] = [];
     const support: number[] = [];
+    const predicted: number[] = [];
     let tp = 0;
     let total = 0;
     for (let k = 0; k < c; k++) {
@@ -58,6 +67,7 @@ export class ConfusionMatrix {
       const union = row + col - d;
       iou.push(union > 0 ? d / union : null);
       support.push(row);
+      predicted.push(col);
       tp += d;
       total += row;
     }
@@ -68,17 +78,35 @@ export class ConfusionMatrix {
       pixelAccuracy: total > 0 ? tp / total : 0,
       pixels: total,
       support,
+      predicted,
+      noGroundTruth: support.flatMap((n, k) => (n === 0 ? [k] : [])),
+      miouClasses: present.length,
     };
   }
 }
 
-/** The per-class table and the closing `mIoU: 0.xxxx` line. */
+/** The mean's scope: "mIoU over 1 of 2 classes (left out, no ground truth and never predicted: 1 'object')". */
+export function describeMiouClasses(m: SegMetrics, classNames: readonly string[]): string {
+  const name = (k: number) => `${k} '${classNames[k] ?? `class ${k}`}'`;
+  const left = m.noGroundTruth.filter((k) => m.iou[k] === null);
+  const zero = m.noGroundTruth.filter((k) => m.iou[k] !== null);
+  const parts: string[] = [];
+  if (left.length) parts.push(`left out, no ground truth and never predicted: ${left.map(name).join(', ')}`);
+  if (zero.length) parts.push(`IoU 0, no ground truth but predicted: ${zero.map(name).join(', ')}`);
+  return `mIoU over ${m.miouClasses} of ${m.iou.length} classes${parts.length ? ` (${parts.join('; ')})` : ''}`;
+}
+
+/**
+ * The per-class table (classes without ground truth marked: IoU 'n/a' when also never predicted),
+ * pixel accuracy, the classes the mean was taken over, and the closing `mIoU: 0.xxxx` line.
+ */
 export function formatMetrics(m: SegMetrics, classNames: readonly string[]): string {
   const width = Math.max(5, ...classNames.map((n) => n.length));
   const lines = [`${'class'.padEnd(width)}  ${'IoU'.padStart(7)}  ${'pixels'.padStart(10)}`];
   m.iou.forEach((v, k) => {
-    lines.push(`${(classNames[k] ?? `class ${k}`).padEnd(width)}  ${(v === null ? '-' : v.toFixed(4)).padStart(7)}  ${String(m.support[k]).padStart(10)}`);
+    const note = m.support[k] > 0 ? '' : `  no ground truth${m.predicted[k] > 0 ? `, ${m.predicted[k]} pixels predicted as it` : ''}`;
+    lines.push(`${(classNames[k] ?? `class ${k}`).padEnd(width)}  ${(v === null ? 'n/a' : v.toFixed(4)).padStart(7)}  ${String(m.support[k]).padStart(10)}${note}`);
   });
-  lines.push('', `pixel accuracy: ${m.pixelAccuracy.toFixed(4)} (${m.pixels} labelled pixels)`, `mIoU: ${m.miou.toFixed(4)}`);
+  lines.push('', `pixel accuracy: ${m.pixelAccuracy.toFixed(4)} (${m.pixels} labelled pixels)`, describeMiouClasses(m, classNames), `mIoU: ${m.miou.toFixed(4)}`);
   return lines.join('\n');
 }

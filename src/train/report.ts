@@ -2,7 +2,7 @@
 // evaluation settings and prediction overlays. A pure function of its inputs (no Node built-ins):
 // `atrous eval --report` and `atrous main` write it next to the overlays it links.
 
-import type { SegMetrics } from './metrics.js';
+import { describeMiouClasses, type SegMetrics } from './metrics.js';
 
 export interface ReportInput {
   title: string;
@@ -51,7 +51,8 @@ export function renderReport(r: ReportInput): string {
   const rows = r.classNames.map((name, k) => {
     const v = r.metrics.iou[k];
     const bar = v === null ? '' : `<span class="bar" style="width:${(v * 200).toFixed(0)}px"></span>`;
-    return `<tr><td>${k}</td><td>${esc(name)}</td><td>${v === null ? '—' : v.toFixed(4)}</td><td>${bar}</td></tr>`;
+    const note = r.metrics.support[k] === 0 ? ' (no ground truth)' : '';
+    return `<tr><td>${k}</td><td>${esc(name)}</td><td>${v === null ? 'n/a' : v.toFixed(4)}${note}</td><td>${bar}</td></tr>`;
   });
   const settings = Object.entries(r.settings).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`);
   const overlays = r.overlays.map((o) => `<figure><img src="${esc(o.file)}" alt="${esc(o.id)}"><figcaption>${esc(o.id)}: image · ground truth · prediction</figcaption></figure>`);
@@ -65,6 +66,7 @@ figure{display:inline-block;margin:8px}img{image-rendering:pixelated;width:387px
 </style></head><body>
 <h1>${esc(r.title)}</h1>
 <p class="big">mIoU <b>${r.metrics.miou.toFixed(4)}</b> · pixel accuracy ${r.metrics.pixelAccuracy.toFixed(4)} · ${r.metrics.images} images</p>
+<p>${esc(describeMiouClasses(r.metrics, r.classNames))}</p>
 <h2>Settings</h2><table>${settings.join('')}</table>
 <h2>Training loss</h2>${lossCurveSvg(r.losses)}
 <h2>Per-class IoU</h2><table><tr><th>#</th><th>class</th><th>IoU</th><th></th></tr>${rows.join('')}</table>
