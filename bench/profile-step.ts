@@ -12,7 +12,7 @@
 import { engine, init, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../src/index.js';
 import { Engine, type KernelCall } from '../src/gpu/engine.js';
 import { precompileTrainStep } from '../src/train/precompile.js';
-import { values } from './common.js';
+import { values } from '../src/bench/common.js';
 
 const [config = 'paper-r50-os16', nArg = '2', sizeArg = '129'] = process.argv.slice(2);
 const n = Number(nArg);

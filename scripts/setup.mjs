@@ -76,7 +76,7 @@ let mod;
 try { mod = await import('webgpu'); }
 catch (e) { emit({ ok: false, stage: 'import', error: String(e && e.message || e) }); process.exit(0); }
 try {
-  // Keep the create() result referenced while the adapter lives (NOTES.md: dropping it crashes).
+  // Keep the create() result referenced while the adapter lives (docs/software-gpu.md: dropping it crashes).
   globalThis.__atrousGpu = mod.create([]);
   const adapter = await globalThis.__atrousGpu.requestAdapter();
   if (!adapter) { emit({ ok: false, stage: 'adapter', error: 'requestAdapter() returned null' }); process.exit(0); }

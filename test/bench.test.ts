@@ -8,9 +8,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fig4Row, fig4Table, prunedTaps } from '../bench/fig4.js';
-import { validTapPositions, convFlops, type ConvShape } from '../bench/conv2d.js';
-import { parseBenchArgs } from '../bench/run.js';
+import { fig4Row, fig4Table, prunedTaps } from '../src/bench/fig4.js';
+import { validTapPositions, convFlops, type ConvShape } from '../src/bench/conv2d.js';
+import { parseBenchArgs } from '../src/bench/run.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 

@@ -125,7 +125,7 @@ describe('nn: DeepLabv3', () => {
       paper.setOutputStride(8);
       expect(paper.aspp!.rates).to.deep.equal([12, 24, 36]);
       paper.setOutputStride(16);
-      // shared/NOTES.md: this network at batch 2, 129×129, forward ≈ 14.7 GFLOP.
+      // docs/software-gpu.md: this network at batch 2, 129×129, forward ≈ 14.7 GFLOP (PyTorch's count).
       expect(paper.trace([2, 3, 129, 129]).flops / 1e9).to.be.closeTo(14.7, 0.05);
 
       const cascade = new DeepLabV3('paper-r101-cascade');

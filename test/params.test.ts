@@ -66,6 +66,19 @@ describe('kernel params by name', () => {
     }
   });
 
+  it('bench/ is a leaf: no file in src/ or web/ imports from it', () => {
+    const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') ? [join(d, e.name)] : []));
+    const files = [...walk(join(root, 'src')), ...walk(join(root, 'web'))];
+    expect(files.length).to.be.greaterThan(50);
+    for (const f of files) {
+      const text = readFileSync(f, 'utf8');
+      // From src/x.ts '../bench/' is src/bench; from deeper files or web/ it would be the top-level bench/.
+      const depth = f.slice(root.length + 1).split('/').length - 1;
+      const up = '\\.\\./'.repeat(depth);
+      expect(text, f).not.to.match(new RegExp(`(from |import\\()'${up}bench/`));
+    }
+  });
+
   it('every op with several kernels declares them in the one variant registry', () => {
     expect(kernelVariants().map((k) => k.name)).to.include.members(['conv2d', 'batchNorm.reduction', 'batchNorm.elementwise']);
   });

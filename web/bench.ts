@@ -1,6 +1,6 @@
 // The Bench panel: benchConv2d (src/bench/conv2d.ts, as in `npm run bench`) on the visitor's GPU.
 import { engine } from '../src/index.js';
-import { benchConv2d, asppShapes, type Conv2dPass } from '../bench/conv2d.js';
+import { benchConv2d, asppShapes, type Conv2dPass } from '../src/bench/conv2d.js';
 import { $, demo, errText, setStatus, updateMemory } from './page.js';
 
 let benchRunning = false;

@@ -1,7 +1,7 @@
 // What the page's panels share: element lookup, status lines, the record of what the page did
 // (window.atrousDemo, read by the browser test), the GPU state, the memory line and drawing.
 import { engine } from '../src/index.js';
-import type { BenchRow } from '../bench/common.js';
+import type { BenchRow } from '../src/bench/common.js';
 
 type Stats = ReturnType<ReturnType<typeof engine>['stats']>;
 

@@ -1,12 +1,11 @@
-// `atrous bench`: the benchmark suite (bench/run.ts), loaded only when asked for.
+// `atrous bench`: the benchmark suite (src/bench/run.ts), loaded only when asked for.
 import type { Command } from './main.js';
 
 export const benchCommand: Command = {
   summary: 'kernel and training-step benchmarks (GFLOP/s, GB/s, s/step; --compare tfjs,torch)',
   usage: 'usage: atrous bench [--quick] [--json] [--compare tfjs,torch] [--only SECTIONS] [--repeats N] [--out DIR] [--adapter NAME]',
   async run(argv) {
-    const spec = '../../bench/run.js'; // dist/src/cli → dist/bench
-    const bench = (await import(spec)) as typeof import('../../bench/run.js');
+    const bench = await import('../bench/run.js');
     let opts;
     try {
       opts = bench.parseBenchArgs(argv);

@@ -83,10 +83,6 @@ export function engine(): Engine {
   return current;
 }
 
-export function hasEngine(): boolean {
-  return current !== null;
-}
-
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
 const MAP_READ_COPY_DST = 0x01 | 0x08;
 

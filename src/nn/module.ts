@@ -70,7 +70,7 @@ export interface Shape extends Shaped {
 }
 
 /** Shape propagation with the same output-size formulas as the ops, and a FLOP count: 2 × the
- * multiply-adds of every convolution (the convention of shared/NOTES.md; element-wise ops, BN
+ * multiply-adds of every convolution (the convention of docs/software-gpu.md, "Counting work"; element-wise ops, BN
  * and resizes are a few percent and are not counted). */
 export class ShapeTracer implements Ops<Shape> {
   readonly tracing = true;

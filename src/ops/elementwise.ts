@@ -40,23 +40,6 @@ export function add(a: Tensor, b: Tensor): Tensor {
   return record('add', out, [a, b], [], (dy, _saved, needs) => [needs[0] ? clone(dy) : null, needs[1] ? clone(dy) : null]);
 }
 
-/** out = a - b (same shapes). */
-export function sub(a: Tensor, b: Tensor): Tensor {
-  checkTensor('sub', 'a', a);
-  checkTensor('sub', 'b', b);
-  checkSameShape('sub', 'a', a, 'b', b);
-  const out = addKernel(a, b, -1);
-  return record('sub', out, [a, b], [], (dy, _s, needs) => {
-    let nb: Tensor | null = null;
-    if (needs[1]) {
-      const z = zeros(dy.shape);
-      nb = addKernel(z, dy, -1);
-      z.dispose();
-    }
-    return [needs[0] ? clone(dy) : null, nb];
-  });
-}
-
 /** In place: y += alpha * x (no autograd; optimizers and gradient accumulation). */
 export function axpy_(y: Tensor, x: Tensor, alpha = 1): void {
   checkSameShape('axpy_', 'y', y, 'x', x);

@@ -1,5 +1,5 @@
 // Every op of the library, one module per op family.
-export { add, sub, axpy_, reshape, full, zeros, ones, clone } from './elementwise.js';
+export { add, axpy_, reshape, full, zeros, ones, clone } from './elementwise.js';
 export { OpError } from './check.js';
 export { batchNorm, type BatchNormOptions } from './batchnorm.js';
 export { adaptiveAvgPool2d } from './gap.js';

@@ -1,5 +1,5 @@
 // The browser demo in a real browser: Debian's Chromium (never a downloaded one), headless, WebGPU
-// on its bundled SwiftShader (flags in ../shared/NOTES.md), driven by playwright-core.
+// on its bundled SwiftShader (flags in docs/software-gpu.md, "In the browser"), driven by playwright-core.
 //
 // It builds dist/web, serves it (scripts/serve.mjs) and checks that the page
 // - segments a bundled sample with the served checkpoint, and a checkpoint loaded from a file

@@ -1,6 +1,6 @@
 // Benchmarks of the other kernels: matmul (the device's practical arithmetic ceiling), batch norm
 // (training mode) and bilinear resize, forward and backward. Timed like the convolutions
-// (bench/common.ts). Backward rows time only the op's backward rule (its node's kernels), on a
+// (common.ts). Backward rows time only the op's backward rule (its node's kernels), on a
 // graph recorded once: the forward is not included.
 //
 // Useful work (GFLOP/s) and minimum traffic (GB/s), per element of x (batch norm) or of the
@@ -13,7 +13,7 @@
 //     (the backward gathers the same products); bytes: the input read and the output written once.
 //   matmul m·n·k: 2·m·n·k flops; bytes: a, b read and c written once.
 
-import { tensor, parameter, tidy, keep, matmul, batchNorm, interpolate, type Tensor } from '../src/index.js';
+import { tensor, parameter, tidy, keep, matmul, batchNorm, interpolate, type Tensor } from '../index.js';
 import { timeKernels, values, type BenchRow } from './common.js';
 
 interface Emit {

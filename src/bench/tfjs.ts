@@ -1,13 +1,13 @@
 // `--compare tfjs`: the same forward convolutions through TensorFlow.js's WebGPU backend
 // (@tensorflow/tfjs-core + @tensorflow/tfjs-backend-webgpu, devDependencies), in the same process,
-// on the same Dawn instance and therefore the same adapter as atrous (NOTES.md: TensorFlow.js runs
-// in Node once `navigator.gpu` is set). Timed with tf.time(): the backend's GPU timestamp queries
+// on the same Dawn instance and therefore the same adapter as atrous (docs/software-gpu.md: TensorFlow.js
+// runs in Node once `navigator.gpu` is set). Timed with tf.time(): the backend's GPU timestamp queries
 // when the adapter has them (kernelMs), else wall clock. One warm-up, median of repeats. NHWC
 // layout, explicit padding, so the shapes and the useful work are exactly those of atrous's rows.
 // TensorFlow.js has no gradient of a dilated convolution (tfjs-core's Conv2D_grad asserts dilation
 // 1), so its backward rows are reported as not applicable rather than timed.
 
-import { webgpuInstance } from '../src/gpu/device.js';
+import { webgpuInstance } from '../gpu/device.js';
 import { median, values, type BenchRow } from './common.js';
 import { convFlops, convOutSize, shapeFields, type ConvShape } from './conv2d.js';
 

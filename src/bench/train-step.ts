@@ -13,10 +13,10 @@
 //   submits_per_step, dispatches_per_step, bind_groups_per_step,
 //   buffers_created_per_step (pool churn: 0 in a steady loop), pipelines_created (after warm-up)
 // Useful work: 3 × the forward's convolution FLOPs (forward, backward-data, backward-weight; the
-// same count as PyTorch's 44 GFLOP for paper-r50-os16 at 129×129, batch 2, in NOTES.md).
+// same count as PyTorch's 44 GFLOP for paper-r50-os16 at 129×129, batch 2: docs/software-gpu.md).
 
-import { engine, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../src/index.js';
-import { precompileTrainStep } from '../src/train/precompile.js';
+import { engine, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../index.js';
+import { precompileTrainStep } from '../train/precompile.js';
 import { median, values, type BenchRow } from './common.js';
 
 export interface TrainStepCase {

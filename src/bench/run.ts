@@ -10,15 +10,15 @@
 //   --out DIR          where the results go (default bench/results)
 //   --adapter NAME     the WebGPU adapter (as everywhere in atrous)
 //
-// Timing: bench/common.ts. Rows: bench/conv2d.ts, bench/ops.ts, bench/train-step.ts; the peers:
-// bench/tfjs.ts, bench/torch.ts; Fig. 4: bench/fig4.ts; the report: bench/report.ts.
+// Timing: common.ts. Rows: conv2d.ts, ops.ts, train-step.ts; the peers:
+// tfjs.ts, torch.ts; Fig. 4: fig4.ts; the report: report.ts (all in src/bench/).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { init } from '../src/index.js';
+import { init } from '../index.js';
 import type { BenchRow } from './common.js';
 import { asppShapes, backboneShapes, benchConv2d } from './conv2d.js';
 import { benchMatmul, benchBatchNorm, benchResize } from './ops.js';
@@ -60,7 +60,8 @@ export const USAGE = `usage: atrous bench [--quick] [--json] [--compare tfjs,tor
   --compare torch  the training steps in PyTorch CPU (tools/torch_step.py; needs python3-torch)
   --only           ${SECTIONS.join(', ')}`;
 
-const DEFAULT_OUT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
+// dist/src/bench → the package's bench/results
+const DEFAULT_OUT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'results');
 
 function fmtRow(r: BenchRow): string {
   const skip = new Set(['kernel', 'pass', 'impl', 'ms', 'gflops', 'adapter', 'timing', 'note', 'group', 'padding', 'w']);
@@ -158,7 +159,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchResult> {
   return { adapter, rows, fig4, files };
 }
 
-/** Parses the command line of `atrous bench` / `node dist/bench/run.js`. */
+/** Parses the command line of `atrous bench`. */
 export function parseBenchArgs(argv: string[]): BenchOptions {
   const { values } = parseArgs({
     args: argv,
@@ -187,21 +188,4 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     quick: values.quick, json: values.json, compare: compare as ('tfjs' | 'torch')[], only: only as Section[], repeats,
     outDir: values.out, adapter: values.adapter,
   };
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  Promise.resolve()
-    .then(() => runBench(parseBenchArgs(argv)))
-    .then(
-      () => process.exit(0),
-      (err) => {
-        console.error(`atrous bench: ${err instanceof Error ? err.message : err}`);
-        process.exit(1);
-      },
-    );
 }

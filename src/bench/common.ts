@@ -7,7 +7,7 @@
 // that ratios between them are measured side by side: a slow spell of the machine (lavapipe's
 // timings here move by up to 2× within a minute) lands on all of them rather than on one.
 
-import { engine, type Tensor } from '../src/index.js';
+import { engine, type Tensor } from '../index.js';
 
 /** One benchmark result. Shape fields (`n`, `cin`, `cout`, `h`, `w`, `k`, `stride`, `dilation`,
  * `config`, ...) are those that apply to the kernel. `gflops` counts useful work only (see each

@@ -7,7 +7,7 @@
 // 9 · 65 · 65), and the taps that never read inside the map at any position: those atrous prunes
 // from the forward and both backward passes, exactly (src/ops/conv2d/geometry.ts, tapRange).
 
-import { tapRange } from '../src/ops/conv2d/index.js';
+import { tapRange } from '../ops/conv2d/index.js';
 
 export interface Fig4Row {
   rate: number;

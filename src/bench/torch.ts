@@ -4,11 +4,12 @@
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { modelConfig } from '../src/index.js';
+import { modelConfig } from '../index.js';
 import type { BenchRow } from './common.js';
 import type { TrainStepCase } from './train-step.js';
 
-const TOOLS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools');
+// dist/src/bench → the package's tools/
+const TOOLS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'tools');
 
 /** The first interpreter that imports torch and torchvision (Debian's /usr/bin/python3 first: a
  * pyenv or venv `python3` on PATH may not see Debian's python3-torch), or null. */
