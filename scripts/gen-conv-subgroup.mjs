@@ -27,7 +27,7 @@ const PARAMS = (slot, extra = '') => `struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, ${slot}: i32,
+  pw: i32, dilationH: i32, dilationW: i32, ${slot}: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,${extra}
 }`;
 
@@ -72,7 +72,7 @@ const REGION_LOOKUP = `  // The region of tile t: the last r with tileStart(r) <
   let C1 = colBreak(r % p.nc + 1);
   let rw = C1 - C0;
   let npix = (R1 - R0) * rw;
-  let rd = select(1, p.dh, p.sh == 1);`;
+  let rd = select(1, p.dilationH, p.sh == 1);`;
 
 function forward() {
   const SLOT = 'coPad4';
@@ -131,10 +131,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let t = wgi % p.tiles;
 ${REGION_LOOKUP}
   // Taps inside the input for some pixel of the region (for all of them when the region is exact).
-  let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dh));
-  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(p.pw - (C1 - 1) * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - C0 * p.sw, p.dw) + 1);
+  let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dilationH));
+  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dilationH) + 1);
+  let kxA = max(p.kxLo, ceilDiv(p.pw - (C1 - 1) * p.sw, p.dilationW));
+  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - C0 * p.sw, p.dilationW) + 1);
   let cg = i32(wid.z) * ${G};
   let hw = p.h * p.w;
   // This lane's channel groups (past the last one: re-read it, a valid address; never stored).`);
@@ -150,7 +150,7 @@ ${REGION_LOOKUP}
   for (var ky = kyA; ky < kyB; ky++) {
     for (var kx = kxA; kx < kxB; kx++) {`);
   for (let j = 0; j < P; j++) {
-    L.push(`      let iy${j} = oy${j} * p.sh - p.ph + ky * p.dh; let ix${j} = ox${j} * p.sw - p.pw + kx * p.dw;
+    L.push(`      let iy${j} = oy${j} * p.sh - p.ph + ky * p.dilationH; let ix${j} = ox${j} * p.sw - p.pw + kx * p.dilationW;
       let ok${j} = v${j} && iy${j} >= 0 && iy${j} < p.h && ix${j} >= 0 && ix${j} < p.w;
       var xi${j} = xImg + select(0, iy${j} * p.w + ix${j}, ok${j});`);
   }
@@ -175,7 +175,7 @@ function backwardData() {
   const L = [];
   L.push(header(`// conv2d backward-data, 'subgroup' variant: the transposed convolution of conv2d.dx.wgsl
 //   dx[n, ci, iy, ix] = Σ_{ky, kx, co} w[co, ci, ky, kx] · dy[n, co, oy, ox]
-//   oy = (iy + ph − ky·dh) / sh,  ox = (ix + pw − kx·dw) / sw   (only where divisible and in range)
+//   oy = (iy + ph − ky·dilationH) / sh,  ox = (ix + pw − kx·dilationW) / sw   (only where divisible and in range)
 // with the weight loads shared through subgroup broadcasts (see conv2d.fwd_sg.wgsl for why).
 // The input positions are split into sh·sw residue classes (iy = ry + sh·qy, ix = rx + sw·qx):
 // within a class, whether a tap divides evenly does not depend on the pixel, so the tap loops are
@@ -241,20 +241,20 @@ ${REGION_LOOKUP}
   }
   L.push(`  ${rep(G, (k) => rep(P, (j) => `var a${k}_${j} = vec4f(0.0);`))}`);
   L.push(`  let dyImg = nb * p.cout * ohw;
-  // Uniform tap ranges: taps whose dy row ty / sh (ty = ry + ph − ky·dh) lands inside [0, oh) for
+  // Uniform tap ranges: taps whose dy row ty / sh (ty = ry + ph − ky·dilationH) lands inside [0, oh) for
   // some row of the region, qy in [qyA, qyB]; likewise for columns. A strided conv also skips the
   // taps that do not divide evenly (STRIDED is an override constant, so a stride-1 pipeline has no
   // \`continue\` at all: llvmpipe turns one into mask bookkeeping around the inner loop).
-  let kyA = select(p.kyHi, max(p.kyLo, ceilDiv(ry + p.ph - (p.oh - 1 - qyA) * p.sh, p.dh)), any);
-  let kyB = min(p.kyHi, floorDiv(ry + p.ph + qyB * p.sh, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(rx + p.pw - (p.ow - 1 - qxA) * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(rx + p.pw + qxB * p.sw, p.dw) + 1);
+  let kyA = select(p.kyHi, max(p.kyLo, ceilDiv(ry + p.ph - (p.oh - 1 - qyA) * p.sh, p.dilationH)), any);
+  let kyB = min(p.kyHi, floorDiv(ry + p.ph + qyB * p.sh, p.dilationH) + 1);
+  let kxA = max(p.kxLo, ceilDiv(rx + p.pw - (p.ow - 1 - qxA) * p.sw, p.dilationW));
+  let kxB = min(p.kxHi, floorDiv(rx + p.pw + qxB * p.sw, p.dilationW) + 1);
   for (var ky = kyA; ky < kyB; ky++) {
-    let ty = ry + p.ph - ky * p.dh;
+    let ty = ry + p.ph - ky * p.dilationH;
     if (STRIDED && ty % p.sh != 0) { continue; }
     let oyT = ty / p.sh;
     for (var kx = kxA; kx < kxB; kx++) {
-      let tx = rx + p.pw - kx * p.dw;
+      let tx = rx + p.pw - kx * p.dilationW;
       if (STRIDED && tx % p.sw != 0) { continue; }
       let oxT = tx / p.sw;`);
   for (let j = 0; j < P; j++) {
@@ -337,16 +337,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   L.push(`  // The output box whose tap lands inside the input; empty for globally pruned taps.
   let inY = live && ky >= p.kyLo && ky < p.kyHi;
   let inX = kx >= p.kxLo && kx < p.kxHi;
-  let oyA = max(0, ceilDiv(p.ph - ky * p.dh, p.sh));
-  let oyB = select(0, min(p.oh, floorDiv(p.h - 1 + p.ph - ky * p.dh, p.sh) + 1), inY);
-  let oxA = max(0, ceilDiv(p.pw - kx * p.dw, p.sw));
-  let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dw, p.sw) + 1), inX);
+  let oyA = max(0, ceilDiv(p.ph - ky * p.dilationH, p.sh));
+  let oyB = select(0, min(p.oh, floorDiv(p.h - 1 + p.ph - ky * p.dilationH, p.sh) + 1), inY);
+  let oxA = max(0, ceilDiv(p.pw - kx * p.dilationW, p.sw));
+  let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dilationW, p.sw) + 1), inX);
   // a<o>_<c>_<i>: output channel 4·(gos + o) + c, input channel group i of this lane.`);
   for (let o = 0; o < CO; o++) L.push(`  ${rep(4, (c) => rep(XI, (i) => `var a${o}_${c}_${i} = vec4f(0.0);`))}`);
   L.push(`  for (var nb = 0; nb < p.n; nb++) {
     for (var oy = oyA; oy < oyB; oy++) {
       var di = ((nb * p.oh + oy) * p.ow + oxA) * coPad4 + myo;
-      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dh) * p.w + oxA * p.sw - p.pw + kx * p.dw) * ciPad4;
+      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dilationH) * p.w + oxA * p.sw - p.pw + kx * p.dilationW) * ciPad4;
       for (var ox = oxA; ox < oxB; ox++) {
         let dm = dy[di];`);
   for (let i = 0; i < XI; i++) L.push(`        let x${i} = x[xi + xg${i}];`);

@@ -1,6 +1,6 @@
 // conv2d backward-weight: a GEMM with the reduction over K = n·oh·ow, one gather per weight tile:
 //   dw[co, ci, ky, kx] = Σ_{n, oy, ox} dy[n, co, oy, ox] · x[n, ci, iy, ix]
-//   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw
+//   iy = oy·sh − ph + ky·dilationH,  ix = ox·sw − pw + kx·dilationW
 // x and dy are read channels-last (conv2d.nhwc), so 4 channels of one pixel are one aligned vec4.
 // Register blocking, no workgroup memory: each invocation owns 8 output channels (vec4 groups
 // go0, go1) × 8 input channels (vec4 groups gi0, gi1) of one tap (ky, kx); per output pixel it
@@ -19,7 +19,7 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, ciBlocks: i32,
+  pw: i32, dilationH: i32, dilationW: i32, ciBlocks: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -58,10 +58,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   // The output box whose taps land inside the input; empty for globally pruned taps.
   let inY = ky >= p.kyLo && ky < p.kyHi;
   let inX = kx >= p.kxLo && kx < p.kxHi;
-  let oyA = max(0, ceilDiv(p.ph - ky * p.dh, p.sh));
-  let oyB = select(0, min(p.oh, floorDiv(p.h - 1 + p.ph - ky * p.dh, p.sh) + 1), inY);
-  let oxA = max(0, ceilDiv(p.pw - kx * p.dw, p.sw));
-  let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dw, p.sw) + 1), inX);
+  let oyA = max(0, ceilDiv(p.ph - ky * p.dilationH, p.sh));
+  let oyB = select(0, min(p.oh, floorDiv(p.h - 1 + p.ph - ky * p.dilationH, p.sh) + 1), inY);
+  let oxA = max(0, ceilDiv(p.pw - kx * p.dilationW, p.sw));
+  let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dilationW, p.sw) + 1), inX);
 
   // a<o><c><i>: output channel 4·go<o> + c, input channels 4·gi<i> .. + 3 (vec4 lanes).
 
@@ -76,7 +76,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   for (var nb = 0; nb < p.n; nb++) {
     for (var oy = oyA; oy < oyB; oy++) {
       var di = ((nb * p.oh + oy) * p.ow + oxA) * coPad4;
-      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dh) * p.w + oxA * p.sw - p.pw + kx * p.dw) * ciPad4;
+      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dilationH) * p.w + oxA * p.sw - p.pw + kx * p.dilationW) * ciPad4;
       for (var ox = oxA; ox < oxB; ox++) {
         let x0 = x[xi + gi0];
         let x1 = x[xi + gi1];

@@ -18,7 +18,7 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, ciBlocks: i32,
+  pw: i32, dilationH: i32, dilationW: i32, ciBlocks: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -58,10 +58,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   // The output box whose tap lands inside the input; empty for globally pruned taps.
   let inY = live && ky >= p.kyLo && ky < p.kyHi;
   let inX = kx >= p.kxLo && kx < p.kxHi;
-  let oyA = max(0, ceilDiv(p.ph - ky * p.dh, p.sh));
-  let oyB = select(0, min(p.oh, floorDiv(p.h - 1 + p.ph - ky * p.dh, p.sh) + 1), inY);
-  let oxA = max(0, ceilDiv(p.pw - kx * p.dw, p.sw));
-  let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dw, p.sw) + 1), inX);
+  let oyA = max(0, ceilDiv(p.ph - ky * p.dilationH, p.sh));
+  let oyB = select(0, min(p.oh, floorDiv(p.h - 1 + p.ph - ky * p.dilationH, p.sh) + 1), inY);
+  let oxA = max(0, ceilDiv(p.pw - kx * p.dilationW, p.sw));
+  let oxB = select(0, min(p.ow, floorDiv(p.w - 1 + p.pw - kx * p.dilationW, p.sw) + 1), inX);
   // a<o>_<c>_<i>: output channel 4·(gos + o) + c, input channel group i of this lane.
   var a0_0_0 = vec4f(0.0); var a0_0_1 = vec4f(0.0); var a0_1_0 = vec4f(0.0); var a0_1_1 = vec4f(0.0); var a0_2_0 = vec4f(0.0); var a0_2_1 = vec4f(0.0); var a0_3_0 = vec4f(0.0); var a0_3_1 = vec4f(0.0);
   var a1_0_0 = vec4f(0.0); var a1_0_1 = vec4f(0.0); var a1_1_0 = vec4f(0.0); var a1_1_1 = vec4f(0.0); var a1_2_0 = vec4f(0.0); var a1_2_1 = vec4f(0.0); var a1_3_0 = vec4f(0.0); var a1_3_1 = vec4f(0.0);
@@ -74,7 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var nb = 0; nb < p.n; nb++) {
     for (var oy = oyA; oy < oyB; oy++) {
       var di = ((nb * p.oh + oy) * p.ow + oxA) * coPad4 + myo;
-      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dh) * p.w + oxA * p.sw - p.pw + kx * p.dw) * ciPad4;
+      var xi = ((nb * p.h + oy * p.sh - p.ph + ky * p.dilationH) * p.w + oxA * p.sw - p.pw + kx * p.dilationW) * ciPad4;
       for (var ox = oxA; ox < oxB; ox++) {
         let dm = dy[di];
         let x0 = x[xi + xg0];

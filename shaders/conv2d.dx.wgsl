@@ -1,6 +1,6 @@
 // conv2d backward-data: the transposed convolution written as a gather (no atomics):
 //   dx[n, ci, iy, ix] = Σ_{ky, kx, co} w[co, ci, ky, kx] · dy[n, co, oy, ox]
-//   oy = (iy + ph − ky·dh) / sh,  ox = (ix + pw − kx·dw) / sw   (only where divisible and in range)
+//   oy = (iy + ph − ky·dilationH) / sh,  ox = (ix + pw − kx·dilationW) / sw   (only where divisible and in range)
 // Register blocking, no workgroup memory: each invocation owns 16 input channels (4 vec4 groups g)
 // × 4 input columns (j) of one residue class modulo sw (ix = r + sw·q for 4 consecutive q). All
 // 4 columns then agree on whether a tap kx divides evenly and their ox are consecutive, so no
@@ -16,7 +16,7 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, ciPad4: i32,
+  pw: i32, dilationH: i32, dilationW: i32, ciPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
   qBlocks: i32,
 }
@@ -57,10 +57,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let cg3 = min(cg0 + 3, p.ciPad4 - 1);
 
   // Exact tap ranges: 0 <= oy < oh for this iy, and some ox in range for the 4 columns.
-  let kyA = max(p.kyLo, ceilDiv(iy + p.ph - (p.oh - 1) * p.sh, p.dh));
-  let kyB = min(p.kyHi, floorDiv(iy + p.ph, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(r + p.pw - (p.ow - 1 - q0) * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(r + p.pw + (q0 + 3) * p.sw, p.dw) + 1);
+  let kyA = max(p.kyLo, ceilDiv(iy + p.ph - (p.oh - 1) * p.sh, p.dilationH));
+  let kyB = min(p.kyHi, floorDiv(iy + p.ph, p.dilationH) + 1);
+  let kxA = max(p.kxLo, ceilDiv(r + p.pw - (p.ow - 1 - q0) * p.sw, p.dilationW));
+  let kxB = min(p.kxHi, floorDiv(r + p.pw + (q0 + 3) * p.sw, p.dilationW) + 1);
 
   // a<g><j>: input channels 4·(cg0 + g) .. + 3 (vec4 lanes) at column j of the tile.
   var a00 = vec4f(0.0); var a01 = vec4f(0.0); var a02 = vec4f(0.0); var a03 = vec4f(0.0);
@@ -69,11 +69,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var a30 = vec4f(0.0); var a31 = vec4f(0.0); var a32 = vec4f(0.0); var a33 = vec4f(0.0);
   let dyImg = nb * p.cout * ohw;
   for (var ky = kyA; ky < kyB; ky++) {
-    let ty = iy + p.ph - ky * p.dh;
+    let ty = iy + p.ph - ky * p.dilationH;
     if (ty % p.sh != 0) { continue; }
     let rowOff = dyImg + (ty / p.sh) * p.ow;
     for (var kx = kxA; kx < kxB; kx++) {
-      let tx = r + p.pw - kx * p.dw;
+      let tx = r + p.pw - kx * p.dilationW;
       // One divisibility test serves all 4 columns: they share the residue r.
       if (tx % p.sw != 0) { continue; }
       let ox = q + tx / p.sw;

@@ -1,6 +1,6 @@
 // conv2d forward as an implicit GEMM (M = cout, N = n·oh·ow, K = cin·kh·kw; im2col never stored):
 //   y[n, co, oy, ox] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[n, ci, iy, ix]
-//   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw   (taps outside the input read zero padding)
+//   iy = oy·sh − ph + ky·dilationH,  ix = ox·sw − pw + kx·dilationW   (taps outside the input read zero padding)
 // Dilation is only an address term. Register blocking, no workgroup memory (fastest on lavapipe,
 // see docs/software-gpu.md): each invocation owns 16 output channels (4 vec4 groups g) × 4 consecutive output
 // columns (j), 64 accumulators; each step of the inner ci loop does 4 aligned vec4 weight loads
@@ -19,7 +19,7 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, coPad4: i32,
+  pw: i32, dilationH: i32, dilationW: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
   owBlocks: i32,
 }
@@ -56,10 +56,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let cg3 = min(cg0 + 3, p.coPad4 - 1);
 
   // Exact tap ranges for this tile: rows with 0 <= iy < h, columns where some ix is inside.
-  let kyA = max(p.kyLo, ceilDiv(p.ph - oy * p.sh, p.dh));
-  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - oy * p.sh, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(p.pw - oxLast * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - ox0 * p.sw, p.dw) + 1);
+  let kyA = max(p.kyLo, ceilDiv(p.ph - oy * p.sh, p.dilationH));
+  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - oy * p.sh, p.dilationH) + 1);
+  let kxA = max(p.kxLo, ceilDiv(p.pw - oxLast * p.sw, p.dilationW));
+  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - ox0 * p.sw, p.dilationW) + 1);
 
   // The bias row initialises the accumulators (zeros when the conv has no bias).
   let bRow = p.kh * p.kw * p.cin * p.coPad4;
@@ -74,10 +74,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var a30 = b3; var a31 = b3; var a32 = b3; var a33 = b3;
   let xImg = nb * p.cin * hw;
   for (var ky = kyA; ky < kyB; ky++) {
-    let rowOff = xImg + (oy * p.sh - p.ph + ky * p.dh) * p.w;
+    let rowOff = xImg + (oy * p.sh - p.ph + ky * p.dilationH) * p.w;
     for (var kx = kxA; kx < kxB; kx++) {
       let ox = vec4i(ox0, ox0 + 1, ox0 + 2, ox0 + 3);
-      let ix = ox * p.sw + (kx * p.dw - p.pw);
+      let ix = ox * p.sw + (kx * p.dilationW - p.pw);
       let ok = (ix >= vec4i(0)) & (ix < vec4i(p.w)) & (ox < vec4i(p.ow));
       // Masked-off columns load a valid address (the row start) and contribute exactly 0.
       var xi = vec4i(rowOff) + select(vec4i(0), ix, ok);

@@ -29,7 +29,7 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, coPad4: i32,
+  pw: i32, dilationH: i32, dilationW: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
   tiles: i32, nr: i32, nc: i32,
   // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
@@ -86,12 +86,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let C1 = colBreak(r % p.nc + 1);
   let rw = C1 - C0;
   let npix = (R1 - R0) * rw;
-  let rd = select(1, p.dh, p.sh == 1);
+  let rd = select(1, p.dilationH, p.sh == 1);
   // Taps inside the input for some pixel of the region (for all of them when the region is exact).
-  let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dh));
-  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dh) + 1);
-  let kxA = max(p.kxLo, ceilDiv(p.pw - (C1 - 1) * p.sw, p.dw));
-  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - C0 * p.sw, p.dw) + 1);
+  let kyA = max(p.kyLo, ceilDiv(p.ph - (R1 - 1) * p.sh, p.dilationH));
+  let kyB = min(p.kyHi, floorDiv(p.h - 1 + p.ph - R0 * p.sh, p.dilationH) + 1);
+  let kxA = max(p.kxLo, ceilDiv(p.pw - (C1 - 1) * p.sw, p.dilationW));
+  let kxB = min(p.kxHi, floorDiv(p.w - 1 + p.pw - C0 * p.sw, p.dilationW) + 1);
   let cg = i32(wid.z) * 16;
   let hw = p.h * p.w;
   // This lane's channel groups (past the last one: re-read it, a valid address; never stored).
@@ -126,16 +126,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let xImg = nb * p.cin * hw;
   for (var ky = kyA; ky < kyB; ky++) {
     for (var kx = kxA; kx < kxB; kx++) {
-      let iy0 = oy0 * p.sh - p.ph + ky * p.dh; let ix0 = ox0 * p.sw - p.pw + kx * p.dw;
+      let iy0 = oy0 * p.sh - p.ph + ky * p.dilationH; let ix0 = ox0 * p.sw - p.pw + kx * p.dilationW;
       let ok0 = v0 && iy0 >= 0 && iy0 < p.h && ix0 >= 0 && ix0 < p.w;
       var xi0 = xImg + select(0, iy0 * p.w + ix0, ok0);
-      let iy1 = oy1 * p.sh - p.ph + ky * p.dh; let ix1 = ox1 * p.sw - p.pw + kx * p.dw;
+      let iy1 = oy1 * p.sh - p.ph + ky * p.dilationH; let ix1 = ox1 * p.sw - p.pw + kx * p.dilationW;
       let ok1 = v1 && iy1 >= 0 && iy1 < p.h && ix1 >= 0 && ix1 < p.w;
       var xi1 = xImg + select(0, iy1 * p.w + ix1, ok1);
-      let iy2 = oy2 * p.sh - p.ph + ky * p.dh; let ix2 = ox2 * p.sw - p.pw + kx * p.dw;
+      let iy2 = oy2 * p.sh - p.ph + ky * p.dilationH; let ix2 = ox2 * p.sw - p.pw + kx * p.dilationW;
       let ok2 = v2 && iy2 >= 0 && iy2 < p.h && ix2 >= 0 && ix2 < p.w;
       var xi2 = xImg + select(0, iy2 * p.w + ix2, ok2);
-      let iy3 = oy3 * p.sh - p.ph + ky * p.dh; let ix3 = ox3 * p.sw - p.pw + kx * p.dw;
+      let iy3 = oy3 * p.sh - p.ph + ky * p.dilationH; let ix3 = ox3 * p.sw - p.pw + kx * p.dilationW;
       let ok3 = v3 && iy3 >= 0 && iy3 < p.h && ix3 >= 0 && ix3 < p.w;
       var xi3 = xImg + select(0, iy3 * p.w + ix3, ok3);
       var wi = (ky * p.kw + kx) * p.cin * p.coPad4;

@@ -1,7 +1,7 @@
 // conv2d forward as a workgroup-memory tiled implicit GEMM (the variant for real GPUs; the
 // register-blocked conv2d.fwd.wgsl is the one for lavapipe; src/ops/conv2d/autotune.ts picks per adapter):
 //   y[n, co, oy, ox] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[n, ci, iy, ix]
-//   iy = oy·sh − ph + ky·dh,  ix = ox·sw − pw + kx·dw   (taps outside the input read zero padding)
+//   iy = oy·sh − ph + ky·dilationH,  ix = ox·sw − pw + kx·dilationW   (taps outside the input read zero padding)
 // GEMM view: M = cout, N = n·oh·ow (output pixels), K' = (kyHi − kyLo)·(kxHi − kxLo)·cin, the
 // taps that can touch the input (the CPU's exact global tap pruning; no per-tile pruning here).
 // A workgroup of 16 × 16 invocations owns a tile of 64 output channels × 64 pixels and walks K' in
@@ -20,7 +20,7 @@ struct Params {
   n: i32, cin: i32, h: i32, w: i32,
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
-  pw: i32, dh: i32, dw: i32, coPad4: i32,
+  pw: i32, dilationH: i32, dilationW: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -84,8 +84,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       if (cgLoad < p.coPad4) {
         a = wp[((ky * p.kw + kx) * p.cin + ci) * p.coPad4 + cgLoad];
       }
-      let iy = iy0 + vec4i(ky * p.dh);
-      let ix = ix0 + vec4i(kx * p.dw);
+      let iy = iy0 + vec4i(ky * p.dilationH);
+      let ix = ix0 + vec4i(kx * p.dilationW);
       let ok = pok & (iy >= vec4i(0)) & (iy < vec4i(p.h)) & (ix >= vec4i(0)) & (ix < vec4i(p.w));
       // Masked-off entries read index 0 (a valid address) and contribute exactly 0.
       let xi = select(vec4i(0), img + vec4i(ci * hw) + iy * p.w + ix, ok);

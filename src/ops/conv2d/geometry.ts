@@ -27,8 +27,10 @@ export interface Conv2dGeometry {
   sw: number;
   ph: number;
   pw: number;
-  dh: number;
-  dw: number;
+  /** Dilation (the atrous rate) along rows and columns: tap (ky, kx) reads input row
+   * oy·sh − ph + ky·dilationH and column ox·sw − pw + kx·dilationW. */
+  dilationH: number;
+  dilationW: number;
   /** Kernel rows [kyLo, kyHi) and columns [kxLo, kxHi) that touch the input for some output
    * position; every other tap only ever reads padding (exact tap pruning). */
   kyLo: number;
@@ -80,7 +82,7 @@ export function conv2dGeometry(x: Tensor, weight: Tensor, bias: Tensor | null | 
   if (groups !== 1) throw new OpError(OP, `groups = ${groups} is not supported (only groups = 1); ${shapes}`);
   const [sh, sw] = withShapes(() => pair(OP, 'stride', opts.stride, 1, 1));
   const [ph, pw] = withShapes(() => pair(OP, 'padding', opts.padding, 0, 0));
-  const [dh, dw] = withShapes(() => pair(OP, 'dilation', opts.dilation, 1, 1));
+  const [dilationH, dilationW] = withShapes(() => pair(OP, 'dilation', opts.dilation, 1, 1));
   const [n, cin, h, w] = x.shape;
   const [cout, wcin, kh, kw] = weight.shape;
   if (wcin !== cin) {
@@ -93,16 +95,16 @@ export function conv2dGeometry(x: Tensor, weight: Tensor, bias: Tensor | null | 
       throw new OpError(OP, `bias ${fmtShape(bias.shape)} must have shape [${cout}] (cout of weight ${fmtShape(weight.shape)})`);
     }
   }
-  const oh = convOutputSize(h, kh, sh, ph, dh);
-  const ow = convOutputSize(w, kw, sw, pw, dw);
+  const oh = convOutputSize(h, kh, sh, ph, dilationH);
+  const ow = convOutputSize(w, kw, sw, pw, dilationW);
   if (oh <= 0 || ow <= 0) {
     throw new OpError(
       OP,
       `output size ${oh}×${ow} is not positive: x ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}, ` +
-        `stride [${sh}, ${sw}], padding [${ph}, ${pw}], dilation [${dh}, ${dw}] (the dilated kernel is larger than the padded input)`,
+        `stride [${sh}, ${sw}], padding [${ph}, ${pw}], dilation [${dilationH}, ${dilationW}] (the dilated kernel is larger than the padded input)`,
     );
   }
-  const [kyLo, kyHi] = tapRange(kh, sh, ph, dh, h, oh);
-  const [kxLo, kxHi] = tapRange(kw, sw, pw, dw, w, ow);
-  return { n, cin, h, w, cout, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, kyLo, kyHi, kxLo, kxHi };
+  const [kyLo, kyHi] = tapRange(kh, sh, ph, dilationH, h, oh);
+  const [kxLo, kxHi] = tapRange(kw, sw, pw, dilationW, w, ow);
+  return { n, cin, h, w, cout, kh, kw, oh, ow, sh, sw, ph, pw, dilationH, dilationW, kyLo, kyHi, kxLo, kxHi };
 }

@@ -1,6 +1,6 @@
 // conv2d kernel launches: each takes the variant to run as an argument (the op chooses it, see
 // index.ts) and passes the kernel's Params by field name; the convolution's geometry fields
-// (n, cin, h, w, cout, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, kyLo, kyHi, kxLo, kxHi) have the
+// (n, cin, h, w, cout, oh, ow, kh, kw, sh, sw, ph, pw, dilationH, dilationW, kyLo, kyHi, kxLo, kxHi) have the
 // same names in Conv2dGeometry and in every GEMM kernel's `struct Params`.
 // Kernels: shaders/conv2d.wpack.wgsl + conv2d.fwd.wgsl, conv2d.fwd_tiled.wgsl or conv2d.fwd_sg.wgsl
 // (forward, implicit GEMM), conv2d.wpackdx.wgsl + conv2d.dx.wgsl or conv2d.dx_sg.wgsl

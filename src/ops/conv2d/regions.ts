@@ -101,16 +101,16 @@ const tapsInside = (o: number, s: number, p: number, d: number, size: number, lo
 };
 export const forwardRegions = (g: Conv2dGeometry): RegionTables =>
   regionTables(
-    axisBreaks(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi),
-    axisBreaks(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi),
-    (axis, o) => (axis === 0 ? tapsInside(o, g.sh, g.ph, g.dh, g.h, g.kyLo, g.kyHi) : tapsInside(o, g.sw, g.pw, g.dw, g.w, g.kxLo, g.kxHi)),
+    axisBreaks(g.sh, g.ph, g.dilationH, g.h, g.oh, g.kyLo, g.kyHi),
+    axisBreaks(g.sw, g.pw, g.dilationW, g.w, g.ow, g.kxLo, g.kxHi),
+    (axis, o) => (axis === 0 ? tapsInside(o, g.sh, g.ph, g.dilationH, g.h, g.kyLo, g.kyHi) : tapsInside(o, g.sw, g.pw, g.dilationW, g.w, g.kxLo, g.kxHi)),
     [g.kyHi - g.kyLo, g.kxHi - g.kxLo],
   );
 /** Backward-data (stride 1 on a cut axis): taps t with 0 <= i + p − t·d < out for input position i. */
 export const backwardDataRegions = (g: Conv2dGeometry): RegionTables =>
   regionTables(
-    axisBreaksDx(g.sh, g.ph, g.dh, g.h, g.oh, g.kyLo, g.kyHi),
-    axisBreaksDx(g.sw, g.pw, g.dw, g.w, g.ow, g.kxLo, g.kxHi),
-    (axis, i) => (axis === 0 ? tapsInside(i, 1, -g.ph, -g.dh, g.oh, g.kyLo, g.kyHi) : tapsInside(i, 1, -g.pw, -g.dw, g.ow, g.kxLo, g.kxHi)),
+    axisBreaksDx(g.sh, g.ph, g.dilationH, g.h, g.oh, g.kyLo, g.kyHi),
+    axisBreaksDx(g.sw, g.pw, g.dilationW, g.w, g.ow, g.kxLo, g.kxHi),
+    (axis, i) => (axis === 0 ? tapsInside(i, 1, -g.ph, -g.dilationH, g.oh, g.kyLo, g.kyHi) : tapsInside(i, 1, -g.pw, -g.dilationW, g.ow, g.kxLo, g.kxHi)),
     [g.kyHi - g.kyLo, g.kxHi - g.kxLo],
   );
