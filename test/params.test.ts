@@ -14,7 +14,7 @@ describe('kernel params by name', () => {
   it('lays out each struct Params by the WGSL uniform rules (the subgroup conv tables start at byte 96)', () => {
     const fwd = PARAM_LAYOUTS['conv2d.fwd']!;
     expect(fwd.fields.map((f) => f.name).slice(0, 4)).to.deep.equal(['n', 'cin', 'h', 'w']);
-    expect(fwd.fields.find((f) => f.name === 'dh')).to.deep.include({ type: 'i32', offset: 13 * 4 });
+    expect(fwd.fields.find((f) => f.name === 'dilationH')).to.deep.include({ type: 'i32', offset: 13 * 4 });
     expect(fwd.size).to.equal(21 * 4);
     const sg = PARAM_LAYOUTS['conv2d.fwd_sg']!;
     const at = (name: string) => sg.fields.find((f) => f.name === name)!;

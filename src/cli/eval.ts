@@ -8,7 +8,8 @@ import type { Triple } from '../data/augment.js';
 import { openDataset } from '../data/index.js';
 import { RunDir, writeFileAtomic } from '../train/rundir.js';
 import { renderReport } from '../train/report.js';
-import { encodePng, chwToRgb } from '../io/image.js';
+import { encodePng } from '../io/image.js';
+import { chwToRgb, overlayLabels } from '../data/pixels.js';
 import { evaluate, type EvaluateResult } from '../train/evaluate.js';
 import { formatMetrics } from '../train/metrics.js';
 import type { RunInfo } from '../train/trainer.js';
@@ -153,22 +154,13 @@ export function evalJson(r: EvalOutcome): string {
 function overlayPng(k: NonNullable<EvalOutcome['kept']>[number], palette: Uint8Array): Uint8Array {
   const { h, w } = k;
   const rgb = chwToRgb(k.image, h, w);
+  const truth = overlayLabels(rgb, k.label, palette, 0.6);
+  // Ignored pixels (255) are shown white in the ground truth.
+  for (let i = 0; i < h * w; i++) if (k.label[i] === 255) truth.fill(255, 3 * i, 3 * i + 3);
+  const panels = [rgb, truth, overlayLabels(rgb, k.pred, palette, 0.6)];
   const out = new Uint8Array(h * w * 3 * 3);
-  const W = 3 * w;
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const i = y * w + x;
-      for (let c = 0; c < 3; c++) {
-        const v = rgb[3 * i + c];
-        out[3 * (y * W + x) + c] = v;
-        const g = k.label[i];
-        // Ignored pixels (255) are shown white in the ground truth.
-        out[3 * (y * W + w + x) + c] = g === 255 ? 255 : Math.round(0.4 * v + 0.6 * palette[3 * g + c]);
-        out[3 * (y * W + 2 * w + x) + c] = Math.round(0.4 * v + 0.6 * palette[3 * k.pred[i] + c]);
-      }
-    }
-  }
-  return encodePng(out, W, h);
+  for (let y = 0; y < h; y++) panels.forEach((p, j) => out.set(p.subarray(3 * y * w, 3 * (y + 1) * w), 3 * (y * 3 * w + j * w)));
+  return encodePng(out, 3 * w, h);
 }
 
 /**

@@ -168,6 +168,12 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(await page.textContent('#gpu-line')).to.contain(s.adapter);
     expect(s.model).to.deep.include({ source: 'mini-shapes.safetensors', config: 'mini', numClasses: 7 });
     expect(s.seg!.image).to.equal('shapes-val-0.png');
+    // The page uses the checkpoint's settings by default, as `atrous predict` does (no flags below).
+    if (served === SHIPPED) {
+      expect(s.seg!.outputStride, "the shipped checkpoint's output stride (its last training stage)").to.equal(8);
+      expect(await page.textContent('#seg-model')).to.contain('output stride 8 (from the checkpoint); inputs padded to k×8+1 (from the checkpoint)');
+      expect(await page.textContent('#seg-os-auto')).to.equal('as trained (8)');
+    }
     const node = await cliLabels(served, join(SAMPLES, 'shapes-val-0.png'), join(tmp, 'pred-served'));
     const agree = agreement(s.seg!.labels, node.labels);
     log(`served checkpoint, shapes-val-0: ${(100 * agree).toFixed(2)}% of ${node.labels.length} pixels equal to the Node CLI's; classes ${JSON.stringify(mainClasses(node.labels))}; ${s.seg!.ms.toFixed(0)} ms in the page`);
