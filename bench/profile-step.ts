@@ -1,4 +1,4 @@
-// Per-dispatch GPU profile of one DeepLabv3 training step (as bench/train-step.ts runs it).
+// Per-dispatch GPU profile of one DeepLabv3 training step (as src/bench/train-step.ts runs it).
 //
 //   npm run build && node dist/bench/profile-step.js [config] [batch] [size]
 //   (defaults: paper-r50-os16 2 129)
@@ -9,10 +9,10 @@
 // of an unprofiled step is printed beside them: the difference is the cost of passes/submits and the
 // CPU recording the step, not kernels. Same fixed random batch and optimizer as the bench.
 
-import { engine, init, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../src/index.js';
+import { engine, init } from '../src/index.js';
 import { Engine, type KernelCall } from '../src/gpu/engine.js';
 import { precompileTrainStep } from '../src/train/precompile.js';
-import { values } from '../src/bench/common.js';
+import { trainStepFixture } from '../src/bench/train-step.js';
 
 const [config = 'paper-r50-os16', nArg = '2', sizeArg = '129'] = process.argv.slice(2);
 const n = Number(nArg);
@@ -24,24 +24,7 @@ async function main(): Promise<void> {
   await init();
   const e = engine();
   if (!e.hasTimestamps) throw new Error('profile-step: the adapter has no timestamp-query');
-  const cfg = modelConfig(config);
-  const model = new DeepLabV3(cfg);
-  model.materialize(0);
-  model.setDropoutSeed(0);
-  model.train();
-  const opt = new SGD(model.trainableParameters(), { lr: 0.001, momentum: 0.9, weightDecay: 1e-4 });
-  const lab = values(n * size * size, 41);
-  const [x, y] = tidy(() => [
-    keep(tensor(values(n * 3 * size * size, 40, 2), [n, 3, size, size])),
-    keep(tensor(Int32Array.from(lab, (v, i) => (i % 97 === 0 ? 255 : Math.min(cfg.numClasses - 1, Math.floor((v + 0.5) * cfg.numClasses)))), [n, size, size], 'i32')),
-  ]);
-  const step = () =>
-    tidy(() => {
-      const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
-      backward(loss);
-      opt.step();
-      opt.zeroGrad();
-    });
+  const { model, opt, step, dispose } = trainStepFixture({ config, n, size });
   await precompileTrainStep(model, opt, n, size, size);
   for (let i = 0; i < 2; i++) { step(); await e.sync(); }
   const wall: number[] = [];
@@ -128,10 +111,7 @@ async function main(): Promise<void> {
   };
   print('By shader', group((r) => r.shader), 100);
   print('By shader and shape (top 40)', group((r) => r.key), 40);
-  x.dispose();
-  y.dispose();
-  opt.dispose();
-  model.dispose();
+  dispose();
   await e.sync();
   e.destroy();
 }

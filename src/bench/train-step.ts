@@ -36,11 +36,19 @@ export function trainStepFlops(c: TrainStepCase): number {
   return 3 * model.trace([c.n, 3, c.size, c.size]).flops;
 }
 
-export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; adapter: string }): Promise<BenchRow> {
-  const e = engine();
+/** The benchmark's training step: `config` built and initialised from seed 0, SGD (lr 0.001,
+ * momentum 0.9, weight decay 1e-4) and a fixed random batch x [n, 3, size, size] with labels
+ * [n, size, size] (a few 255s). step() records one forward, loss, backward and update. */
+export interface TrainStepFixture {
+  model: DeepLabV3;
+  opt: SGD;
+  step: () => void;
+  dispose: () => void;
+}
+
+export function trainStepFixture(c: TrainStepCase): TrainStepFixture {
   const cfg = modelConfig(c.config);
   const model = new DeepLabV3(cfg);
-  const flops = 3 * model.trace([c.n, 3, c.size, c.size]).flops;
   model.materialize(0);
   model.setDropoutSeed(0);
   model.train();
@@ -56,6 +64,19 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
       opt.step();
       opt.zeroGrad();
     });
+  const dispose = () => {
+    x.dispose();
+    y.dispose();
+    opt.dispose();
+    model.dispose();
+  };
+  return { model, opt, step, dispose };
+}
+
+export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; adapter: string }): Promise<BenchRow> {
+  const e = engine();
+  const flops = trainStepFlops(c);
+  const { model, opt, step, dispose } = trainStepFixture(c);
   try {
     await e.sync();
     let t0 = performance.now();
@@ -94,10 +115,7 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
       adapter: opts.adapter, timing: 'wall-clock',
     };
   } finally {
-    x.dispose();
-    y.dispose();
-    opt.dispose();
-    model.dispose();
+    dispose();
     await e.sync();
   }
 }
