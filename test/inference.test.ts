@@ -126,7 +126,7 @@ describe('checkpoints carry how they were trained to be used', function () {
     expect(r.values.padding).to.equal('none');
     expect(r.values.classes[15]).to.equal('person');
     expect(r.sources).to.deep.equal({ outputStride: 'default', normalization: 'default', classes: 'default', padding: 'default' });
-    expect(describeInference(r)).to.equal(`output stride ${cfg.outputStride} (default); no padding (default); ImageNet mean/std (default); 21 classes (PASCAL VOC classes, assumed from the class count) (default)`);
+    expect(describeInference(r)).to.equal(`output stride ${cfg.outputStride} (default); no padding (default); ImageNet mean/std (default); 21 classes (default: PASCAL VOC classes, assumed from the class count)`);
   });
 
   it('training records the last stage\'s output stride, the crops\' padding convention and the dataset\'s classes', async () => {

@@ -64,9 +64,7 @@ export async function loadModel(bytes: Uint8Array, source: string): Promise<void
     throw new Error(`${source} does not fit its configuration '${ck.config.name}': ${errText(e).replace(`${source}: `, '').replace(/^loadStateDict: /, '')}`);
   }
   const names = loaded.inference.values.classes;
-  const from = loaded.inference.sources.classes === 'checkpoint'
-    ? (ck.metadata.dataset ? `${ck.metadata.dataset} classes` : 'classes from the checkpoint')
-    : loaded.inference.classesNote ?? 'unnamed classes';
+  const from = ck.metadata.dataset ? ` trained on ${ck.metadata.dataset}` : '';
   loaded.model.eval();
   segModel?.model.dispose();
   const trained = ck.inference.outputStride ?? loaded.config.outputStride;
@@ -75,7 +73,7 @@ export async function loadModel(bytes: Uint8Array, source: string): Promise<void
   $('seg-os-auto').textContent = `as trained (${trained})`;
   const params = loaded.model.numParameters();
   const step = ck.metadata.step ? `, trained ${ck.metadata.step} steps` : '';
-  setStatus('seg-model', `${source}: configuration '${loaded.config.name}', ${loaded.config.numClasses} ${from}, ${(params / 1e6).toFixed(2)} M parameters${step}. ` +
+  setStatus('seg-model', `${source}: configuration '${loaded.config.name}'${from}, ${(params / 1e6).toFixed(2)} M parameters${step}. ` +
     `Settings: ${describeInference(loaded.inference)}.`);
   $<HTMLButtonElement>('seg-run').disabled = !image;
   updateMemory();

@@ -158,8 +158,8 @@ export function describeInference(r: ResolvedInference): string {
   const imagenet = n.mean.every((x, i) => x === IMAGENET.mean[i]) && n.std.every((x, i) => x === IMAGENET.std[i]);
   const norm = imagenet ? 'ImageNet mean/std' : `mean ${n.mean.join(',')} std ${n.std.join(',')}`;
   const pad = v.padding === 'stride+1' ? `inputs padded to k×${v.outputStride}+1` : 'no padding';
-  const classes = `${v.classes.length} classes${r.classesNote ? ` (${r.classesNote})` : ''}`;
-  return `output stride ${v.outputStride} (${src('outputStride')}); ${pad} (${src('padding')}); ${norm} (${src('normalization')}); ${classes} (${src('classes')})`;
+  const classes = `${v.classes.length} classes (${src('classes')}${r.classesNote ? `: ${r.classesNote}` : ''})`;
+  return `output stride ${v.outputStride} (${src('outputStride')}); ${pad} (${src('padding')}); ${norm} (${src('normalization')}); ${classes}`;
 }
 
 /** The model's full state (read back from the GPU) as checkpoint bytes, its config in the metadata. */
