@@ -28,7 +28,7 @@ describe('training-step overhead', () => {
       expect(opt.params.every((p) => p.grad === null)).to.equal(true);
       expect([...model.counters()]).to.deep.equal([...counters]);
       expect(dropout.map((m) => m.calls)).to.deep.equal(calls);
-      expect(specs.some((s) => s.shader === 'conv2d.fwd')).to.equal(true);
+      expect(specs.some((s) => s.shader.startsWith('conv2d.fwd')), 'a conv2d forward kernel (of whichever variant runs)').to.equal(true);
       expect(specs.some((s) => s.shader === 'sgd' && s.entry === 'momentum')).to.equal(true);
 
       await precompileTrainStep(model, opt, 2, 33, 33);
