@@ -7,7 +7,7 @@ import { CONFIGS } from '../nn/configs.js';
 import { openDataset } from '../data/index.js';
 import { RunDir, writeFileAtomic, RUN_FILE } from '../train/rundir.js';
 import { train, formatProgress, fmtDuration, readInitFile, checkInitFile, RUN_FORMAT, type InitRecord, type RunInfo, type TrainResult } from '../train/trainer.js';
-import { describeInitReport, INIT_KIND_NAMES } from '../train/init-weights.js';
+import { describeInitReport, initKind, INIT_KIND_NAMES } from '../train/init-weights.js';
 import {
   RECIPE_OPTIONS, FREEZE_FLAGS, TRAIN_DEFAULTS as D, TRAIN_FILE_KEYS, parseOptionFlag, resolveTrainOptions, resumeOptions, describePlan, describeFreezing,
   type RecipeOptions, type TrainConfigFile, type TrainOptions, type TrainRequest,
@@ -123,7 +123,11 @@ export function nodeTrainOptions(req: TrainRequest): { options: TrainOptions; in
   const readInit = (path: string) => (read ??= readInitFile(path));
   // The dataset is opened here so a missing directory or unknown name fails before anything is written.
   const options = resolveTrainOptions(req, (dataset, dataSeed) => openDataset(dataset, { split: 'train', seed: dataSeed }).numClasses, readJsonFile,
-    (path) => readInit(path).checkpoint.config);
+    (path) => {
+      const { checkpoint } = readInit(path);
+      initKind(checkpoint, path); // a file that is no weights to start from fails here, naming itself
+      return checkpoint.config;
+    });
   if (options.init === undefined) return { options };
   return { options, init: checkInitFile(options.init, options.config, readInit(options.init)).record };
 }
