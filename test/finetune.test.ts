@@ -219,6 +219,26 @@ describe('fine-tuning: init files, freezing, head lr', function () {
     expect(existsSync(join(dir, 'cls-noconfig'))).to.equal(false);
   });
 
+  it('a segmentation state dict without a configuration (a torchvision FCN export): its backbone loads, its heads are ignored', () => {
+    const state = randomState({ numClasses: 7, aux: true });
+    // FCNHead as the classifier: names that are no atrous head.
+    const fcn = new Map([...state].filter(([k]) => k.startsWith('backbone.') || k.startsWith('aux_classifier.')));
+    fcn.set('classifier.0.weight', { shape: [64, 256, 3, 3], data: new Float32Array(64 * 256 * 9) });
+    fcn.set('classifier.4.weight', { shape: [21, 64, 1, 1], data: new Float32Array(21 * 64) });
+    const ck = readCheckpoint(stateDictToSafetensors(fcn, { format: 'torchvision-fcn', model: 'fcn-mini' }), 'fcn.safetensors');
+    const plan = planInit(ck, new DeepLabV3(modelConfig('mini', { numClasses: 3 })), 'fcn.safetensors');
+    expect(plan.report.kind).to.equal('torchvision-fcn');
+    expect(plan.report.loaded.patterns).to.deep.equal(['backbone.*']);
+    expect(plan.report.initialised.patterns).to.deep.equal(['classifier.*']);
+    expect(plan.report.ignored.patterns).to.deep.equal(['aux_classifier.*', 'classifier.*']);
+    expect([...plan.tensors.keys()].every((k) => k.startsWith('backbone.'))).to.equal(true);
+    // Another key is an error naming it.
+    fcn.set('decoder.weight', { shape: [1], data: new Float32Array(1) });
+    const bad = readCheckpoint(stateDictToSafetensors(fcn, {}), 'fcn2.safetensors');
+    expect(() => planInit(bad, new DeepLabV3(modelConfig('mini', { numClasses: 3 })), 'fcn2.safetensors'))
+      .to.throw("fcn2.safetensors: does not fit configuration 'mini' (segmentation state dict without a configuration (torchvision FCN): its backbone): the file has 'decoder.weight' [1], which is none of backbone.*, classifier.* and aux_classifier.*");
+  });
+
   it('freezeBatchNorm: every batch norm\'s running statistics, weight and bias stay the file\'s; convolutions train', async () => {
     const run = newRun(join(dir, 'bn'), tiny({ init: SHIPPED, freezeBatchNorm: true }));
     await train(run);
