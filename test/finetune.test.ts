@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { modelConfig, readCheckpoint, stateDictToSafetensors, DeepLabV3, SGD, parameter, tidy, backward, tensor, crossEntropy, type HostTensor } from '../src/index.js';
-import { RunDir, train, RUN_FORMAT, TRAIN_DEFAULTS, resolveTrainOptions, runStages, type RunInfo, type TrainOptions } from '../src/train/index.js';
+import { RunDir, train, resolveTrainOptions, runStages, type RunInfo, type TrainOptions } from '../src/train/index.js';
 import { applyInit, keyPatterns, planInit } from '../src/train/init-weights.js';
-import { randn, runCli as atrous, writeBinaryMaskVoc } from './helpers.js';
+import { newRun, randn, runCli as atrous, tinyRunOptions, writeBinaryMaskVoc } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHIPPED = join(root, 'weights', 'mini-shapes.safetensors');
@@ -17,18 +17,8 @@ const SMALL_TV = join(root, 'test', 'fixtures', 'model', 'small_weights.safetens
 
 const equalData = (a: HostTensor, b: HostTensor) => a.data.length === b.data.length && a.data.every((x, i) => Object.is(x, b.data[i]));
 
-/** Tiny run options: 2 shapes images, batch 2, 33×33 crops. */
-function tiny(o: Partial<TrainOptions> = {}): TrainOptions {
-  return {
-    ...TRAIN_DEFAULTS, config: modelConfig('mini', { numClasses: 7 }), dataset: 'shapes', dataLength: 2,
-    steps: 2, batch: 2, crop: 33, lr: 0.05, scaleMin: 1, scaleMax: 1, seed: 5, checkpointEvery: 10, logEvery: 2, ...o,
-  };
-}
-
-function newRun(dir: string, o: TrainOptions): RunDir {
-  const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: o };
-  return RunDir.create(dir, info);
-}
+/** Tiny run options: 2 shapes images, batch 2, 33×33 crops, 2 steps. */
+const tiny = (o: Partial<TrainOptions> = {}): TrainOptions => tinyRunOptions({ steps: 2, seed: 5, checkpointEvery: 10, logEvery: 2, ...o });
 
 const finalState = (run: RunDir) => readCheckpoint(readFileSync(run.latestFile('model.safetensors'))).state;
 
