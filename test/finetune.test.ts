@@ -43,10 +43,11 @@ function classificationDict(backbone: Map<string, HostTensor>, fcIn: number): Ma
   return out;
 }
 
-/** A ResNet-18-style classification dict (basic blocks: two 3×3 convs per unit) at width `base`. */
+/** torchvision's resnet18 classification state dict (basic blocks: two 3×3 convs per unit), names
+ * and shapes at width `base` (64: the real one), zero weights. */
 function basicBlockDict(base: number, blocks = [2, 2, 2, 2]): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
-  const conv = (k: string, shape: number[]) => out.set(k, { shape, data: randn(shape.reduce((a, b) => a * b, 1), out.size + 1, 0.05) });
+  const conv = (k: string, shape: number[]) => out.set(k, { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
   const bn = (k: string, c: number) => {
     for (const p of ['weight', 'bias', 'running_mean', 'running_var']) out.set(`${k}.${p}`, { shape: [c], data: new Float32Array(c).fill(p === 'weight' || p === 'running_var' ? 1 : 0) });
     out.set(`${k}.num_batches_tracked`, { shape: [], data: Int32Array.of(0) });
@@ -304,6 +305,21 @@ describe('fine-tuning: init files, freezing, head lr', function () {
     expect([...zero[0]]).to.deep.equal([...init]);
   });
 
+  it('stages: a stage with the backbone frozen and the head at lr × 0 changes no parameter; the next stage, with neither, trains the backbone', async () => {
+    const run = newRun(join(dir, 'stages'), tiny({
+      init: SHIPPED, checkpointEvery: 1,
+      stages: [{ steps: 1, lr: 0.05, freezeBackbone: true, headLrMult: 0 }, { steps: 1, lr: 0.05 }],
+    }));
+    await train(run);
+    const params = new Set(new DeepLabV3(modelConfig('mini', { numClasses: 7 })).namedParameterShapes().map(([n]) => n));
+    const at = (step: number) => readCheckpoint(readFileSync(join(run.path, 'checkpoints', `step-000000${step}`, 'model.safetensors'))).state;
+    const s1 = at(1);
+    for (const k of params) expect(equalData(s1.get(k)!, shipped.get(k)!), `step 1: ${k}`).to.equal(true);
+    const s2 = at(2);
+    expect([...params].filter((k) => k.startsWith('backbone.') && !equalData(s2.get(k)!, shipped.get(k)!)).length).to.be.greaterThan(20);
+    expect([...params].filter((k) => k.startsWith('classifier.') && !equalData(s2.get(k)!, shipped.get(k)!)).length).to.be.greaterThan(5);
+  });
+
   it('resuming a run started from a file does not read the file again', async () => {
     const copy = join(dir, 'copy.safetensors');
     copyFileSync(SHIPPED, copy);
@@ -324,10 +340,10 @@ describe('fine-tuning: init files, freezing, head lr', function () {
     const relu = join(root, 'test', 'fixtures', 'relu__basic.safetensors');
     cases.push(['nomodel', ['--init', relu], /relu__basic\.safetensors: not a weights file to start from: .*its first tensor is '/]);
     // ResNet-18 (basic blocks) for a configuration of Bottleneck units.
-    const r18 = join(dir, 'resnet18-mini.safetensors');
-    writeFileSync(r18, stateDictToSafetensors(basicBlockDict(8), { format: 'torchvision-resnet' }));
-    cases.push(['r18', ['--init', r18, '--config', 'mini'],
-      /resnet18-mini\.safetensors: does not fit configuration 'mini' \(ResNet classification state dict: the backbone\): 'layer1\.0\.conv1\.weight' is \[8, 8, 3, 3\] in the file, 'backbone\.layer1\.0\.conv1\.weight' is \[8, 8, 1, 1\] in the model/]);
+    const r18 = join(dir, 'resnet18.safetensors');
+    writeFileSync(r18, stateDictToSafetensors(basicBlockDict(64), { format: 'torchvision-resnet' }));
+    cases.push(['r18', ['--init', r18, '--config', 'paper-r50-os16'],
+      /resnet18\.safetensors: does not fit configuration 'paper-r50-os16' \(ResNet classification state dict: the backbone\): 'layer1\.0\.conv1\.weight' is \[64, 64, 3, 3\] in the file, 'backbone\.layer1\.0\.conv1\.weight' is \[64, 64, 1, 1\] in the model/]);
     // An atrous checkpoint of another backbone depth (layer3 with 2 units) and of another width.
     const deeper = join(dir, 'deeper.safetensors');
     writeFileSync(deeper, stateDictToSafetensors(randomState({ numClasses: 7, blocks: [1, 1, 2, 3] }), { format: 'atrous-deeplabv3', config: JSON.stringify(modelConfig('mini', { numClasses: 7, blocks: [1, 1, 2, 3] })) }));
