@@ -8,6 +8,9 @@
 // reported with its step, and it is checked before any checkpoint is written: the last complete
 // checkpoint on disk is always one taken before training diverged.
 //
+// A new run starts from the seed or, with options.init, from a weights file (init-weights.ts:
+// what loads, what is re-initialised); run.json records the file, its sha256 and what was loaded.
+//
 // Resume: the data loader is a pure function of (seed, step) and dropout masks of (seed, call
 // count), so a checkpoint holds the weights and BN statistics, the momentum buffers, the step and
 // the dropout call counts; a resumed run then replays exactly the loss values of an uninterrupted
@@ -296,8 +299,8 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
       if (micro.length < accum) continue;
       const at = stageAt(o, step);
       if (at.index !== stageIndex) {
-        // A new stage (or the first step of this session): its output stride and batch norm mode,
-        // then every pipeline of the step compiled before it runs, asynchronously (the loader
+        // A new stage (or the first step of this session): its output stride, what is frozen
+        // (backbone, batch norm) and the head's lr multiplier, then every pipeline of the step compiled before it runs, asynchronously (the loader
         // keeps preparing batches meanwhile).
         const st = at.stage;
         if (stageIndex >= 0 || at.index > 0 || st.outputStride !== model.outputStride || st.freezeBatchNorm || st.freezeBackbone || st.headLrMult !== 1) {
