@@ -227,7 +227,7 @@ describe('fine-tuning: init files, freezing, head lr', function () {
     fcn.set('decoder.weight', { shape: [1], data: new Float32Array(1) });
     const bad = readCheckpoint(stateDictToSafetensors(fcn, {}), 'fcn2.safetensors');
     expect(() => planInit(bad, new DeepLabV3(modelConfig('mini', { numClasses: 3 })), 'fcn2.safetensors'))
-      .to.throw("fcn2.safetensors: does not fit configuration 'mini' (segmentation state dict without a configuration (torchvision FCN): its backbone): the file has 'decoder.weight' [1], which is none of backbone.*, classifier.* and aux_classifier.*");
+      .to.throw("fcn2.safetensors: does not fit configuration 'mini' (read as a torchvision FCN export): the file has 'decoder.weight' [1], which is none of backbone.*, classifier.* and aux_classifier.*");
   });
 
   it('freezeBatchNorm: every batch norm\'s running statistics, weight and bias stay the file\'s; convolutions train', async () => {
@@ -343,14 +343,14 @@ describe('fine-tuning: init files, freezing, head lr', function () {
     const r18 = join(dir, 'resnet18.safetensors');
     writeFileSync(r18, stateDictToSafetensors(basicBlockDict(64), { format: 'torchvision-resnet' }));
     cases.push(['r18', ['--init', r18, '--config', 'paper-r50-os16'],
-      /resnet18\.safetensors: does not fit configuration 'paper-r50-os16' \(ResNet classification state dict: the backbone\): 'layer1\.0\.conv1\.weight' is \[64, 64, 3, 3\] in the file, 'backbone\.layer1\.0\.conv1\.weight' is \[64, 64, 1, 1\] in the model/]);
+      /resnet18\.safetensors: does not fit configuration 'paper-r50-os16' \(read as a ResNet classification state dict\): 'layer1\.0\.conv1\.weight' is \[64, 64, 3, 3\] in the file, 'backbone\.layer1\.0\.conv1\.weight' is \[64, 64, 1, 1\] in the model/]);
     // An atrous checkpoint of another backbone depth (layer3 with 2 units) and of another width.
     const deeper = join(dir, 'deeper.safetensors');
     writeFileSync(deeper, stateDictToSafetensors(randomState({ numClasses: 7, blocks: [1, 1, 2, 3] }), { format: 'atrous-deeplabv3', config: JSON.stringify(modelConfig('mini', { numClasses: 7, blocks: [1, 1, 2, 3] })) }));
-    cases.push(['deeper', ['--init', deeper, '--config', 'mini'], /deeper\.safetensors: does not fit configuration 'mini' \(atrous checkpoint\): the file has 'backbone\.layer3\.1\.conv1\.weight' \[32, 128, 1, 1\], which the model has not/]);
+    cases.push(['deeper', ['--init', deeper, '--config', 'mini'], /deeper\.safetensors: does not fit configuration 'mini' \(read as an atrous checkpoint\): the file has 'backbone\.layer3\.1\.conv1\.weight' \[32, 128, 1, 1\], which the model has not/]);
     const wider = join(dir, 'wider.safetensors');
     writeFileSync(wider, stateDictToSafetensors(randomState({ numClasses: 7, widthMultiplier: 0.25 }), { format: 'atrous-deeplabv3', config: JSON.stringify(modelConfig('mini', { numClasses: 7, widthMultiplier: 0.25 })) }));
-    cases.push(['wider', ['--init', wider, '--config', 'mini'], /wider\.safetensors: does not fit configuration 'mini' \(atrous checkpoint\): 'backbone\.conv1\.weight' is \[16, 3, 7, 7\] in the file, \[8, 3, 7, 7\] in the model/]);
+    cases.push(['wider', ['--init', wider, '--config', 'mini'], /wider\.safetensors: does not fit configuration 'mini' \(read as an atrous checkpoint\): 'backbone\.conv1\.weight' is \[16, 3, 7, 7\] in the file, \[8, 3, 7, 7\] in the model/]);
     cases.push(['missing', ['--init', join(dir, 'nowhere.safetensors')], /nowhere\.safetensors: no such file/]);
     for (const [name, args, want] of cases) {
       const out = join(dir, `bad-${name}`);

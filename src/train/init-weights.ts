@@ -34,8 +34,8 @@ export type InitKind = 'atrous-checkpoint' | 'torchvision-deeplabv3' | 'torchvis
 export const INIT_KIND_NAMES: Readonly<Record<InitKind, string>> = {
   'atrous-checkpoint': 'atrous checkpoint',
   'torchvision-deeplabv3': 'torchvision DeepLabv3 export',
-  'torchvision-fcn': 'segmentation state dict without a configuration (torchvision FCN): its backbone',
-  'resnet-classification': 'ResNet classification state dict: the backbone',
+  'torchvision-fcn': 'torchvision FCN export',
+  'resnet-classification': 'ResNet classification state dict',
 };
 
 /** A set of state-dict names: how many, and the fewest `prefix.*` patterns that cover exactly them. */
@@ -124,7 +124,8 @@ export function planInit(ck: Checkpoint, model: DeepLabV3, source: string): Init
   const modelKeys = [...shapes.keys()];
   const fileKeys = [...ck.state.keys()];
   const cfgName = model.config.name;
-  const misfit = (what: string) => new Error(`${source}: does not fit configuration '${cfgName}' (${INIT_KIND_NAMES[kind]}): ${what}`);
+  const kindName = INIT_KIND_NAMES[kind];
+  const misfit = (what: string) => new Error(`${source}: does not fit configuration '${cfgName}' (read as ${/^[aeiou]/i.test(kindName) ? 'an' : 'a'} ${kindName}): ${what}`);
   const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
   const tensors = new Map<string, HostTensor>();
   const loaded: string[] = [];
