@@ -27,7 +27,11 @@ export { evaluate, type EvaluateOptions, type EvaluateResult, type KeptPredictio
 export { renderReport, lossCurveSvg, type ReportInput } from './train/report.js';
 export { recordTrainStep } from './train/step.js';
 export {
-  trainedInference, checkTrainOptions, checkRecipeOptions, resolveTrainOptions, resumeOptions, splitConfigFile, optionSpec, describePlan, runStages, stageAt,
-  RECIPE_OPTIONS, TRAIN_DEFAULTS, TRAIN_FILE_KEYS, type TrainOptions, type StageOptions, type RecipeOptions, type OptionSpec, type TrainRequest, type TrainConfigFile,
+  trainedInference, checkTrainOptions, checkRecipeOptions, resolveTrainOptions, resumeOptions, splitConfigFile, optionSpec, describePlan, describeFreezing, runStages, stageAt, FREEZE_FLAGS,
+  RECIPE_OPTIONS, TRAIN_DEFAULTS, TRAIN_FILE_KEYS, type TrainOptions, type StageOptions, type FreezeOptions, type RecipeOptions, type OptionSpec, type TrainRequest, type TrainConfigFile,
 } from './train/options.js';
+export {
+  planInit, applyInit, initKind, keyPatterns, describeInitReport, INIT_KIND_NAMES,
+  type InitKind, type InitReport, type InitPlan, type KeyGroup,
+} from './train/init-weights.js';
 export { TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, SESSION_RECIPE_KEYS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport } from './train/session.js';

@@ -45,8 +45,8 @@ export const startCommand: Command = {
     const config = readJsonFile(configFile);
     if (!config) throw new Error(`atrous main: ${configFile}: no such config file`);
     const seed = parseOptionFlag('main', 'seed', v.seed);
-    const options = nodeTrainOptions({ config, options: seed !== undefined ? { seed } : {} });
-    const res = await runTraining({ options, out, resume: null, adapter: v.adapter as string | undefined });
+    const { options, init } = nodeTrainOptions({ config, options: seed !== undefined ? { seed } : {} });
+    const res = await runTraining({ options, out, resume: null, adapter: v.adapter as string | undefined, ...(init ? { init } : {}) });
     if (res.stopped) return 130;
     console.log('\nevaluating on the held-out val split (whole images) ...');
     const r = await runEval({ run: out, outputStride: evalOs, adapter: v.adapter as string | undefined, keep: 6 });

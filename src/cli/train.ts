@@ -6,9 +6,10 @@ import { init } from '../init.js';
 import { CONFIGS } from '../nn/configs.js';
 import { openDataset } from '../data/index.js';
 import { RunDir, writeFileAtomic, RUN_FILE } from '../train/rundir.js';
-import { train, formatProgress, fmtDuration, RUN_FORMAT, type RunInfo, type TrainResult } from '../train/trainer.js';
+import { train, formatProgress, fmtDuration, readInitFile, checkInitFile, RUN_FORMAT, type InitRecord, type RunInfo, type TrainResult } from '../train/trainer.js';
+import { describeInitReport, initKind, INIT_KIND_NAMES } from '../train/init-weights.js';
 import {
-  RECIPE_OPTIONS, TRAIN_DEFAULTS as D, TRAIN_FILE_KEYS, parseOptionFlag, resolveTrainOptions, resumeOptions, describePlan,
+  RECIPE_OPTIONS, FREEZE_FLAGS, TRAIN_DEFAULTS as D, TRAIN_FILE_KEYS, parseOptionFlag, resolveTrainOptions, resumeOptions, describePlan, describeFreezing,
   type RecipeOptions, type TrainConfigFile, type TrainOptions, type TrainRequest,
 } from '../train/options.js';
 import { parse } from './args.js';
@@ -17,6 +18,7 @@ import type { Command } from './main.js';
 
 export const TRAIN_USAGE = [
   'usage: atrous train --out DIR [--config NAME|FILE] [--dataset shapes|fashion-scenes|voc:DIR] [--output-stride 8|16|32]',
+  '                    [--init FILE] [--freeze-backbone] [--freeze-batch-norm]',
   `                    ${RECIPE_OPTIONS.map((s) => `[--${s.flag} ${s.integer ? 'N' : 'X'}]`).join(' ').replace(/(.{1,84})(\s|$)/g, '$1\n                    ').trimEnd()}`,
   '       atrous train --resume DIR [--steps N] [--log-every N]',
   '',
@@ -25,12 +27,20 @@ export const TRAIN_USAGE = [
   `Defaults: --config mini --dataset shapes ${RECIPE_OPTIONS.map((s) => `--${s.flag} ${D[s.key]}`).join(' ')}`.replace(/(.{1,100})(\s|$)/g, '$1\n').trimEnd(),
   `--config takes a name (${Object.keys(CONFIGS).join(', ')}) or a JSON file: a model config, or a training`,
   `config {"model": NAME|{...}, ${TRAIN_FILE_KEYS.filter((k) => k !== 'model' && k !== 'stages').map((k) => `"${k}"`).join(', ')},`,
-  '"stages": [{"steps", "lr", "outputStride", "freezeBatchNorm"}, ...]} (the two-stage schedule of §4.1 in one',
-  'file; flags override the file). --accum K sums the gradients of K batches per step (effective batch B×K).',
+  '"stages": [{"steps", "lr", "outputStride", "freezeBatchNorm", "freezeBackbone", "headLrMult"}, ...]} (the',
+  'two-stage schedule of §4.1 in one file; a stage\'s settings override the run\'s; flags override the file).',
+  '--accum K sums the gradients of K batches per step (effective batch B×K).',
   'numClasses always follows the dataset. --log-every N reads the loss back from the GPU every N steps.',
+  '--init FILE starts a new run from weights: an atrous checkpoint, a torchvision DeepLabv3 or FCN export, or a',
+  'ResNet classification state dict (tools/export_torchvision.py); the model is --config\'s, else the file\'s.',
+  'With another class count than the file, the last classifier layer (and the aux one) is re-initialised;',
+  'any other tensor that does not fit is an error. --freeze-backbone stops the backbone (parameters and batch',
+  'norm statistics), --freeze-batch-norm every batch norm (statistics, weight, bias); --head-lr-mult X trains',
+  'classifier.* and aux_classifier.* at lr × X. Frozen parameters get no gradient and no weight decay.',
   'DIR receives run.json, metrics.jsonl, checkpoints/ and latest.json;',
   'checkpoints (weights, momentum buffers, step, RNG state) are atomic. --resume continues the run in DIR',
-  'from its latest checkpoint (--steps may extend it). Ctrl-C saves a checkpoint and exits.',
+  'from its latest checkpoint, with its optimizer state (--steps may extend it); it never takes --init.',
+  'Ctrl-C saves a checkpoint and exits.',
 ].join('\n');
 
 /** An integer flag of any command: "atrous eval: --count must be an integer >= 1, got 'x'". */
@@ -43,6 +53,7 @@ export function intOpt(cmd: string, name: string, v: string | undefined, min: nu
 
 const TRAIN_FLAGS = {
   config: { type: 'string' }, dataset: { type: 'string' }, out: { type: 'string' }, 'output-stride': { type: 'string' }, resume: { type: 'string' },
+  init: { type: 'string' }, ...Object.fromEntries(FREEZE_FLAGS.map((f) => [f.flag, { type: 'boolean' }])),
   ...Object.fromEntries(RECIPE_OPTIONS.map((s) => [s.flag, { type: 'string' }])),
 } as const;
 
@@ -63,6 +74,8 @@ export interface ParsedTrain {
   resume: string | null;
   resumeChange?: { steps?: number; logEvery?: number };
   adapter?: string;
+  /** The init file, checked against the model (a new run with options.init). */
+  init?: InitRecord;
 }
 
 /** Parses `atrous train` flags into the run to start or resume (nothing is written yet). */
@@ -70,6 +83,9 @@ export function parseTrainArgs(argv: string[]): ParsedTrain {
   const { values: v } = parse('train', argv, TRAIN_FLAGS);
   const given = v as Record<string, string | undefined>;
   const adapter = v.adapter as string | undefined;
+  if (v.resume !== undefined && v.init !== undefined) {
+    throw new Error('atrous train: --init starts a new run from the weights of a file, --resume continues a run with its own weights and optimizer state: give one of them');
+  }
   if (v.resume !== undefined) {
     const others = Object.keys(given).filter((k) => !['resume', 'steps', 'adapter', 'log-every'].includes(k) && given[k] !== undefined);
     if (others.length) throw new Error(`atrous train: --resume continues a run with its own settings; drop --${others.join(', --')} (only --steps and --log-every may change)`);
@@ -84,21 +100,36 @@ export function parseTrainArgs(argv: string[]): ParsedTrain {
     const x = parseOptionFlag('train', s.key, given[s.flag]);
     if (x !== undefined) flags[s.key] = x;
   }
-  const spec = v.config ?? 'mini';
-  let config: string | TrainConfigFile = spec;
-  if (!CONFIGS[spec]) {
+  const spec = v.config;
+  let config: string | TrainConfigFile | undefined = spec;
+  if (spec !== undefined && !CONFIGS[spec]) {
     const file = readJsonFile(spec);
     if (!file) throw new Error(`atrous train: unknown model configuration '${spec}' (known: ${Object.keys(CONFIGS).join(', ')}; or a JSON file)`);
     config = file;
   }
-  const options = nodeTrainOptions({ config, dataset: v.dataset, outputStride: intOpt('train', 'output-stride', v['output-stride'], 1), options: flags });
-  return { options, resume: null, out: v.out, adapter };
+  const freeze = Object.fromEntries(FREEZE_FLAGS.filter((f) => given[f.flag] !== undefined).map((f) => [f.key, true]));
+  const { options, init } = nodeTrainOptions({
+    config, dataset: v.dataset, outputStride: intOpt('train', 'output-stride', v['output-stride'], 1), options: flags, init: v.init as string | undefined, freeze,
+  });
+  return { options, resume: null, out: v.out, adapter, ...(init ? { init } : {}) };
 }
 
-/** resolveTrainOptions with the datasets and model-config files of this machine. */
-export function nodeTrainOptions(req: TrainRequest): TrainOptions {
+/**
+ * resolveTrainOptions with the datasets, model-config files and init files of this machine; an
+ * init file is read and checked against the model here, before anything is written.
+ */
+export function nodeTrainOptions(req: TrainRequest): { options: TrainOptions; init?: InitRecord } {
+  let read: ReturnType<typeof readInitFile> | null = null;
+  const readInit = (path: string) => (read ??= readInitFile(path));
   // The dataset is opened here so a missing directory or unknown name fails before anything is written.
-  return resolveTrainOptions(req, (dataset, dataSeed) => openDataset(dataset, { split: 'train', seed: dataSeed }).numClasses, readJsonFile);
+  const options = resolveTrainOptions(req, (dataset, dataSeed) => openDataset(dataset, { split: 'train', seed: dataSeed }).numClasses, readJsonFile,
+    (path) => {
+      const { checkpoint } = readInit(path);
+      initKind(checkpoint, path); // a file that is no weights to start from fails here, naming itself
+      return checkpoint.config;
+    });
+  if (options.init === undefined) return { options };
+  return { options, init: checkInitFile(options.init, options.config, readInit(options.init)).record };
 }
 
 /** Runs a parsed training command end to end: creates or reopens the run, trains, logs. */
@@ -114,9 +145,13 @@ export async function runTraining(parsed: ParsedTrain, log: (s: string) => void 
     }
     log(`resuming ${run.path} at step ${run.latest()?.step ?? 0} of ${info.options.steps}`);
   } else {
-    const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: parsed.options! };
+    const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: parsed.options!, ...(parsed.init ? { init: parsed.init } : {}) };
     run = RunDir.create(parsed.out!, info);
     log(`run ${run.path}: ${describePlan(parsed.options!)}`);
+    if (parsed.init) {
+      const r = parsed.init.report;
+      log(`init ${parsed.init.file} (${INIT_KIND_NAMES[r.kind]}, sha256 ${parsed.init.sha256.slice(0, 12)}…): ${describeInitReport(r)}`);
+    }
     // What the training labels can teach: per-class pixel counts, and warnings for classes that have none.
     await reportTrainLabels(run, parsed.options!, log);
   }
@@ -138,7 +173,7 @@ export async function runTraining(parsed: ParsedTrain, log: (s: string) => void 
         else log(line);
       },
       onStage: (i, st) => {
-        const line = `stage ${i + 1}: output stride ${st.outputStride}, lr ${st.lr}${st.freezeBatchNorm ? ', batch norm frozen' : ''}`;
+        const line = `stage ${i + 1}: output stride ${st.outputStride}, lr ${st.lr}${describeFreezing(st)}`;
         if (tty) process.stdout.write(`\n${line}\n`);
         else log(line);
       },

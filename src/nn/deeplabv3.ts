@@ -99,6 +99,29 @@ export class DeepLabV3 extends Module {
     return this;
   }
 
+  /**
+   * What trains, set as a whole (fine-tuning): with `backbone`, every `backbone.*` parameter stops
+   * requiring a gradient and the backbone's batch norm uses and keeps its running statistics
+   * (mmseg's frozen_stages); with `batchNorm`, every batch norm does, its weight and bias frozen too
+   * (freezeBatchNorm(true, { affine: true })). Everything else requires a gradient. Frozen
+   * parameters drop out of trainableParameters(); autograd records no work for them. Needs weights.
+   */
+  setFrozen(o: { backbone?: boolean; batchNorm?: boolean }): this {
+    if (!this.materialized) throw new Error('atrous: setFrozen() needs weights: call materialize() or loadStateDict() first');
+    const backbone = o.backbone ?? false;
+    const bnAll = o.batchNorm ?? false;
+    for (const [name, m] of this.namedModules()) {
+      const inBackbone = name === 'backbone' || name.startsWith('backbone.');
+      if (m instanceof BatchNorm2d) m.frozen = bnAll || (backbone && inBackbone);
+    }
+    const bnParams = new Set<string>();
+    for (const [name, m] of this.namedModules()) if (m instanceof BatchNorm2d) for (const p of ['weight', 'bias']) bnParams.add(`${name}.${p}`);
+    for (const [name, p] of this.namedParameters()) {
+      p.requiresGrad = !((backbone && name.startsWith('backbone.')) || (bnAll && bnParams.has(name)));
+    }
+    return this;
+  }
+
   /** Base seed of every Dropout's masks (each layer derives its own from its name). */
   setDropoutSeed(seed: number): this {
     for (const [name, m] of this.namedModules()) if (m instanceof Dropout) m.seed = seedFor(seed, name);

@@ -1,3 +1,3 @@
 // Optimizers and learning-rate schedules.
-export { SGD, type SGDOptions } from './sgd.js';
+export { SGD, type SGDOptions, type ParamGroup } from './sgd.js';
 export { polyLR } from './schedule.js';

@@ -8,6 +8,15 @@ import { zeroGrad } from '../autograd.js';
 import { checkNumber, OpError } from '../ops/check.js';
 import { vec4Binding } from '../ops/activation.js';
 
+/** Parameters that share a learning-rate multiplier (torch.optim.SGD's param groups, with the
+ * group's lr given relative to the optimizer's, as mmseg's lr_mult). */
+export interface ParamGroup {
+  params: Tensor[];
+  /** The group trains at lr × lrMult (default 1; 0 leaves its parameters unchanged). May be
+   * changed between steps through `paramGroups`. */
+  lrMult?: number;
+}
+
 export interface SGDOptions {
   lr: number;
   momentum?: number;
@@ -22,9 +31,14 @@ export interface SGDOptions {
  * finally p -= lr * d, in place. Parameters whose .grad is null are skipped (their momentum buffer
  * starts at their first real step, as in PyTorch). `lr` may be changed between steps (polyLR).
  * The momentum buffers are GPU tensors owned by the optimizer, outside every scope: dispose() frees them.
+ * `params` is a list of tensors (one group) or of groups {params, lrMult}: a group's parameters
+ * are updated with lr × lrMult (with lrMult 1 exactly as without groups).
  */
 export class SGD {
+  /** Every parameter, group after group. */
   readonly params: readonly Tensor[];
+  /** The groups, in the order given (one group of every parameter when a plain list was given). */
+  readonly paramGroups: { readonly params: readonly Tensor[]; lrMult: number }[];
   lr: number;
   readonly momentum: number;
   readonly weightDecay: number;
@@ -33,8 +47,15 @@ export class SGD {
   private buffers = new Map<Tensor, Tensor>();
   private disposed = false;
 
-  constructor(params: Tensor[], opts: SGDOptions) {
-    if (!Array.isArray(params)) throw new OpError('SGD', `'params' must be an array of tensors, got ${typeof params}`);
+  constructor(paramsOrGroups: Tensor[] | ParamGroup[], opts: SGDOptions) {
+    if (!Array.isArray(paramsOrGroups)) throw new OpError('SGD', `'params' must be an array of tensors or of groups {params, lrMult}, got ${typeof paramsOrGroups}`);
+    const isGroups = paramsOrGroups.length > 0 && !(paramsOrGroups[0] instanceof Tensor) && paramsOrGroups[0] !== null && typeof paramsOrGroups[0] === 'object' && 'params' in paramsOrGroups[0];
+    const groups: ParamGroup[] = isGroups ? (paramsOrGroups as ParamGroup[]) : [{ params: paramsOrGroups as Tensor[] }];
+    groups.forEach((g, j) => {
+      if (!g || typeof g !== 'object' || !Array.isArray(g.params)) throw new OpError('SGD', `param group ${j} must be {params: Tensor[], lrMult?}, got ${g instanceof Tensor ? 'a Tensor' : JSON.stringify(g)}`);
+      if (g.lrMult !== undefined) checkNumber('SGD', `param group ${j} lrMult`, g.lrMult, { min: 0 });
+    });
+    const params = groups.flatMap((g) => g.params);
     const seen = new Set<Tensor>();
     params.forEach((p, i) => {
       if (!(p instanceof Tensor)) throw new OpError('SGD', `params[${i}] must be a Tensor, got ${p === null ? 'null' : typeof p}`);
@@ -56,6 +77,7 @@ export class SGD {
     }
     this.nesterov = nesterov;
     this.params = [...params];
+    this.paramGroups = groups.map((g) => ({ params: [...g.params], lrMult: g.lrMult ?? 1 }));
   }
 
   /** Updates every parameter that has a gradient, in place (records GPU work; nothing is awaited). */
@@ -70,12 +92,14 @@ export class SGD {
         throw new OpError('SGD', `params[${i}] ${fmtShape(p.shape)} has a gradient of shape ${fmtShape(g.shape)} (${g.dtype}${g.disposed ? ', disposed' : ''})`);
       }
     });
+    const mults = this.paramGroups.map((gr, j) => checkNumber('SGD', `param group ${j} lrMult`, gr.lrMult, { min: 0 }));
     const e = engine();
-    for (const p of this.params) {
+    for (let j = 0; j < this.paramGroups.length; j++) for (const p of this.paramGroups[j].params) {
       const g = p.grad;
       if (!g || p.size === 0) continue;
       const n4 = Math.ceil(p.size / 4);
-      const params = { n4, lr, momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov ? 1 : 0 };
+      // lr × 1 is lr exactly: one group updates bit for bit as before groups existed.
+      const params = { n4, lr: mults[j] === 1 ? lr : lr * mults[j], momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov ? 1 : 0 };
       if (this.momentum === 0) {
         e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4) });
         continue;

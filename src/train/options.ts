@@ -6,7 +6,9 @@
 //
 // The recipe is DeepLabv3 §4.1: SGD with momentum and weight decay, the poly learning rate
 // (lr · (1 − step/steps)^power), random scale (scaleMin..scaleMax), crop and flip; optionally in
-// stages (e.g. output stride 16, then 8 with batch norm frozen).
+// stages (e.g. output stride 16, then 8 with batch norm frozen). Fine-tuning: `init` starts from
+// the weights of a file (src/train/init-weights.ts), and what trains is chosen per run or per stage:
+// a frozen backbone, frozen batch norm, a learning-rate multiplier for the head.
 
 import type { Dataset } from '../data/types.js';
 import type { DeepLabV3 } from '../nn/deeplabv3.js';
@@ -15,15 +17,32 @@ import { paddingForCrop, type InferenceSettings } from '../nn/inference.js';
 import { polyLR } from '../optim/schedule.js';
 import { IMAGENET } from '../data/augment.js';
 
-export interface StageOptions {
+/** What trains: run-level options (TrainOptions) that a stage may override. */
+export interface FreezeOptions {
+  /** Batch norm uses and keeps its running statistics, and its weight and bias stop training. */
+  freezeBatchNorm?: boolean;
+  /** The backbone (`backbone.*`) stops training: its parameters get no gradient and no update,
+   * and its batch norm uses and keeps its running statistics (mmseg's frozen_stages). */
+  freezeBackbone?: boolean;
+  /** Learning-rate multiplier of the head (`classifier.*`, `aux_classifier.*`): its parameters
+   * train at lr × headLrMult (mmseg's decode_head lr_mult, TF deeplab's
+   * last_layer_gradient_multiplier); 0 leaves them unchanged. Default 1. */
+  headLrMult?: number;
+}
+
+export interface StageOptions extends FreezeOptions {
   steps: number;
   lr: number;
   /** Output stride of this stage (default: the config's). */
   outputStride?: number;
-  /** Batch norm uses and keeps its running statistics, and its weight and bias stop training. */
-  freezeBatchNorm?: boolean;
 }
-const STAGE_KEYS = ['steps', 'lr', 'outputStride', 'freezeBatchNorm'] as const;
+const STAGE_KEYS = ['steps', 'lr', 'outputStride', 'freezeBatchNorm', 'freezeBackbone', 'headLrMult'] as const;
+
+/** The boolean options (run level and per stage), with their flags. */
+export const FREEZE_FLAGS: readonly { key: 'freezeBackbone' | 'freezeBatchNorm'; flag: string; label: string }[] = [
+  { key: 'freezeBackbone', flag: 'freeze-backbone', label: 'Freeze the backbone' },
+  { key: 'freezeBatchNorm', flag: 'freeze-batch-norm', label: 'Freeze batch norm' },
+];
 
 /** The numeric options of the recipe (everything but the model, the dataset and the stages). */
 export interface RecipeOptions {
@@ -52,9 +71,14 @@ export interface RecipeOptions {
   /** Gradient accumulation: each SGD step sums the gradients of `accum` batches of `batch`
    * images, each loss weighted 1/accum (an effective batch of batch × accum). */
   accum: number;
+  /** Learning-rate multiplier of the head (FreezeOptions.headLrMult); default 1. */
+  headLrMult: number;
 }
 
-export interface TrainOptions extends Omit<RecipeOptions, 'accum'> {
+/** Recipe options a run's options may lack (runs recorded before they existed): their defaults apply. */
+const OPTIONAL_RECIPE_KEYS = ['accum', 'headLrMult'] as const;
+
+export interface TrainOptions extends Omit<RecipeOptions, (typeof OPTIONAL_RECIPE_KEYS)[number]>, Omit<FreezeOptions, 'headLrMult'> {
   /** Resolved model configuration (numClasses = the dataset's). */
   config: DeepLabV3Config;
   /** 'shapes', 'fashion-scenes' or 'voc:DIR'. */
@@ -63,9 +87,16 @@ export interface TrainOptions extends Omit<RecipeOptions, 'accum'> {
   dataLength?: number;
   /** Default 1. */
   accum?: number;
+  /** Default 1 (see FreezeOptions.headLrMult). */
+  headLrMult?: number;
+  /** A weights file to start from (path): an atrous checkpoint, a torchvision DeepLabv3 / FCN
+   * export or a ResNet classification state dict (src/train/init-weights.ts). Absent: the
+   * weights are initialised from `seed`. */
+  init?: string;
   /** The §4.1 schedule in stages, run one after the other (steps = the sum of theirs); each has its
-   * own poly learning rate from its `lr` to 0, and may change the output stride and freeze batch
-   * norm (statistics and affine parameters). Absent: one stage of `steps` at `lr`. */
+   * own poly learning rate from its `lr` to 0, and may change the output stride, freeze batch
+   * norm (statistics and affine parameters) or the backbone, and the head's lr multiplier (the
+   * run-level values apply where a stage says nothing). Absent: one stage of `steps` at `lr`. */
   stages?: StageOptions[];
 }
 
@@ -100,6 +131,7 @@ export const RECIPE_OPTIONS: readonly OptionSpec[] = [
   { key: 'checkpointEvery', flag: 'checkpoint-every', integer: true, min: 1, label: 'Checkpoint every' },
   { key: 'logEvery', flag: 'log-every', integer: true, min: 1, label: 'Log every' },
   { key: 'accum', flag: 'accum', integer: true, min: 1, label: 'Accumulated batches' },
+  { key: 'headLrMult', flag: 'head-lr-mult', integer: false, min: 0, label: 'Head lr multiplier' },
 ];
 
 export function optionSpec(key: keyof RecipeOptions): OptionSpec {
@@ -110,11 +142,12 @@ export function optionSpec(key: keyof RecipeOptions): OptionSpec {
 
 export const TRAIN_DEFAULTS: RecipeOptions = {
   dataSeed: 0, steps: 1000, batch: 8, crop: 65, lr: 0.02, momentum: 0.9, weightDecay: 1e-4, power: 0.9,
-  scaleMin: 0.5, scaleMax: 2.0, seed: 0, checkpointEvery: 200, logEvery: 10, accum: 1,
+  scaleMin: 0.5, scaleMax: 2.0, seed: 0, checkpointEvery: 200, logEvery: 10, accum: 1, headLrMult: 1,
 };
 
-/** Keys a training config file may hold: the recipe's, plus model, dataset, outputStride, stages. */
-export const TRAIN_FILE_KEYS: readonly string[] = ['model', 'dataset', ...RECIPE_OPTIONS.map((o) => o.key), 'outputStride', 'stages'];
+/** Keys a training config file may hold: the recipe's, plus model, dataset, init, outputStride,
+ * freezeBackbone, freezeBatchNorm, stages. */
+export const TRAIN_FILE_KEYS: readonly string[] = ['model', 'dataset', 'init', ...RECIPE_OPTIONS.map((o) => o.key), 'outputStride', ...FREEZE_FLAGS.map((f) => f.key), 'stages'];
 
 /** The range of an option in words: "an integer >= 1", "a number in [0, 1]". */
 function rangeText(s: OptionSpec, lower: number): string {
@@ -151,9 +184,15 @@ export function parseOptionFlag(cmd: string, key: keyof RecipeOptions, raw: stri
 
 /** Checks the numeric options and the stages of a run, naming the first bad field. Throws Error. */
 export function checkTrainOptions(o: TrainOptions): void {
-  for (const s of RECIPE_OPTIONS) checkOption(o, s, 'train: ', s.key !== 'accum');
+  for (const s of RECIPE_OPTIONS) checkOption(o, s, 'train: ', !(OPTIONAL_RECIPE_KEYS as readonly string[]).includes(s.key));
   if (o.dataLength !== undefined && !(Number.isInteger(o.dataLength) && o.dataLength >= 1)) throw new Error(`train: dataLength must be an integer >= 1, got ${JSON.stringify(o.dataLength)}`);
+  for (const f of FREEZE_FLAGS) checkBoolean(o[f.key], `train: ${f.key}`);
+  if (o.init !== undefined && (typeof o.init !== 'string' || o.init === '')) throw new Error(`train: init must be a file name, got ${JSON.stringify(o.init)}`);
   if (o.stages !== undefined) checkStages(o.stages, o.steps, 'train: ');
+}
+
+function checkBoolean(v: unknown, what: string): void {
+  if (v !== undefined && typeof v !== 'boolean') throw new Error(`${what} must be true or false, got ${JSON.stringify(v)}`);
 }
 
 /** Checks a stage list; `steps` (when given) must be their sum. */
@@ -170,7 +209,10 @@ function checkStages(stages: unknown, steps: number | undefined, where: string):
     if (st.outputStride !== undefined && (!Number.isInteger(st.outputStride) || st.outputStride < 4 || (st.outputStride & (st.outputStride - 1)) !== 0)) {
       throw new Error(`${at}.outputStride must be a power of two >= 4, got ${JSON.stringify(st.outputStride)}`);
     }
-    if (st.freezeBatchNorm !== undefined && typeof st.freezeBatchNorm !== 'boolean') throw new Error(`${at}.freezeBatchNorm must be true or false, got ${JSON.stringify(st.freezeBatchNorm)}`);
+    for (const f of FREEZE_FLAGS) checkBoolean(st[f.key], `${at}.${f.key}`);
+    if (st.headLrMult !== undefined && !(typeof st.headLrMult === 'number' && Number.isFinite(st.headLrMult) && st.headLrMult >= 0)) {
+      throw new Error(`${at}.headLrMult must be a number >= 0, got ${JSON.stringify(st.headLrMult)}`);
+    }
     total += st.steps;
   });
   if (steps !== undefined && total !== steps) throw new Error(`${where}the stages add up to ${total} steps but steps is ${steps}`);
@@ -183,10 +225,21 @@ export function checkRecipeOptions(o: Partial<RecipeOptions>, keys: readonly (ke
 
 // ------------------------------------------------------------------------------ the schedule
 
-/** The stages of a run (one implicit stage without `stages`). */
+/** The stages of a run (one implicit stage without `stages`), each with every setting resolved:
+ * the stage's own, else the run's, else the default. */
 export function runStages(o: TrainOptions): Required<StageOptions>[] {
   const st = o.stages ?? [{ steps: o.steps, lr: o.lr }];
-  return st.map((s) => ({ steps: s.steps, lr: s.lr, outputStride: s.outputStride ?? o.config.outputStride, freezeBatchNorm: s.freezeBatchNorm ?? false }));
+  return st.map((s) => ({
+    steps: s.steps, lr: s.lr, outputStride: s.outputStride ?? o.config.outputStride,
+    freezeBatchNorm: s.freezeBatchNorm ?? o.freezeBatchNorm ?? false,
+    freezeBackbone: s.freezeBackbone ?? o.freezeBackbone ?? false,
+    headLrMult: s.headLrMult ?? o.headLrMult ?? 1,
+  }));
+}
+
+/** What a stage trains, in words: ", backbone frozen, batch norm frozen, head lr × 10" ('' for everything at lr). */
+export function describeFreezing(st: Required<StageOptions>): string {
+  return `${st.freezeBackbone ? ', backbone frozen' : ''}${st.freezeBatchNorm ? ', batch norm frozen' : ''}${st.headLrMult !== 1 ? `, head lr × ${st.headLrMult}` : ''}`;
 }
 
 /** The stage that step (0-based) falls in, with its first step and its learning rate there. */
@@ -205,10 +258,12 @@ export function stageAt(o: TrainOptions, step: number): { index: number; stage: 
 
 /** The run's plan in one line: "2 stages (700 steps at output stride 16, lr 0.1; ...)". */
 export function describePlan(o: TrainOptions): string {
+  const stages = runStages(o);
   const plan = o.stages
-    ? `${o.stages.length} stages (${o.stages.map((st) => `${st.steps} steps at output stride ${st.outputStride ?? o.config.outputStride}, lr ${st.lr}${st.freezeBatchNorm ? ', batch norm frozen' : ''}`).join('; ')})`
-    : `output stride ${o.config.outputStride}, ${o.steps} steps, lr ${o.lr}`;
-  return `${o.config.name} on ${o.dataset}, ${plan}, batch ${o.batch}${(o.accum ?? 1) > 1 ? ` × ${o.accum} accumulated` : ''}, ${o.crop}×${o.crop} crops, seed ${o.seed}`;
+    ? `${o.stages.length} stages (${stages.map((st) => `${st.steps} steps at output stride ${st.outputStride}, lr ${st.lr}${describeFreezing(st)}`).join('; ')})`
+    : `output stride ${o.config.outputStride}, ${o.steps} steps, lr ${o.lr}${describeFreezing(stages[0])}`;
+  const from = o.init !== undefined ? `, from ${o.init}` : '';
+  return `${o.config.name} on ${o.dataset}${from}, ${plan}, batch ${o.batch}${(o.accum ?? 1) > 1 ? ` × ${o.accum} accumulated` : ''}, ${o.crop}×${o.crop} crops, seed ${o.seed}`;
 }
 
 // ------------------------------------------------------------------------------ config files and flags
@@ -233,7 +288,8 @@ export function splitConfigFile(f: TrainConfigFile): { train: Record<string, unk
   if (!isTrain) return { train: null, model: rec };
   const unknown = Object.keys(rec).filter((k) => !TRAIN_FILE_KEYS.includes(k));
   if (unknown.length) throw new Error(`atrous train: ${f.name}: unknown key '${unknown[0]}' (a training config knows ${TRAIN_FILE_KEYS.join(', ')})`);
-  return { train: rec, model: rec.model ?? 'mini' };
+  // Without "model": the init file's configuration when it has one, else 'mini' (resolveTrainOptions).
+  return { train: rec, model: rec.model ?? null };
 }
 
 /** What a training command asks for: a config (name, or file contents) and the flags given. */
@@ -244,22 +300,35 @@ export interface TrainRequest {
   outputStride?: number;
   /** Recipe options given as flags (already parsed); they win over the file's. */
   options?: Partial<RecipeOptions>;
+  /** --init FILE (wins over the file's "init"). */
+  init?: string;
+  /** --freeze-backbone, --freeze-batch-norm given (true); they win over the file's. */
+  freeze?: Partial<Record<(typeof FREEZE_FLAGS)[number]['key'], boolean>>;
 }
 
 /**
  * The run's options from a request: flags win over the config file's keys, which win over
  * TRAIN_DEFAULTS. `numClassesOf(dataset)` opens the dataset (so a missing one fails before
  * anything is written) and gives its class count, which the model config always follows.
+ * The model is --config's, else the config file's "model", else the init file's configuration
+ * (`initConfigOf(path)`: null for a file without one, a backbone state dict, which then needs a
+ * named model), else 'mini'.
  * Errors name the flag (`--lr`) or the file and its key (`main.json: 'lr'`).
  */
-export function resolveTrainOptions(req: TrainRequest, numClassesOf: (dataset: string, dataSeed: number) => number, readModelFile?: (name: string) => TrainConfigFile | null): TrainOptions {
-  const spec = req.config ?? 'mini';
-  const file = typeof spec === 'string' ? null : splitConfigFile(spec);
-  const where = typeof spec === 'string' ? 'atrous train: ' : `atrous train: ${spec.name}: `;
+export function resolveTrainOptions(
+  req: TrainRequest, numClassesOf: (dataset: string, dataSeed: number) => number, readModelFile?: (name: string) => TrainConfigFile | null,
+  initConfigOf?: (path: string) => DeepLabV3Config | null,
+): TrainOptions {
+  const spec = req.config ?? null;
+  const file = spec === null || typeof spec === 'string' ? null : splitConfigFile(spec);
+  const where = spec === null || typeof spec === 'string' ? 'atrous train: ' : `atrous train: ${spec.name}: `;
   const f = file?.train ?? {};
   // A config file's values are checked as JSON values of their types, named by their key.
   for (const s of RECIPE_OPTIONS) if (f[s.key] !== undefined) checkOption(f as Partial<RecipeOptions>, s, where, true, true);
   if (f.dataset !== undefined && typeof f.dataset !== 'string') throw new Error(`${where}'dataset' must be a string, got ${JSON.stringify(f.dataset)}`);
+  if (f.init !== undefined && (typeof f.init !== 'string' || f.init === '')) throw new Error(`${where}'init' must be a file name, got ${JSON.stringify(f.init)}`);
+  for (const k of FREEZE_FLAGS) if (f[k.key] !== undefined && typeof f[k.key] !== 'boolean') throw new Error(`${where}'${k.key}' must be true or false, got ${JSON.stringify(f[k.key])}`);
+  const init = req.init ?? (f.init as string | undefined);
   if (f.outputStride !== undefined && !(Number.isInteger(f.outputStride) && (f.outputStride as number) >= 4)) throw new Error(`${where}'outputStride' must be an integer >= 4, got ${JSON.stringify(f.outputStride)}`);
   const flags = req.options ?? {};
   const pick = <K extends keyof RecipeOptions>(k: K): RecipeOptions[K] => (flags[k] ?? (f[k] as RecipeOptions[K] | undefined) ?? TRAIN_DEFAULTS[k]);
@@ -268,7 +337,14 @@ export function resolveTrainOptions(req: TrainRequest, numClassesOf: (dataset: s
   const numClasses = numClassesOf(dataset, dataSeed);
   const outputStride = req.outputStride ?? (f.outputStride as number | undefined);
   const overrides = { numClasses, ...(outputStride !== undefined ? { outputStride } : {}) };
-  const modelSpec = file ? file.model : spec;
+  let modelSpec = file ? file.model : spec;
+  if (modelSpec === null) {
+    const fromInit = init !== undefined ? initConfigOf?.(init) ?? null : null;
+    if (init !== undefined && !fromInit) {
+      throw new Error(`${where}${init} holds a backbone and no model configuration: name the configuration to build on it (--config, e.g. ${Object.keys(CONFIGS).filter((n) => n.startsWith('paper-r')).slice(0, 2).join(' or ')}, or "model" in a training config)`);
+    }
+    modelSpec = fromInit ?? 'mini';
+  }
   let config: DeepLabV3Config;
   if (typeof modelSpec === 'string') {
     if (CONFIGS[modelSpec]) config = modelConfig(modelSpec, overrides);
@@ -292,7 +368,12 @@ export function resolveTrainOptions(req: TrainRequest, numClassesOf: (dataset: s
     lr: stages ? stages[0].lr : pick('lr'),
     momentum: pick('momentum'), weightDecay: pick('weightDecay'), power: pick('power'),
     scaleMin: pick('scaleMin'), scaleMax: pick('scaleMax'), seed: pick('seed'),
-    checkpointEvery: pick('checkpointEvery'), logEvery: pick('logEvery'), accum: pick('accum'),
+    checkpointEvery: pick('checkpointEvery'), logEvery: pick('logEvery'), accum: pick('accum'), headLrMult: pick('headLrMult'),
+    ...(init !== undefined ? { init } : {}),
+    ...Object.fromEntries(FREEZE_FLAGS.flatMap((k) => {
+      const v = req.freeze?.[k.key] ?? (f[k.key] as boolean | undefined);
+      return v !== undefined ? [[k.key, v]] : [];
+    })),
     ...(stages !== undefined ? { stages } : {}),
   };
   checkTrainOptions(o);

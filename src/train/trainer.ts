@@ -8,6 +8,9 @@
 // reported with its step, and it is checked before any checkpoint is written: the last complete
 // checkpoint on disk is always one taken before training diverged.
 //
+// A new run starts from the seed or, with options.init, from a weights file (init-weights.ts:
+// what loads, what is re-initialised); run.json records the file, its sha256 and what was loaded.
+//
 // Resume: the data loader is a pure function of (seed, step) and dropout masks of (seed, call
 // count), so a checkpoint holds the weights and BN statistics, the momentum buffers, the step and
 // the dropout call counts; a resumed run then replays exactly the loss values of an uninterrupted
@@ -24,9 +27,13 @@ import { DeepLabV3 } from '../nn/deeplabv3.js';
 import { Dropout } from '../nn/layers.js';
 import type { HostTensor } from '../nn/module.js';
 import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/checkpoint.js';
-import { trainedInference, checkTrainOptions, stageAt, type TrainOptions, type StageOptions } from './options.js';
-import { readFileSync } from 'node:fs';
-import { RunDir } from './rundir.js';
+import { trainedInference, checkTrainOptions, stageAt, runStages, type TrainOptions, type StageOptions } from './options.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { RunDir, writeFileAtomic, RUN_FILE } from './rundir.js';
+import { applyInit, planInit, type InitPlan, type InitReport } from './init-weights.js';
+import type { DeepLabV3Config } from '../nn/configs.js';
+import type { Checkpoint } from '../io/checkpoint.js';
 import { recordTrainStep } from './step.js';
 import { precompileTrainStep } from './precompile.js';
 
@@ -36,6 +43,37 @@ export interface RunInfo {
   format: typeof RUN_FORMAT;
   created: string;
   options: TrainOptions;
+  /** The weights the run started from (options.init), when it did not start from the seed. */
+  init?: InitRecord;
+}
+
+/** What run.json records of an init file: its name, its sha256 (hex) and what was loaded. */
+export interface InitRecord {
+  file: string;
+  sha256: string;
+  report: InitReport;
+}
+
+/** An init file read and checked against a configuration: its record and what to load. */
+export interface InitFile {
+  record: InitRecord;
+  plan: InitPlan;
+}
+
+/** Reads an init file (`--init`): its checkpoint and sha256. Throws an Error naming the file when
+ * it is missing or no safetensors file. */
+export function readInitFile(path: string): { checkpoint: Checkpoint; sha256: string } {
+  if (!existsSync(path)) throw new Error(`${path}: no such file (the weights to start from, --init)`);
+  const bytes = readFileSync(path);
+  return { checkpoint: readCheckpoint(bytes, path), sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Checks an init file against the run's model configuration (nothing is written; no GPU).
+ * Throws an Error naming the file and the first tensor that does not fit. */
+export function checkInitFile(path: string, config: DeepLabV3Config, read = readInitFile(path)): InitFile {
+  const model = new DeepLabV3(config);
+  const plan = planInit(read.checkpoint, model, path);
+  return { record: { file: path, sha256: read.sha256, report: plan.report }, plan };
 }
 
 /** One report per read-back: the latest step and the rates since the previous report. */
@@ -130,11 +168,26 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
       } catch (e) {
         throw new Error(`${mfile}: ${(e as Error).message.replace(/^atrous: /, '')}`);
       }
+    } else if (o.init !== undefined) {
+      // A new run from a weights file: the file must be the one checked when the run was created.
+      const init = checkInitFile(o.init, o.config);
+      if (info.init && info.init.sha256 !== init.record.sha256) {
+        throw new Error(`${o.init}: changed since the run was created in ${run.path} (sha256 ${init.record.sha256.slice(0, 12)}…, run.json has ${info.init.sha256.slice(0, 12)}…)`);
+      }
+      if (!info.init) writeFileAtomic(run.file(RUN_FILE), `${JSON.stringify({ ...info, init: init.record }, null, 2)}\n`);
+      applyInit(model, init.plan, o.seed);
     } else model.materialize(o.seed);
     model.setDropoutSeed(o.seed);
     for (const [name, m] of model.namedModules()) if (m instanceof Dropout) m.calls = state.dropoutCalls[name] ?? 0;
     model.train();
-    const sgd = new SGD(model.trainableParameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+    // Two parameter groups: the head (classifier.*, aux_classifier.*) trains at lr × headLrMult.
+    // Every parameter is in them; a frozen one has no gradient, so SGD skips it (no weight decay).
+    const named = model.namedParameters();
+    const isHead = (n: string) => n.startsWith('classifier.') || n.startsWith('aux_classifier.');
+    const sgd = new SGD([
+      { params: named.filter(([n]) => !isHead(n)).map(([, p]) => p) },
+      { params: named.filter(([n]) => isHead(n)).map(([, p]) => p), lrMult: runStages(o)[0].headLrMult },
+    ], { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
     opt.current = sgd;
     if (latest && o.momentum > 0) {
       const ofile = run.latestFile('optimizer.safetensors');
@@ -246,13 +299,15 @@ async function loop(run: RunDir, o: TrainOptions, ds: Dataset, model: DeepLabV3,
       if (micro.length < accum) continue;
       const at = stageAt(o, step);
       if (at.index !== stageIndex) {
-        // A new stage (or the first step of this session): its output stride and batch norm mode,
-        // then every pipeline of the step compiled before it runs, asynchronously (the loader
+        // A new stage (or the first step of this session): its output stride, what is frozen
+        // (backbone, batch norm) and the head's lr multiplier, then every pipeline of the step compiled before it runs, asynchronously (the loader
         // keeps preparing batches meanwhile).
-        if (stageIndex >= 0 || at.index > 0 || at.stage.outputStride !== model.outputStride || at.stage.freezeBatchNorm) {
+        const st = at.stage;
+        if (stageIndex >= 0 || at.index > 0 || st.outputStride !== model.outputStride || st.freezeBatchNorm || st.freezeBackbone || st.headLrMult !== 1) {
           await drain();
-          model.setOutputStride(at.stage.outputStride);
-          model.freezeBatchNorm(at.stage.freezeBatchNorm, { affine: true });
+          model.setOutputStride(st.outputStride);
+          model.setFrozen({ backbone: st.freezeBackbone, batchNorm: st.freezeBatchNorm });
+          opt.paramGroups[1].lrMult = st.headLrMult;
           if (stageIndex >= 0) hooks.onStage?.(at.index, at.stage);
         }
         stageIndex = at.index;
