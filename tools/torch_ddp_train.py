@@ -57,7 +57,7 @@ import atrous_torch as at  # noqa: E402
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 # atrous train's defaults (src/train/options.ts) where neither a flag nor --recipe gives a value.
-DEFAULTS = {"batch": 8, "lr": 0.01, "momentum": 0.9, "weightDecay": 1e-4, "power": 0.9, "scaleMin": 0.5, "scaleMax": 2.0, "seed": 0}
+DEFAULTS = {"batch": 8, "lr": 0.02, "momentum": 0.9, "weightDecay": 1e-4, "power": 0.9, "scaleMin": 0.5, "scaleMax": 2.0, "seed": 0}
 
 
 # data ------------------------------------------------------------------------------------------
