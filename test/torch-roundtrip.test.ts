@@ -3,8 +3,9 @@
 // written by atrous load in the twin (tools/atrous_torch.py) and give atrous's logits; and a
 // checkpoint trained further in PyTorch with DistributedDataParallel on two CPU processes
 // (torchrun, gloo; tools/torch_ddp_train.py) loads back in atrous with the same logits on the same
-// image, its weights changed. Without ATROUS_TORCH=1 every test is skipped (CI has no Python); with
-// it and no PyTorch the suite fails, saying what is missing.
+// image, its weights changed, and the script's evaluation agrees with `atrous eval`. Without
+// ATROUS_TORCH=1 every test is skipped (CI has no Python); with it and no PyTorch the suite fails,
+// saying what is missing.
 import { expect } from 'chai';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -142,5 +143,12 @@ describe('PyTorch round trip (opt-in: ATROUS_TORCH=1, npm run test:torch)', func
     expect(relErr(await atrousLogits(m0, x, shape), want)).to.be.greaterThan(1e-3);
     m0.dispose();
     model.dispose();
+
+    // The script's --eval counts as `atrous eval` does: the same per-class IoU on the val split.
+    const py = JSON.parse(run(PYTHON, [join(root, 'tools', 'torch_ddp_train.py'), '--init', out, '--data', data, '--steps', '0', '--eval', 'val'], 'torch_ddp_train.py --eval').trim().split('\n').at(-1)!) as { miou: number; iou: (number | null)[]; pixels: number };
+    const js = JSON.parse(run(process.execPath, [cli, 'eval', '--weights', out, '--dataset', `voc:${data}`, '--json'], 'atrous eval')) as { miou: number; iou: (number | null)[]; pixels: number };
+    expect(py.pixels).to.equal(js.pixels);
+    expect(py.iou.length).to.equal(js.iou.length);
+    py.iou.forEach((v, k) => expect(v === null ? null : Number(v.toFixed(3)), `IoU of class ${k}`).to.equal(js.iou[k] === null ? null : Number(js.iou[k]!.toFixed(3))));
   });
 });
