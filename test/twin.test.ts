@@ -3,12 +3,16 @@
 // checkpoints (or weights/mini-shapes.safetensors), an input and PyTorch's eval logits at several
 // output strides; atrous loads each checkpoint and must give the same logits (normwise relative
 // error <= 1e-4). No Python runs here; test/torch-roundtrip.test.ts is the opt-in direction the
-// other way (atrous-written checkpoints in PyTorch, and distributed training).
+// other way (atrous-written checkpoints in PyTorch, and distributed training). Also: the initial
+// weights tools/atrous_init.mjs writes (for a PyTorch run to start where an atrous run starts) are
+// those `atrous train --seed S` starts from.
 import { expect } from 'chai';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { modelFromCheckpoint, tensor, noGrad } from '../src/index.js';
+import { modelFromCheckpoint, readCheckpoint, tensor, noGrad } from '../src/index.js';
 import { parseSafetensors, toFloat32, type SafeTensors } from '../src/io/safetensors.js';
 import { expectClose, relErr } from './helpers.js';
 
@@ -82,5 +86,33 @@ describe('PyTorch twin parity (test/fixtures/twin, tools/gen_twin_fixture.py)', 
     expect(model.inference!.classes).to.deep.equal(['background', 'a', 'b', 'c', 'd']);
     expect(metadata.dataset).to.equal('twin fixture');
     model.dispose();
+  });
+});
+
+describe('tools/atrous_init.mjs: the weights atrous train starts from', () => {
+  it('equals the weights of an `atrous train --seed 3` run after one step at lr 0', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atrous-init-'));
+    try {
+      const node = (args: string[]) => {
+        const r = spawnSync(process.execPath, args, { encoding: 'utf8', cwd: root });
+        if (r.status !== 0) throw new Error(`${args.join(' ')}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+      };
+      node([join(root, 'tools', 'atrous_init.mjs'), '--config', 'mini', '--classes', '7', '--seed', '3', '--out', join(dir, 'init.safetensors')]);
+      node([join(root, 'bin', 'atrous.js'), 'train', '--out', join(dir, 'run'), '--config', 'mini', '--dataset', 'shapes', '--seed', '3',
+        '--steps', '1', '--batch', '2', '--crop', '33', '--lr', '0']);
+      const init = readCheckpoint(new Uint8Array(readFileSync(join(dir, 'init.safetensors'))));
+      const run = readCheckpoint(new Uint8Array(readFileSync(join(dir, 'run', 'checkpoints', 'step-0000001', 'model.safetensors'))));
+      expect(init.config).to.deep.equal(run.config);
+      expect([...init.state.keys()]).to.deep.equal([...run.state.keys()]);
+      let compared = 0;
+      for (const [k, v] of init.state) {
+        if (k.includes('running_') || k.endsWith('num_batches_tracked')) continue; // one training-mode forward moved these
+        expect(Buffer.from(run.state.get(k)!.data.buffer).equals(Buffer.from(v.data.buffer)), k).to.equal(true);
+        compared++;
+      }
+      expect(compared).to.be.greaterThan(50); // every weight and bias (89 in mini)
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
