@@ -34,7 +34,9 @@ DIR/atrous-dataset.json ({numClasses, classNames, labelMap}).
     /usr/bin/python3 tools/torch_ddp_train.py --init init.safetensors --data /tmp/shp \\
         --recipe configs/main.json --out /tmp/torch.safetensors --eval val     # one process
 
-(``torchrun`` is ``/usr/bin/python3 -m torch.distributed.run`` where the command is not on PATH.)
+(``torchrun`` is ``/usr/bin/python3 -m torch.distributed.run`` where the command is not on PATH;
+Debian's torch 1.13 on Python 3.11 needs ``--redirects 2 --tee 1`` after ``torchrun``: it cannot
+parse their default ``0``.)
 Options left out take the recipe file's value, else atrous train's default.
 """
 
