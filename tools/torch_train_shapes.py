@@ -32,6 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_model_fixture as g  # noqa: E402
+from torch_ddp_train import augment  # noqa: E402
 
 torch.set_num_threads(2)
 args = dict(a.split("=", 1) for a in sys.argv[1:])
@@ -70,26 +71,6 @@ else:
 rng = random.Random(0)
 
 
-def augment(x, y):
-    """Random scale (bilinear image, nearest label), crop padded with 0 (the normalised mean) and
-    255, left-right flip: the §4.1 augmentation of src/data/augment.ts."""
-    s = rng.uniform(smin, smax)
-    h, w = max(1, round(x.shape[1] * s)), max(1, round(x.shape[2] * s))
-    x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-    y = F.interpolate(y[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
-    xo = torch.zeros(3, crop, crop)
-    yo = torch.full((crop, crop), 255, dtype=torch.long)
-    t = rng.randint(min(0, h - crop), max(0, h - crop))
-    l = rng.randint(min(0, w - crop), max(0, w - crop))
-    ys, xs, yd, xd = max(0, t), max(0, l), max(0, -t), max(0, -l)
-    hh, ww = min(h - ys, crop - yd), min(w - xs, crop - xd)
-    xo[:, yd:yd + hh, xd:xd + ww] = x[:, ys:ys + hh, xs:xs + ww]
-    yo[yd:yd + hh, xd:xd + ww] = y[ys:ys + hh, xs:xs + ww]
-    if rng.random() < 0.5:
-        xo, yo = xo.flip(-1), yo.flip(-1)
-    return xo, yo
-
-
 stage2 = int(args.get("stage2", 0))
 lr2 = float(args.get("lr2", lr0 / 10))
 freeze = bool(args.get("freeze"))
@@ -126,7 +107,7 @@ for step in range(steps):
         pg["lr"] = lr
     if freeze and step >= steps1:
         set_bn_frozen(model)
-    xb, yb = zip(*[augment(xt[i], yt[i]) for i in (rng.randrange(len(xt)) for _ in range(batch))])
+    xb, yb = zip(*[augment(xt[i], yt[i], rng, crop, smin, smax) for i in (rng.randrange(len(xt)) for _ in range(batch))])
     loss = F.cross_entropy(model(torch.stack(xb))["out"], torch.stack(yb), ignore_index=255)
     opt.zero_grad()
     loss.backward()
