@@ -174,14 +174,14 @@ export async function writeEvalOutputs(dir: string, r: EvalOutcome): Promise<{ r
   const overlays: string[] = [];
   for (const k of r.kept ?? []) {
     const f = join(overlayDir, `${k.id}.png`);
-    writeFileAtomic(f, overlayPng(k, r.palette));
+    writeFileAtomic(f, overlayPng(k, r.palette), 'evaluation overlay');
     overlays.push(f);
   }
   let losses: { step: number; loss: number }[] = [];
   const runDir = r.run ?? (existsSync(join(dir, 'run.json')) ? dir : undefined);
   if (runDir !== undefined) losses = RunDir.open(runDir).readMetrics().map((m) => ({ step: m.step, loss: m.loss }));
   const json = join(dir, 'eval.json');
-  writeFileAtomic(json, evalJson(r));
+  writeFileAtomic(json, evalJson(r), 'evaluation results');
   const report = join(dir, 'report.html');
   writeFileAtomic(report, renderReport({
     title: `atrous: ${r.dataset} (${r.split})`,
@@ -191,7 +191,7 @@ export async function writeEvalOutputs(dir: string, r: EvalOutcome): Promise<{ r
     },
     metrics: r, classNames: r.classNames, losses,
     overlays: (r.kept ?? []).map((k) => ({ file: `overlays/${k.id}.png`, id: k.id })),
-  }));
+  }), 'evaluation report');
   return { report, json, overlayDir, overlays };
 }
 

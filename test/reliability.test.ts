@@ -1,0 +1,270 @@
+// Faults and lies: crashes leave nothing that breaks the next run, stop signals save, one writer
+// per run, files that lie are refused naming the file and the field, full disks name the file.
+import { expect } from 'chai';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { modelConfig, readCheckpoint } from '../src/index.js';
+import { RunDir, train, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
+import { runTraining } from '../src/cli/train.js';
+import { stateDictToSafetensors } from '../src/io/checkpoint.js';
+import { FileWriteError } from '../src/io/files.js';
+import { runCli as atrous } from './helpers.js';
+
+function tinyOptions(o: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    ...TRAIN_DEFAULTS, config: modelConfig('mini', { numClasses: 7 }), dataset: 'shapes', dataLength: 2,
+    steps: 4, batch: 1, crop: 33, lr: 0.05, scaleMin: 1, scaleMax: 1, seed: 3, checkpointEvery: 2, logEvery: 1, ...o,
+  };
+}
+
+function newRun(dir: string, o: TrainOptions): RunDir {
+  const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: o };
+  return RunDir.create(dir, info);
+}
+
+/** The PID of a process that has exited (so no process has it, barring reuse). */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(r.stdout);
+}
+
+function withFault<T>(pattern: string, fn: () => T): T {
+  process.env.ATROUS_FAULT_ENOSPC = pattern;
+  try {
+    return fn();
+  } finally {
+    delete process.env.ATROUS_FAULT_ENOSPC;
+  }
+}
+
+async function withFaultAsync<T>(pattern: string, fn: () => Promise<T>): Promise<T> {
+  process.env.ATROUS_FAULT_ENOSPC = pattern;
+  try {
+    return await fn();
+  } finally {
+    delete process.env.ATROUS_FAULT_ENOSPC;
+  }
+}
+
+const BIN = join(process.cwd(), 'bin', 'atrous.js');
+
+describe('reliability: run directories after crashes and full disks', function () {
+  let root: string;
+  let trained: string;
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'atrous-rel-'));
+    trained = join(root, 'trained');
+    await train(newRun(trained, tinyOptions()));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('leftovers of a killed writer (*.tmp-PID files and checkpoint directories) are removed on the next start; live ones are kept', async () => {
+    const dir = join(root, 'leftovers');
+    const r = await atrous('train', '--out', dir, '--steps', '2', '--batch', '1', '--crop', '33', '--checkpoint-every', '1');
+    expect(r.code, r.err).to.equal(0);
+    const dead = deadPid();
+    mkdirSync(join(dir, 'checkpoints', `step-0000003.tmp-${dead}`));
+    writeFileSync(join(dir, 'checkpoints', `step-0000003.tmp-${dead}`, 'model.safetensors'), 'partial');
+    writeFileSync(join(dir, `latest.json.tmp-${dead}`), '{"st');
+    writeFileSync(join(dir, `metrics.jsonl.tmp-${process.ppid}`), 'a live writer'); // a process that runs
+    const again = await atrous('train', '--resume', dir, '--steps', '3');
+    expect(again.code, again.err).to.equal(0);
+    expect(again.out).to.contain(`removed 2 leftovers of an interrupted write: latest.json.tmp-${dead}, checkpoints/step-0000003.tmp-${dead}`);
+    expect(readdirSync(join(dir, 'checkpoints'))).to.deep.equal(['step-0000002', 'step-0000003']);
+    expect(existsSync(join(dir, `metrics.jsonl.tmp-${process.ppid}`))).to.equal(true);
+  });
+
+  it('a torn last line of metrics.jsonl is dropped with a warning on resume; a malformed line elsewhere names the file and line', async () => {
+    const dir = join(root, 'torn');
+    await train(newRun(dir, tinyOptions({ steps: 2 })));
+    const f = join(dir, 'metrics.jsonl');
+    const good = readFileSync(f, 'utf8');
+    writeFileSync(f, `${good}{"step": 3, "lo`);
+    const warnings: string[] = [];
+    const run = RunDir.open(dir);
+    expect(run.readMetrics(Infinity, (w) => warnings.push(w)).map((m) => m.step)).to.deep.equal([1, 2]);
+    expect(warnings[0]).to.contain(`${f}:3: the last line is incomplete`);
+    // eval --report reads the same file: it warns and works
+    const rep = await atrous('eval', '--run', dir, '--count', '1', '--report', '--out', join(root, 'torn-report'));
+    expect(rep.code, rep.err).to.equal(0);
+    // resume repairs the file
+    const res = await train(RunDir.open(dir), {}, { resume: true, options: { ...run.readRun<RunInfo>().options, steps: 3 } });
+    expect(res.step).to.equal(3);
+    expect(readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).step)).to.deep.equal([1, 2, 3]);
+    writeFileSync(f, good.replace('\n', '\n{oops}\n'));
+    expect(() => run.readMetrics()).to.throw(`${f}:2: not a metrics record`);
+    const e = await atrous('eval', '--run', dir, '--count', '1', '--report', '--out', join(root, 'torn-report2'));
+    expect(e.code).to.equal(1);
+    expect(e.err).to.contain(`${f}:2`);
+    writeFileSync(f, good);
+  });
+
+  it('a full disk during a checkpoint names the file, removes the partial checkpoint and keeps latest.json', () => {
+    const run = RunDir.open(trained);
+    const before = run.latest();
+    let err: unknown = null;
+    withFault('optimizer.safetensors', () => {
+      try {
+        run.writeCheckpoint(99, { 'model.safetensors': new Uint8Array(1000), 'optimizer.safetensors': new Uint8Array(5000), 'state.json': '{}' });
+      } catch (e) {
+        err = e;
+      }
+    });
+    expect(err).to.be.instanceOf(FileWriteError);
+    expect((err as Error).message).to.match(/^cannot write checkpoint file \(step 99\) .*checkpoints\/step-0000099\.tmp-\d+\/optimizer\.safetensors: no space left on device \(ENOSPC\)$/);
+    expect(readdirSync(join(trained, 'checkpoints')).filter((d) => d.includes('0000099'))).to.deep.equal([]);
+    expect(run.latest()).to.deep.equal(before);
+  });
+
+  it('a full disk while appending metrics names the file and leaves no torn line', () => {
+    const run = RunDir.open(trained);
+    const f = run.file('metrics.jsonl');
+    const before = readFileSync(f, 'utf8');
+    withFault('metrics.jsonl', () => {
+      expect(() => run.appendMetrics([{ step: 9, loss: 1 }, { step: 10, loss: 1 }])).to.throw(`cannot write training metrics ${f}: no space left on device (ENOSPC)`);
+    });
+    expect(readFileSync(f, 'utf8')).to.equal(before);
+  });
+
+  it('a full disk during predict names the output and removes the outputs already written', async () => {
+    const out = join(root, 'predict-out');
+    const image = join(root, 'img.png');
+    const { encodePng } = await import('../src/io/image.js');
+    writeFileSync(image, encodePng(new Uint8Array(24 * 24 * 3).fill(90), 24, 24));
+    const weights = join(trained, 'checkpoints', 'step-0000004', 'model.safetensors');
+    const res = await withFaultAsync('overlay.png', () => atrous('predict', '--weights', weights, '--image', image, '--out', out));
+    expect(res.code).to.equal(1);
+    expect(res.err).to.match(/cannot write overlay image .*img\.overlay\.png: no space left on device \(ENOSPC\)/);
+    expect(existsSync(out) ? readdirSync(out) : []).to.deep.equal([]);
+  });
+
+  it('a --resume --steps N that fails leaves run.json as it was', async () => {
+    const dir = join(root, 'resume-fail');
+    await train(newRun(dir, tinyOptions({ steps: 2 })));
+    const runJson = readFileSync(join(dir, 'run.json'), 'utf8');
+    writeFileSync(join(dir, 'checkpoints', 'step-0000002', 'model.safetensors'), 'not a checkpoint at all');
+    let err: Error | null = null;
+    try {
+      await runTraining({ options: null, out: null, resume: dir, resumeChange: { steps: 9 } }, () => {});
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).to.contain('model.safetensors');
+    expect(readFileSync(join(dir, 'run.json'), 'utf8')).to.equal(runJson);
+    expect(existsSync(join(dir, 'train.lock'))).to.equal(false);
+  });
+
+  it('run files are checked against each other: latest.json inside the run and agreeing with state.json and the checkpoint', async () => {
+    const dir = join(root, 'lies');
+    await train(newRun(dir, tinyOptions({ steps: 2 })));
+    const latest = join(dir, 'latest.json');
+    const good = readFileSync(latest, 'utf8');
+    const resume = async () => {
+      try {
+        await train(RunDir.open(dir), {}, { resume: true });
+        return '';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    writeFileSync(latest, JSON.stringify({ step: 2, dir: '../trained/checkpoints/step-0000002' }));
+    expect(await resume()).to.contain(`${latest}: 'dir' must name a checkpoint of this run`);
+    writeFileSync(latest, JSON.stringify({ step: 2, dir: '/etc' }));
+    expect(await resume()).to.contain(`${latest}: 'dir' must name a checkpoint of this run`);
+    writeFileSync(latest, JSON.stringify({ step: 1, dir: 'checkpoints/step-0000002' }));
+    expect(await resume()).to.contain(`${latest}: 'step' is 1 but 'dir' names checkpoints/step-0000002`);
+    writeFileSync(latest, good);
+    const sfile = join(dir, 'checkpoints', 'step-0000002', 'state.json');
+    const state = JSON.parse(readFileSync(sfile, 'utf8'));
+    writeFileSync(sfile, JSON.stringify({ ...state, step: 1 }));
+    expect(await resume()).to.contain(`${sfile}: 'step' is 1 but ${latest} says 2`);
+    writeFileSync(sfile, JSON.stringify({ ...state, seed: 4 }));
+    expect(await resume()).to.contain(`${sfile}: 'seed' is 4 but the run's`);
+    writeFileSync(sfile, JSON.stringify({ ...state, dropoutCalls: { 'classifier.0.project.3': -1 } }));
+    expect(await resume()).to.contain(`${sfile}: 'dropoutCalls.classifier.0.project.3' must be a non-negative integer`);
+    writeFileSync(sfile, JSON.stringify(state));
+    const ofile = join(dir, 'checkpoints', 'step-0000002', 'optimizer.safetensors');
+    const opt = readCheckpoint(readFileSync(ofile));
+    const [name, t] = [...opt.state.entries()][0];
+    const bad = new Map(opt.state);
+    const data = Float32Array.from(t.data);
+    bad.set(name, { shape: t.shape, data });
+    writeFileSync(ofile, stateDictToSafetensors(bad, { ...opt.metadata, step: '1' }));
+    expect(await resume()).to.contain(`${ofile}: __metadata__.step is "1" but ${latest} says 2`);
+  });
+});
+
+describe('reliability: one writer per run, stop signals', function () {
+  let root: string;
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'atrous-rel2-'));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('a run is locked while a process trains into it: a second one is refused naming the holder; a dead holder is taken over', async () => {
+    const dir = join(root, 'locked');
+    const first = await atrous('train', '--out', dir, '--steps', '1', '--batch', '1', '--crop', '33');
+    expect(first.code, first.err).to.equal(0);
+    expect(existsSync(join(dir, 'train.lock')), 'released at the end').to.equal(false);
+    // a live holder: the test runner's parent process
+    const holder = { pid: process.ppid, host: hostname(), started: '2026-01-01T00:00:00.000Z', command: 'atrous train' };
+    writeFileSync(join(dir, 'train.lock'), JSON.stringify(holder));
+    const second = await atrous('train', '--resume', dir, '--steps', '2');
+    expect(second.code).to.equal(1);
+    expect(second.err).to.contain(`${dir} is in use: 'atrous train' (pid ${process.ppid} on ${hostname()}, since 2026-01-01T00:00:00.000Z)`);
+    const third = await atrous('train', '--out', dir, '--steps', '1');
+    expect(third.err).to.contain('is in use');
+    expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean)).to.have.length(1);
+    // the holder died: the lock is stale and is taken over
+    writeFileSync(join(dir, 'train.lock'), JSON.stringify({ ...holder, pid: deadPid() }));
+    const fourth = await atrous('train', '--resume', dir, '--steps', '2');
+    expect(fourth.code, fourth.err).to.equal(0);
+    expect(existsSync(join(dir, 'train.lock'))).to.equal(false);
+  });
+
+  it('two processes on the same --out: exactly one trains, the other is refused at once', async () => {
+    const dir = join(root, 'two');
+    const args = [BIN, 'train', '--out', dir, '--steps', '3', '--batch', '1', '--crop', '33', '--checkpoint-every', '1'];
+    const run = () => new Promise<{ code: number | null; err: string }>((resolve) => {
+      const p = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (d) => (err += d));
+      p.on('close', (code) => resolve({ code, err }));
+    });
+    const results = await Promise.all([run(), run()]);
+    const codes = results.map((r) => r.code).sort();
+    expect(codes, results.map((r) => r.err).join('\n')).to.deep.equal([0, 1]);
+    const refused = results.find((r) => r.code === 1)!;
+    expect(refused.err).to.match(/is in use: 'atrous train' \(pid \d+|already holds a run/);
+    expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).step)).to.deep.equal([1, 2, 3]);
+  });
+
+  for (const [sig, status] of [['SIGTERM', 143], ['SIGHUP', 129], ['SIGINT', 130]] as const) {
+    it(`${sig} saves a checkpoint and exits with status ${status}`, async () => {
+      const dir = join(root, sig);
+      const p = spawn(process.execPath, [BIN, 'train', '--out', dir, '--steps', '500', '--batch', '1', '--crop', '33', '--checkpoint-every', '1000', '--log-every', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      let sent = 0;
+      p.stderr.on('data', (d) => (err += d));
+      p.stdout.on('data', (d) => {
+        out += d;
+        const m = /step (\d+)\/500/.exec(out);
+        if (m && !sent) {
+          sent = Number(m[1]);
+          p.kill(sig);
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => p.on('close', (c) => resolve(c)));
+      expect(code, `${out}\n${err}`).to.equal(status);
+      const run = RunDir.open(dir);
+      const step = run.latest()?.step ?? 0;
+      expect(step).to.be.at.least(sent);
+      expect(step).to.be.below(500);
+      expect(err).to.contain('saving a checkpoint');
+      expect(existsSync(join(dir, 'train.lock'))).to.equal(false);
+    });
+  }
+});
