@@ -268,3 +268,154 @@ describe('reliability: one writer per run, stop signals', function () {
     });
   }
 });
+
+/** A PNG chunk with its CRC. */
+function pngChunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, data.length);
+  out.set(Buffer.from(type, 'ascii'), 4);
+  out.set(data, 8);
+  let c = ~0;
+  for (let i = 4; i < 8 + data.length; i++) {
+    c ^= out[i];
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  dv.setUint32(8 + data.length, ~c >>> 0);
+  return out;
+}
+
+/** `png` with its IHDR claiming width × height (CRC fixed), the image data kept. */
+function lyingPng(png: Uint8Array, width: number, height: number): Uint8Array {
+  const dv = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const ihdr = Uint8Array.from(png.subarray(16, 16 + 13));
+  new DataView(ihdr.buffer).setUint32(0, width);
+  new DataView(ihdr.buffer).setUint32(4, height);
+  const len = dv.getUint32(8);
+  return Uint8Array.from([...png.subarray(0, 8), ...pngChunk('IHDR', ihdr), ...png.subarray(8 + 12 + len)]);
+}
+
+describe('reliability: files that lie', function () {
+  let root: string;
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'atrous-rel3-'));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('a PNG whose header claims more pixels than its data holds is refused before allocating, naming the file', async () => {
+    const { encodePng, decodeImage, decodeLabelPng } = await import('../src/io/image.js');
+    const px = Uint8Array.from({ length: 100 * 100 * 3 }, (_, i) => (i * 37) & 255);
+    const png = encodePng(px, 100, 100);
+    expect(decodeImage(png, 'ok.png').width).to.equal(100);
+    expect(() => decodeImage(lyingPng(png, 5000, 100), 'wide.png')).to.throw(/^wide\.png: truncated PNG \(image data holds \d+ bytes, 5000×100 needs \d+\)$/);
+    expect(() => decodeImage(lyingPng(png, 8000, 8000), 'huge.png')).to.throw(/^huge\.png: corrupt PNG \(IHDR claims 8000×8000, \d+ bytes of pixel data, but the \d+ bytes of image data cannot hold that much\)$/);
+    expect(() => decodeImage(lyingPng(png, 16384, 16384), 'giant.png')).to.throw('giant.png: PNG header claims 16384×16384 pixels, above the limit of 100 megapixels');
+    expect(() => decodeImage(lyingPng(png, 50, 50), 'small.png')).to.throw('small.png: corrupt PNG (the image data inflates to more than');
+    expect(() => decodeLabelPng(lyingPng(png, 5000, 100), 'label.png')).to.throw(/^label\.png: truncated PNG/);
+    // predict refuses it, exit 1, nothing written
+    const f = join(root, 'wide.png');
+    writeFileSync(f, lyingPng(png, 5000, 100));
+    const r = await atrous('predict', '--weights', 'weights/mini-shapes.safetensors', '--image', f, '--out', join(root, 'pred'));
+    expect(r.code).to.equal(1);
+    expect(r.err).to.contain(`${f}: truncated PNG`);
+    expect(existsSync(join(root, 'pred'))).to.equal(false);
+  });
+
+  it('a JPEG with a corrupt entropy-coded bit is found by data check; train fails naming it and leaves nothing that blocks the same command', async () => {
+    const { encodeJpeg, decodeImage, imageInfo } = await import('../src/io/image.js');
+    const dir = join(root, 'voc');
+    const e = await atrous('data', 'export', '--dataset', 'shapes', '--split', 'train', '--count', '2', '--size', '33', '--out', dir, '--format', 'jpg');
+    expect(e.code, e.err).to.equal(0);
+    const ids = readFileSync(join(dir, 'ImageSets', 'Segmentation', 'train.txt'), 'utf8').split('\n').filter(Boolean);
+    const file = join(dir, 'JPEGImages', `${ids[0]}.jpg`);
+    const px = Uint8Array.from({ length: 33 * 33 * 3 }, (_, i) => (i * 7 + (i >> 6) * 13) & 255);
+    const jpg = encodeJpeg(px, 33, 33, 90);
+    // the first single-bit flip in the scan data that the structure check passes and the decoder refuses
+    let bad: Uint8Array | null = null;
+    for (let at = jpg.length - 3; at > jpg.length / 2 && !bad; at--) {
+      for (let bit = 0; bit < 8 && !bad; bit++) {
+        const b = Uint8Array.from(jpg);
+        b[at] ^= 1 << bit;
+        try {
+          imageInfo(b, 'x');
+        } catch {
+          continue;
+        }
+        try {
+          decodeImage(b, 'x');
+        } catch {
+          bad = b;
+        }
+      }
+    }
+    expect(bad, 'a flip the decoder refuses').to.not.equal(null);
+    writeFileSync(file, bad!);
+    const c = await atrous('data', 'check', '--dataset', `voc:${dir}`);
+    expect(c.code).to.equal(1);
+    expect(c.err).to.contain(`${file}: corrupt JPEG`);
+    const out = join(root, 'run');
+    const args = ['train', '--out', out, '--dataset', `voc:${dir}`, '--steps', '2', '--batch', '2', '--crop', '33'];
+    const t1 = await atrous(...args);
+    expect(t1.code).to.equal(1);
+    expect(t1.err).to.contain(`${file}: corrupt JPEG`);
+    expect(existsSync(out)).to.equal(false);
+    const t2 = await atrous(...args);
+    expect(t2.err).to.not.contain('already holds a run');
+    expect(t2.err).to.contain(`${file}: corrupt JPEG`);
+  });
+
+  it('checkpoints with values a model cannot have (NaN, Inf, negative running_var), the wrong dtype or out-of-range integers are refused naming the file and tensor', async () => {
+    const src = 'weights/mini-shapes.safetensors';
+    const ck = readCheckpoint(readFileSync(src), src);
+    const { serializeSafetensors } = await import('../src/io/safetensors.js');
+    const write = (name: string, edit: (m: Map<string, { shape: number[]; data: Float32Array | Int32Array }>) => void, dtypes: Record<string, string> = {}) => {
+      const m = new Map([...ck.state].map(([k, v]) => [k, { shape: [...v.shape], data: v.data.slice() }]));
+      edit(m);
+      const tensors = new Map([...m].map(([k, v]) => [k, dtypes[k] === 'I32' ? { dtype: 'I32' as const, shape: v.shape, data: Int32Array.from(v.data) }
+        : v.data instanceof Int32Array ? { dtype: 'I64' as const, shape: v.shape, data: BigInt64Array.from(v.data, (x) => BigInt(x)) }
+          : { dtype: 'F32' as const, shape: v.shape, data: v.data }]));
+      const f = join(root, name);
+      writeFileSync(f, serializeSafetensors(tensors, ck.metadata));
+      return f;
+    };
+    const image = join(root, 'img.png');
+    const { encodePng } = await import('../src/io/image.js');
+    writeFileSync(image, encodePng(new Uint8Array(17 * 17 * 3).fill(100), 17, 17));
+    const cases: [string, string, RegExp][] = [
+      ['nan.safetensors', 'classifier.1.weight', /tensor 'classifier\.1\.weight' holds NaN at flat index 3/],
+      ['inf.safetensors', 'backbone.conv1.weight', /tensor 'backbone\.conv1\.weight' holds Infinity at flat index 3/],
+      ['negvar.safetensors', 'backbone.bn1.running_var', /tensor 'backbone\.bn1\.running_var' holds the variance -1 at flat index 3/],
+    ];
+    for (const [name, tensor, re] of cases) {
+      const f = write(name, (m) => {
+        m.get(tensor)!.data[3] = name.startsWith('nan') ? NaN : name.startsWith('inf') ? Infinity : -1;
+      });
+      expect(() => readCheckpoint(readFileSync(f), f)).to.throw(re);
+      const p = await atrous('predict', '--weights', f, '--image', image, '--out', join(root, 'p'));
+      expect(p.code, name).to.equal(1);
+      expect(p.err).to.contain(f);
+      expect(p.err).to.match(re);
+      const ev = await atrous('eval', '--weights', f, '--count', '1');
+      expect(ev.code, name).to.equal(1);
+      expect(ev.err).to.match(re);
+    }
+    const { modelFromCheckpoint } = await import('../src/index.js');
+    const intWeights = write('int.safetensors', () => {}, { 'classifier.1.bias': 'I32' });
+    expect(() => modelFromCheckpoint(readFileSync(intWeights), { source: intWeights })).to.throw(`${intWeights}: loadStateDict: 'classifier.1.bias' holds integers, but the model's parameter is floating point`);
+    const floatCount = write('floatcount.safetensors', (m) => {
+      const k = [...m.keys()].find((x) => x.endsWith('num_batches_tracked'))!;
+      m.set(k, { shape: [], data: Float32Array.of(3) });
+    });
+    expect(() => modelFromCheckpoint(readFileSync(floatCount), { source: floatCount })).to.throw(/holds floats, but the model's batch count is an integer/);
+    const big = write('big.safetensors', () => {});
+    const bytes = new Uint8Array(readFileSync(big));
+    // num_batches_tracked of 2^40 (I64): out of the int32 range
+    const { parseSafetensors } = await import('../src/io/safetensors.js');
+    const st = parseSafetensors(bytes);
+    const key = [...st.tensors.keys()].find((x) => x.endsWith('num_batches_tracked'))!;
+    const t = st.tensors.get(key)!;
+    new DataView(t.data.buffer, t.data.byteOffset, 8).setBigInt64(0, 2n ** 40n, true);
+    writeFileSync(big, bytes);
+    expect(() => readCheckpoint(readFileSync(big), big)).to.throw(`${big}: tensor '${key}' (I64 []): value 1099511627776 at flat index 0 is outside the int32 range`);
+  });
+});
