@@ -32,6 +32,11 @@ export interface KernelCall<S extends ShaderName = ShaderName> {
   bindings: Bindable[];
   /** Workgroup counts; use `grid1d` for flat element-wise kernels. */
   workgroups: [number, number?, number?];
+  /** For params that change every call (a learning rate): the launch's own uniform buffer, keyed
+   * by (shader, entry, this buffer), rewritten in place with `queue.writeBuffer` when the values
+   * change, so no buffer and no bind group is created per step. Without it, uniform buffers are
+   * cached by content (right for params that repeat, such as shapes). */
+  uniformSlot?: Bindable;
 }
 
 /** A pipeline as the engine caches it: (shader, entry point, override constants). */
@@ -49,6 +54,8 @@ export interface EngineStats extends PoolStats {
   submits: number;
   dispatches: number;
   uniformBuffers: number;
+  /** Uniform buffers created since the engine was made (a growing number in a steady loop means churn). */
+  uniformBuffersCreated: number;
   /** Bind groups created since the engine was made (one per dispatch unless cached). */
   bindGroups: number;
 }
@@ -104,6 +111,11 @@ export class Engine {
   private traced: Map<string, PipelineSpec> | null = null;
   private modules = new Map<string, GPUShaderModule>();
   private uniforms = new Map<string, GPUBuffer>();
+  /** Uniform buffers of launches with a `uniformSlot`, with the values last written. */
+  private slotUniforms = new Map<string, { buffer: GPUBuffer; key: string }>();
+  /** Slot buffers used by the dispatches recorded since the last submit. */
+  private slotsInFlight = new Set<GPUBuffer>();
+  private uniformsCreated = 0;
   private retiredUniforms: GPUBuffer[] = [];
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -224,7 +236,7 @@ export class Engine {
     let slot = 0;
     let key = pipelineKey(call.shader, call.entry, call.constants);
     if (params) {
-      const u = this.uniformBuffer(params);
+      const u = call.uniformSlot ? this.slotUniformBuffer(`${key}|${this.bufferId(call.uniformSlot.buffer)}`, params) : this.uniformBuffer(params);
       entries.push({ binding: slot++, resource: { buffer: u } });
       key += `|${this.bufferId(u)}`;
     }
@@ -337,6 +349,7 @@ export class Engine {
       this.submits++;
     }
     this.pendingDispatches = 0;
+    this.slotsInFlight.clear();
     this.pool.afterSubmit();
     for (const b of this.retiredUniforms) b.destroy();
     this.retiredUniforms = [];
@@ -374,7 +387,8 @@ export class Engine {
       pipelines: this.pipelines.size,
       submits: this.submits,
       dispatches: this.dispatches,
-      uniformBuffers: this.uniforms.size,
+      uniformBuffers: this.uniforms.size + this.slotUniforms.size,
+      uniformBuffersCreated: this.uniformsCreated,
       bindGroups: this.bindGroups,
     };
   }
@@ -455,6 +469,40 @@ export class Engine {
     return data;
   }
 
+  /** A launch's own uniform buffer (see KernelCall.uniformSlot): created once, then rewritten in
+   * place when its values change. A write would overtake the dispatches already recorded with the
+   * old values (writeBuffer runs ahead of unsubmitted commands), so those are submitted first. */
+  private slotUniformBuffer(slot: string, data: ArrayBuffer): GPUBuffer {
+    const key = Array.prototype.join.call(new Uint32Array(data), ',');
+    let s = this.slotUniforms.get(slot);
+    if (!s) {
+      if (this.slotUniforms.size >= 16384) {
+        for (const v of this.slotUniforms.values()) this.retiredUniforms.push(v.buffer);
+        this.slotUniforms.clear();
+        this.bindGroupCache.clear();
+      }
+      s = { buffer: this.createUniform(data), key };
+      this.slotUniforms.set(slot, s);
+    } else if (s.key !== key) {
+      if (this.slotsInFlight.has(s.buffer)) {
+        // Ending the pass here would split it; flush() submits and resets the in-flight set.
+        this.flush();
+      }
+      this.device.queue.writeBuffer(s.buffer, 0, data);
+      s.key = key;
+    }
+    this.slotsInFlight.add(s.buffer);
+    return s.buffer;
+  }
+
+  private createUniform(data: ArrayBuffer): GPUBuffer {
+    const buf = this.device.createBuffer({ size: data.byteLength, usage: UNIFORM, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data));
+    buf.unmap();
+    this.uniformsCreated++;
+    return buf;
+  }
+
   private uniformBuffer(data: ArrayBuffer): GPUBuffer {
     const u32 = new Uint32Array(data);
     const key = Array.prototype.join.call(u32, ',');
@@ -467,9 +515,7 @@ export class Engine {
       this.uniforms.clear();
       this.bindGroupCache.clear();
     }
-    buf = this.device.createBuffer({ size: data.byteLength, usage: UNIFORM, mappedAtCreation: true });
-    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data));
-    buf.unmap();
+    buf = this.createUniform(data);
     this.uniforms.set(key, buf);
     return buf;
   }

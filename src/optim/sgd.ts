@@ -77,7 +77,7 @@ export class SGD {
       const n4 = Math.ceil(p.size / 4);
       const params = { n4, lr, momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov ? 1 : 0 };
       if (this.momentum === 0) {
-        e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4) });
+        e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4), uniformSlot: p });
         continue;
       }
       let buf = this.buffers.get(p);
@@ -87,7 +87,8 @@ export class SGD {
         buf.label = `${p.label ?? 'param'}.momentum_buffer`;
         this.buffers.set(p, buf);
       }
-      e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, first }, bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4) });
+      // uniformSlot: the lr changes every step (poly schedule); one uniform buffer per parameter, rewritten in place.
+      e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, first }, bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4), uniformSlot: p });
     }
   }
 
