@@ -419,3 +419,45 @@ describe('reliability: files that lie', function () {
     expect(() => readCheckpoint(readFileSync(big), big)).to.throw(`${big}: tensor '${key}' (I64 []): value 1099511627776 at flat index 0 is outside the int32 range`);
   });
 });
+
+describe('reliability: device faults', () => {
+  after(async () => {
+    const { reinit, engine } = await import('../src/index.js');
+    await reinit();
+    engine().pool.poison = true;
+  });
+
+  it('out of GPU memory names the tensor, its bytes and the adapter (the error scope around a pool miss)', async () => {
+    const { engine, tensor } = await import('../src/index.js');
+    const dev = engine().device;
+    const real = dev.popErrorScope.bind(dev);
+    let injected = 0;
+    // lavapipe allocates lazily and never reports out-of-memory: the device's answer is replaced
+    // with the error a GPU gives once its memory is exhausted (the real scope is still popped).
+    (dev as { popErrorScope: () => Promise<GPUError | null> }).popErrorScope = async () => {
+      const err = await real();
+      return injected++ === 0 ? ({ message: 'Out of memory (injected)' } as GPUError) : err;
+    };
+    try {
+      const t = tensor(new Float32Array(12345 * 7), [7, 12345]); // an odd size: a pool miss
+      let msg = '';
+      try {
+        await t.data();
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      t.dispose();
+      expect(injected, 'an error scope around the creation').to.be.at.least(1);
+      expect(msg).to.match(/^atrous: out of GPU memory: could not allocate \d+ bytes for a tensor \[7, 12345\] \(f32\) on .+ \(\d+ bytes in \d+ tensors were live; \d+ bytes held by the pool\): Out of memory \(injected\)\. Use a smaller batch, crop or model$/);
+    } finally {
+      delete (dev as { popErrorScope?: unknown }).popErrorScope;
+    }
+  });
+
+  it('after engine().destroy() the error says the engine was destroyed', async () => {
+    const { engine, tensor } = await import('../src/index.js');
+    engine().destroy();
+    expect(() => engine()).to.throw('atrous: the GPU engine was destroyed (engine().destroy()): call `await init()` to open a new one');
+    expect(() => tensor(new Float32Array(4), [4])).to.throw('the GPU engine was destroyed');
+  });
+});

@@ -175,6 +175,10 @@ export async function runTraining(parsed: ParsedTrain, log: (s: string) => void 
       run.unlock();
       if (created) rmSync(run.path, { recursive: true, force: true });
       else for (const f of [RUN_FILE, RUN_LABELS_FILE, CHECKPOINT_DIR]) rmSync(run.file(f), { recursive: true, force: true });
+    } else if (/^atrous: (out of GPU memory|GPU error)/.test((e as Error).message)) {
+      // A device fault (out of memory, device lost): say what is kept.
+      const last = run.latest();
+      throw new Error(`${(e as Error).message}; training stopped: ${last ? `the last checkpoint (step ${last.step}) is kept in ${run.path}` : 'no checkpoint was written yet'}`);
     }
     throw e;
   } finally {

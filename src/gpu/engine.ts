@@ -61,6 +61,8 @@ export interface EngineStats extends PoolStats {
 }
 
 let current: Engine | null = null;
+/** Set when the current engine was destroyed (so engine() can say so instead of "not yet"). */
+let destroyedEngine = false;
 
 let starting: Promise<Engine> | null = null;
 
@@ -70,7 +72,11 @@ let starting: Promise<Engine> | null = null;
 export async function initEngine(opts: DeviceOptions = {}): Promise<Engine> {
   if (starting) return starting;
   if (current) return current;
-  starting = (async () => (current = new Engine(await openDevice(opts))))();
+  starting = (async () => {
+    current = new Engine(await openDevice(opts));
+    destroyedEngine = false;
+    return current;
+  })();
   try {
     return await starting;
   } finally {
@@ -86,11 +92,15 @@ export async function reinitEngine(opts: DeviceOptions = {}): Promise<Engine> {
 }
 
 export function engine(): Engine {
-  if (!current) throw new Error('atrous: no GPU device yet: call `await init()` before creating tensors or running ops');
+  if (!current) {
+    if (destroyedEngine) throw new Error('atrous: the GPU engine was destroyed (engine().destroy()): call `await init()` to open a new one');
+    throw new Error('atrous: no GPU device yet: call `await init()` before creating tensors or running ops');
+  }
   return current;
 }
 
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
+const OUT_OF_MEMORY = 'out of GPU memory';
 const MAP_READ_COPY_DST = 0x01 | 0x08;
 
 export class Engine {
@@ -132,9 +142,17 @@ export class Engine {
     this.limits = ctx.limits;
     this.info = ctx.info;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
+    this.pool.onOutOfMemory = (bytes, what, message) => {
+      const s = this.pool.stats();
+      // The out-of-memory error explains the validation errors that follow it (an invalid buffer), so it wins.
+      this.gpuError = `${OUT_OF_MEMORY}: could not allocate ${bytes} bytes for ${what} on ${this.adapterName} ` +
+        `(${s.liveBytes} bytes in ${s.liveBuffers} tensors were live; ${s.allocatedBytes} bytes held by the pool): ${message}. ` +
+        'Use a smaller batch, crop or model';
+    };
     this.device.addEventListener('uncapturederror', (ev) => {
       const msg = (ev as GPUUncapturedErrorEvent).error.message;
       if (!this.gpuError) this.gpuError = msg;
+      else if (!this.gpuError.startsWith(OUT_OF_MEMORY) && /out of memory/i.test(msg)) this.gpuError = `${OUT_OF_MEMORY}: ${msg}`;
     });
     void this.device.lost.then((info) => {
       if (!this.destroyed) this.gpuError ??= `device lost: ${info.message}`;
@@ -370,6 +388,7 @@ export class Engine {
       return out;
     } finally {
       staging.destroy();
+      await this.pool.allocationsChecked();
       this.throwGpuError();
     }
   }
@@ -378,6 +397,7 @@ export class Engine {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    await this.pool.allocationsChecked();
     this.throwGpuError();
   }
 
@@ -398,14 +418,17 @@ export class Engine {
     this.flush();
     this.destroyed = true;
     this.device.destroy();
-    if (current === this) current = null;
+    if (current === this) {
+      current = null;
+      destroyedEngine = true;
+    }
   }
 
   private throwGpuError(): void {
     if (this.gpuError) {
       const msg = this.gpuError;
       this.gpuError = null;
-      throw new Error(`atrous: GPU error: ${msg}`);
+      throw new Error(msg.startsWith(OUT_OF_MEMORY) ? `atrous: ${msg}` : `atrous: GPU error: ${msg}`);
     }
   }
 
