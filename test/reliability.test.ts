@@ -461,3 +461,28 @@ describe('reliability: device faults', () => {
     expect(() => tensor(new Float32Array(4), [4])).to.throw('the GPU engine was destroyed');
   });
 });
+
+describe('reliability: config files', () => {
+  it('a training config with an unknown key names it (not a model-config error); integers beyond 2^53 are refused as that key', async () => {
+    const { parseTrainArgs } = await import('../src/cli/train.js');
+    const dir = mkdtempSync(join(tmpdir(), 'atrous-rel4-'));
+    try {
+      const f = (name: string, json: unknown) => {
+        const p = join(dir, name);
+        writeFileSync(p, JSON.stringify(json));
+        return p;
+      };
+      const unknown = f('unknown.json', { lr: 0.1, nope: 1 });
+      expect(() => parseTrainArgs(['--config', unknown, '--out', join(dir, 'o')])).to.throw(`atrous train: ${unknown}: unknown key 'nope'`);
+      const huge = f('huge.json', { checkpointEvery: 1e30 });
+      expect(() => parseTrainArgs(['--config', huge, '--out', join(dir, 'o')])).to.throw(`atrous train: ${huge}: 'checkpointEvery' must be an integer >= 1, got 1e+30`);
+      const stage = f('stage.json', { stages: [{ steps: 2, lr: 0.1 }, { steps: 2 ** 60, lr: 0.1 }] });
+      expect(() => parseTrainArgs(['--config', stage, '--out', join(dir, 'o')])).to.throw(`stages[1].steps must be an integer >= 1`);
+      const types = f('types.json', { lr: [0.1] });
+      expect(() => parseTrainArgs(['--config', types, '--out', join(dir, 'o')])).to.throw(`${types}: 'lr' must be a number >= 0, got [0.1]`);
+      expect(existsSync(join(dir, 'o'))).to.equal(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
