@@ -123,6 +123,8 @@ export class Engine {
   private uniforms = new Map<string, GPUBuffer>();
   /** Uniform buffers of launches with a `uniformSlot`, with the values last written. */
   private slotUniforms = new Map<string, { buffer: GPUBuffer; key: string }>();
+  /** The slots of each storage buffer that keys them, dropped when the pool destroys it. */
+  private slotsByBuffer = new Map<GPUBuffer, string[]>();
   /** Slot buffers used by the dispatches recorded since the last submit. */
   private slotsInFlight = new Set<GPUBuffer>();
   private uniformsCreated = 0;
@@ -142,6 +144,16 @@ export class Engine {
     this.limits = ctx.limits;
     this.info = ctx.info;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
+    this.pool.onDestroy = (buf) => {
+      // The uniform slots keyed by a destroyed storage buffer go with it (retired: a pending
+      // submit may still use them).
+      for (const slot of this.slotsByBuffer.get(buf) ?? []) {
+        const s = this.slotUniforms.get(slot);
+        if (s) this.retiredUniforms.push(s.buffer);
+        this.slotUniforms.delete(slot);
+      }
+      this.slotsByBuffer.delete(buf);
+    };
     this.pool.onOutOfMemory = (bytes, what, message) => {
       const s = this.pool.stats();
       // The out-of-memory error explains the validation errors that follow it (an invalid buffer), so it wins.
@@ -254,7 +266,7 @@ export class Engine {
     let slot = 0;
     let key = pipelineKey(call.shader, call.entry, call.constants);
     if (params) {
-      const u = call.uniformSlot ? this.slotUniformBuffer(`${key}|${this.bufferId(call.uniformSlot.buffer)}`, params) : this.uniformBuffer(params);
+      const u = call.uniformSlot ? this.slotUniformBuffer(call.uniformSlot.buffer, `${key}|${this.bufferId(call.uniformSlot.buffer)}`, params) : this.uniformBuffer(params);
       entries.push({ binding: slot++, resource: { buffer: u } });
       key += `|${this.bufferId(u)}`;
     }
@@ -495,17 +507,21 @@ export class Engine {
   /** A launch's own uniform buffer (see KernelCall.uniformSlot): created once, then rewritten in
    * place when its values change. A write would overtake the dispatches already recorded with the
    * old values (writeBuffer runs ahead of unsubmitted commands), so those are submitted first. */
-  private slotUniformBuffer(slot: string, data: ArrayBuffer): GPUBuffer {
+  private slotUniformBuffer(owner: GPUBuffer, slot: string, data: ArrayBuffer): GPUBuffer {
     const key = Array.prototype.join.call(new Uint32Array(data), ',');
     let s = this.slotUniforms.get(slot);
     if (!s) {
       if (this.slotUniforms.size >= 16384) {
         for (const v of this.slotUniforms.values()) this.retiredUniforms.push(v.buffer);
         this.slotUniforms.clear();
+        this.slotsByBuffer.clear();
         this.bindGroupCache.clear();
       }
       s = { buffer: this.createUniform(data), key };
       this.slotUniforms.set(slot, s);
+      const list = this.slotsByBuffer.get(owner);
+      if (list) list.push(slot);
+      else this.slotsByBuffer.set(owner, [slot]);
     } else if (s.key !== key) {
       if (this.slotsInFlight.has(s.buffer)) {
         // Ending the pass here would split it; flush() submits and resets the in-flight set.

@@ -44,6 +44,8 @@ export class BufferPool {
   /** Told when the device could not allocate a buffer the pool created (out of GPU memory: WebGPU
    * reports it asynchronously, through an error scope around the creation). */
   onOutOfMemory: ((bytes: number, what: string, message: string) => void) | null = null;
+  /** Told before the pool destroys a buffer (trim), so state keyed by it can go too. */
+  onDestroy: ((buf: GPUBuffer) => void) | null = null;
   private scopes = new Set<Promise<void>>();
 
   /** Resolves once every out-of-memory check of a created buffer has been answered. */
@@ -114,6 +116,7 @@ export class BufferPool {
       for (const b of list) {
         this.allocatedBuffers--;
         this.allocatedBytes -= b.size;
+        this.onDestroy?.(b);
         b.destroy();
       }
     }

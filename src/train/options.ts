@@ -276,7 +276,7 @@ export function resolveTrainOptions(req: TrainRequest, numClassesOf: (dataset: s
     if (CONFIGS[modelSpec]) config = modelConfig(modelSpec, overrides);
     else {
       const mf = readModelFile?.(modelSpec) ?? null;
-      if (!mf) throw new Error(`atrous train: unknown model configuration '${modelSpec}' (known: ${Object.keys(CONFIGS).join(', ')}; or a JSON file)`);
+      if (!mf) throw new Error(`${file ? `${where}'model': ` : 'atrous train: '}unknown model configuration '${modelSpec}' (known: ${Object.keys(CONFIGS).join(', ')}; or a JSON file)`);
       config = configFrom(mf.json, overrides, `atrous train: ${mf.name}: `);
     }
   } else config = configFrom(modelSpec, overrides, where);
