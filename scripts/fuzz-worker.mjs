@@ -4,6 +4,7 @@
 //   node scripts/fuzz-worker.mjs READER SEED FROM TO REFERENCE_RUN WORKDIR
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { xorshift as rng } from './xorshift.mjs';
 
 const [reader, seedArg, fromArg, toArg, ref, work] = process.argv.slice(2);
 const dist = new URL('../dist/src/', import.meta.url);
@@ -13,18 +14,6 @@ const checkpoint = await load('io/checkpoint.js');
 const { RunDir } = await load('train/rundir.js');
 const { checkTrainOptions } = await load('train/options.js');
 const { parseTrainArgs } = await load('cli/train.js');
-
-function rng(seed) {
-  let s = (seed >>> 0) || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 const int = (r, n) => Math.floor(r() * n);
 

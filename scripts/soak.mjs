@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { xorshift } from './xorshift.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'atrous.js');
@@ -28,15 +29,7 @@ const KILLS = Number(values.kills ?? 12);
 const FUZZ = Number(values.fuzz ?? 400); // per reader
 const SEED = Number(values.seed ?? 1);
 
-let rng = SEED >>> 0 || 1;
-const rand = () => {
-  rng ^= rng << 13;
-  rng >>>= 0;
-  rng ^= rng >>> 17;
-  rng ^= rng << 5;
-  rng >>>= 0;
-  return rng / 2 ** 32;
-};
+const rand = xorshift(SEED);
 
 const work = mkdtempSync(join(tmpdir(), 'atrous-soak-'));
 const TRAIN = ['--steps', '12', '--batch', '1', '--crop', '33', '--checkpoint-every', '2', '--log-every', '1', '--seed', '5'];

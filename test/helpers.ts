@@ -7,6 +7,22 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape, engine } from '../src/index.js';
 import { decodeImage, encodeIndexedPng, encodeJpeg, encodePng } from '../src/io/image.js';
+import { modelConfig } from '../src/nn/configs.js';
+import { RunDir, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
+
+/** A tiny run: 2 images of shapes, batch 2, 33×33 crops, no rescaling, so it can overfit. */
+export function tinyOptions(o: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    ...TRAIN_DEFAULTS, config: modelConfig('mini', { numClasses: 7 }), dataset: 'shapes', dataLength: 2,
+    steps: 8, batch: 2, crop: 33, lr: 0.05, scaleMin: 1, scaleMax: 1, seed: 3, checkpointEvery: 4, logEvery: 3, ...o,
+  };
+}
+
+/** A new run directory for `o` (not locked), as `atrous train --out` makes one. */
+export function newRun(dir: string, o: TrainOptions): RunDir {
+  const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: o };
+  return RunDir.create(dir, info);
+}
 
 /** Deterministic standard-normal values (mulberry32 + Box-Muller). */
 export function randn(n: number, seed = 1, scale = 1, offset = 0): Float32Array {

@@ -5,24 +5,14 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { modelConfig, readCheckpoint } from '../src/index.js';
-import { RunDir, train, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
+import { readCheckpoint } from '../src/index.js';
+import { RunDir, train, type RunInfo, type TrainOptions } from '../src/train/index.js';
 import { runTraining } from '../src/cli/train.js';
 import { stateDictToSafetensors } from '../src/io/checkpoint.js';
 import { FileWriteError } from '../src/io/files.js';
-import { runCli as atrous } from './helpers.js';
+import { runCli as atrous, tinyOptions as tiny, newRun } from './helpers.js';
 
-function tinyOptions(o: Partial<TrainOptions> = {}): TrainOptions {
-  return {
-    ...TRAIN_DEFAULTS, config: modelConfig('mini', { numClasses: 7 }), dataset: 'shapes', dataLength: 2,
-    steps: 4, batch: 1, crop: 33, lr: 0.05, scaleMin: 1, scaleMax: 1, seed: 3, checkpointEvery: 2, logEvery: 1, ...o,
-  };
-}
-
-function newRun(dir: string, o: TrainOptions): RunDir {
-  const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: o };
-  return RunDir.create(dir, info);
-}
+const tinyOptions = (o: Partial<TrainOptions> = {}): TrainOptions => tiny({ steps: 4, batch: 1, checkpointEvery: 2, logEvery: 1, ...o });
 
 /** The PID of a process that has exited (so no process has it, barring reuse). */
 function deadPid(): number {

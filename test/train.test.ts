@@ -2,23 +2,10 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { modelConfig, modelFromCheckpoint, readCheckpoint } from '../src/index.js';
-import { ConfusionMatrix, formatMetrics, RunDir, train, TrainingError, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
-import { runCli as atrous, writeBinaryMaskVoc } from './helpers.js';
+import { modelFromCheckpoint, readCheckpoint } from '../src/index.js';
+import { ConfusionMatrix, formatMetrics, RunDir, train, TrainingError } from '../src/train/index.js';
+import { runCli as atrous, writeBinaryMaskVoc, tinyOptions, newRun } from './helpers.js';
 
-
-/** A tiny run: 2 images of shapes, batch 2, 33×33 crops, no rescaling, so it can overfit. */
-function tinyOptions(o: Partial<TrainOptions> = {}): TrainOptions {
-  return {
-    ...TRAIN_DEFAULTS, config: modelConfig('mini', { numClasses: 7 }), dataset: 'shapes', dataLength: 2,
-    steps: 8, batch: 2, crop: 33, lr: 0.05, scaleMin: 1, scaleMax: 1, seed: 3, checkpointEvery: 4, logEvery: 3, ...o,
-  };
-}
-
-function newRun(dir: string, o: TrainOptions): RunDir {
-  const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: o };
-  return RunDir.create(dir, info);
-}
 
 describe('train: metrics', () => {
   it('confusion matrix: per-class IoU, mIoU over present classes, pixel accuracy, 255 ignored', () => {
