@@ -75,7 +75,7 @@ async function soak() {
       if (args[1] === '--resume') c.resumes++;
       const killing = c.kills + c.sigterms < budget;
       const signal = rand() < 0.25 ? 'SIGTERM' : 'SIGKILL';
-      const res = await atrous(args, killing ? { killAfterMs: 300 + rand() * refSeconds * 1000, signal } : {});
+      const res = await atrous(args, killing ? { killAfterMs: 300 + rand() * refSeconds * 600, signal } : {});
       if (res.code === 0) {
         done = true;
         break;

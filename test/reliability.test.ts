@@ -453,7 +453,7 @@ describe('reliability: device faults', () => {
 });
 
 describe('reliability: config files', () => {
-  it('a training config with an unknown key names it (not a model-config error); integers beyond 2^53 are refused as that key', async () => {
+  it("a training config's unknown key, integers beyond 2^53, an unknown dataset or model are named as the file's key", async () => {
     const { parseTrainArgs } = await import('../src/cli/train.js');
     const dir = mkdtempSync(join(tmpdir(), 'atrous-rel4-'));
     try {
@@ -470,6 +470,12 @@ describe('reliability: config files', () => {
       expect(() => parseTrainArgs(['--config', stage, '--out', join(dir, 'o')])).to.throw(`stages[1].steps must be an integer >= 1`);
       const types = f('types.json', { lr: [0.1] });
       expect(() => parseTrainArgs(['--config', types, '--out', join(dir, 'o')])).to.throw(`${types}: 'lr' must be a number >= 0, got [0.1]`);
+      const dataset = f('dataset.json', { dataset: 'x', lr: 0.1 });
+      expect(() => parseTrainArgs(['--config', dataset, '--out', join(dir, 'o')])).to.throw(`atrous train: ${dataset}: 'dataset': unknown dataset 'x'`);
+      const model = f('model.json', { model: dir });
+      expect(() => parseTrainArgs(['--config', model, '--out', join(dir, 'o')])).to.throw(`atrous train: ${model}: 'model': ${dir}: not a JSON config`);
+      const named = f('named.json', { model: 'NaN' });
+      expect(() => parseTrainArgs(['--config', named, '--out', join(dir, 'o')])).to.throw(`atrous train: ${named}: 'model': unknown model configuration 'NaN'`);
       expect(existsSync(join(dir, 'o'))).to.equal(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -267,7 +267,14 @@ export function resolveTrainOptions(req: TrainRequest, numClassesOf: (dataset: s
   const pick = <K extends keyof RecipeOptions>(k: K): RecipeOptions[K] => (flags[k] ?? (f[k] as RecipeOptions[K] | undefined) ?? TRAIN_DEFAULTS[k]);
   const dataset = req.dataset ?? (f.dataset as string | undefined) ?? 'shapes';
   const dataSeed = pick('dataSeed');
-  const numClasses = numClassesOf(dataset, dataSeed);
+  let numClasses: number;
+  try {
+    numClasses = numClassesOf(dataset, dataSeed);
+  } catch (e) {
+    // A dataset named by the config file is reported as that file's key.
+    if (req.dataset !== undefined || f.dataset === undefined) throw e;
+    throw new Error(`${where}'dataset': ${(e as Error).message.replace(/^atrous( train)?: /, '')}`);
+  }
   const outputStride = req.outputStride ?? (f.outputStride as number | undefined);
   const overrides = { numClasses, ...(outputStride !== undefined ? { outputStride } : {}) };
   const modelSpec = file ? file.model : spec;
@@ -275,7 +282,13 @@ export function resolveTrainOptions(req: TrainRequest, numClassesOf: (dataset: s
   if (typeof modelSpec === 'string') {
     if (CONFIGS[modelSpec]) config = modelConfig(modelSpec, overrides);
     else {
-      const mf = readModelFile?.(modelSpec) ?? null;
+      let mf: TrainConfigFile | null;
+      try {
+        mf = readModelFile?.(modelSpec) ?? null;
+      } catch (e) {
+        if (!file) throw e;
+        throw new Error(`${where}'model': ${(e as Error).message.replace(/^atrous train: /, '')}`);
+      }
       if (!mf) throw new Error(`${file ? `${where}'model': ` : 'atrous train: '}unknown model configuration '${modelSpec}' (known: ${Object.keys(CONFIGS).join(', ')}; or a JSON file)`);
       config = configFrom(mf.json, overrides, `atrous train: ${mf.name}: `);
     }
