@@ -183,6 +183,13 @@ describe('reliability: run directories after crashes and full disks', function (
     bad.set(name, { shape: t.shape, data });
     writeFileSync(ofile, stateDictToSafetensors(bad, { ...opt.metadata, step: '1' }));
     expect(await resume()).to.contain(`${ofile}: __metadata__.step is "1" but ${latest} says 2`);
+    data[0] = NaN;
+    writeFileSync(ofile, stateDictToSafetensors(bad, opt.metadata));
+    expect(await resume()).to.contain(`${ofile}: tensor '${name}' holds NaN at flat index 0`);
+    data[0] = 0;
+    bad.set('backbone.nothing.weight', { shape: [1], data: Float32Array.of(0) });
+    writeFileSync(ofile, stateDictToSafetensors(bad, opt.metadata));
+    expect(await resume()).to.contain(`${ofile}: momentum buffer 'backbone.nothing.weight' names no parameter of the model`);
   });
 });
 

@@ -143,6 +143,8 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
       const ofile = run.latestFile('optimizer.safetensors');
       const ock = readCheckpoint(readFileSync(ofile), ofile);
       if (ock.metadata.step !== undefined && ock.metadata.step !== String(latest.step)) throw new Error(`${ofile}: __metadata__.step is ${JSON.stringify(ock.metadata.step)} but ${run.file('latest.json')} says ${latest.step}`);
+      const named = new Set([...model.namedParameters()].map(([n]) => n));
+      for (const k of ock.state.keys()) if (!named.has(k)) throw new Error(`${ofile}: momentum buffer '${k}' names no parameter of the model`);
       for (const [name, p] of model.namedParameters()) {
         const h = ock.state.get(name);
         if (!h || !p.requiresGrad) continue;
