@@ -130,6 +130,15 @@ describe('reliability: run directories after crashes and full disks', function (
     expect(existsSync(out) ? readdirSync(out) : []).to.deep.equal([]);
   });
 
+  it('a full disk during eval --report names the file and removes the outputs already written', async () => {
+    const out = join(root, 'report-out');
+    const res = await withFaultAsync('report.html', () => atrous('eval', '--run', trained, '--count', '2', '--report', '--overlays', '2', '--out', out));
+    expect(res.code).to.equal(1);
+    expect(res.err).to.match(/cannot write evaluation report .*report\.html: no space left on device \(ENOSPC\)/);
+    expect(existsSync(join(out, 'eval.json'))).to.equal(false);
+    expect(readdirSync(join(out, 'overlays'))).to.deep.equal([]);
+  });
+
   it('a --resume --steps N that fails leaves run.json as it was', async () => {
     const dir = join(root, 'resume-fail');
     await train(newRun(dir, tinyOptions({ steps: 2 })));
