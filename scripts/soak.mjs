@@ -25,8 +25,8 @@ import { xorshift } from './xorshift.mjs';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'atrous.js');
 const { values } = parseArgs({ options: { kills: { type: 'string' }, fuzz: { type: 'string' }, seed: { type: 'string' }, keep: { type: 'boolean' } } });
-const KILLS = Number(values.kills ?? 12);
-const FUZZ = Number(values.fuzz ?? 400); // per reader
+const KILLS = Number(values.kills ?? 30);
+const FUZZ = Number(values.fuzz ?? 800); // per reader
 const SEED = Number(values.seed ?? 1);
 
 const rand = xorshift(SEED);
@@ -63,20 +63,20 @@ async function soak() {
   if (r.code !== 0) throw new Error(`the reference run failed:\n${r.err}`);
   const refSeconds = (performance.now() - t0) / 1000;
   const [refModel, refOpt] = final(ref);
-  const c = { runs: 0, kills: 0, sigterms: 0, resumes: 0, identical: 0, different: 0, failedResumes: 0, hangs: 0 };
-  const runs = Math.max(1, Math.ceil(KILLS / 4));
-  for (let i = 0; i < runs; i++) {
+  const c = { runs: 0, kills: 0, sigterms: 0, missed: 0, resumes: 0, identical: 0, different: 0, failedResumes: 0, hangs: 0 };
+  // Runs are started until KILLS kills have landed (a kill due after the run finished lands nowhere).
+  for (let i = 0; c.kills + c.sigterms < KILLS && i < 4 * KILLS + 1; i++) {
     const dir = join(work, `run-${i}`);
     c.runs++;
     let done = false;
-    const budget = Math.min(KILLS, Math.ceil((KILLS * (i + 1)) / runs));
     for (let attempt = 0; attempt < 50 && !done; attempt++) {
       const args = existsSync(join(dir, 'run.json')) ? ['train', '--resume', dir] : ['train', '--out', dir, ...TRAIN];
       if (args[1] === '--resume') c.resumes++;
-      const killing = c.kills + c.sigterms < budget;
+      const killing = c.kills + c.sigterms < KILLS;
       const signal = rand() < 0.25 ? 'SIGTERM' : 'SIGKILL';
       const res = await atrous(args, killing ? { killAfterMs: 300 + rand() * refSeconds * 600, signal } : {});
       if (res.code === 0) {
+        if (killing) c.missed++; // the run finished before the kill was due
         done = true;
         break;
       }
@@ -94,7 +94,8 @@ async function soak() {
     if (m.equals(refModel) && o.equals(refOpt)) c.identical++;
     else c.different++;
   }
-  console.log(`kill/resume soak: ${c.runs} runs of ${TRAIN.join(' ')}, ${c.kills} SIGKILLs and ${c.sigterms} SIGTERMs at random moments, ` +
+  console.log(`kill/resume soak: ${c.runs} runs of ${TRAIN.join(' ')}, ${c.kills} SIGKILLs and ${c.sigterms} SIGTERMs at random moments ` +
+    `(${c.missed} more came after the run had finished), ` +
     `${c.resumes} resumes; final checkpoint byte-identical to an uninterrupted run: ${c.identical} of ${c.runs}; ` +
     `different: ${c.different}; failed resumes: ${c.failedResumes}; hangs: ${c.hangs}`);
   return { ...c, ref };
