@@ -184,6 +184,16 @@ describe('reliability: run directories after crashes and full disks', function (
     writeFileSync(sfile, JSON.stringify({ ...state, dropoutCalls: { 'classifier.0.project.3': -1 } }));
     expect(await resume()).to.contain(`${sfile}: 'dropoutCalls.classifier.0.project.3' must be a non-negative integer`);
     writeFileSync(sfile, JSON.stringify(state));
+    // a checkpoint saved after training diverged is no "last good checkpoint"
+    const mfile = join(dir, 'checkpoints', 'step-0000002', 'model.safetensors');
+    const goodModel = readFileSync(mfile);
+    const ck = readCheckpoint(goodModel);
+    const w = ck.state.get('classifier.1.weight')!;
+    const nanState = new Map(ck.state);
+    nanState.set('classifier.1.weight', { shape: w.shape, data: Float32Array.from(w.data, (x, i) => (i === 5 ? NaN : x)) });
+    writeFileSync(mfile, stateDictToSafetensors(nanState, ck.metadata));
+    expect(await resume()).to.contain(`${mfile}: tensor 'classifier.1.weight' holds NaN at flat index 5`);
+    writeFileSync(mfile, goodModel);
     const ofile = join(dir, 'checkpoints', 'step-0000002', 'optimizer.safetensors');
     const opt = readCheckpoint(readFileSync(ofile));
     const [name, t] = [...opt.state.entries()][0];
