@@ -146,7 +146,7 @@ export class Tensor implements Bindable, Owned {
 export function empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
   const bytes = shapeSize(shape) * 4;
   const pool = engine().pool;
-  return new Tensor(shape, dtype, new Storage(pool.acquire(bytes), pool));
+  return new Tensor(shape, dtype, new Storage(pool.acquire(bytes, () => `a tensor ${fmtShape(shape)} (${dtype})`), pool));
 }
 
 export type TensorData = Float32Array | Int32Array | Uint8Array | number[];

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { modelConfig, readCheckpoint, stateDictToSafetensors, DeepLabV3, SGD, parameter, tidy, backward, tensor, crossEntropy, type HostTensor } from '../src/index.js';
 import { RunDir, train, resolveTrainOptions, runStages, type RunInfo, type TrainOptions } from '../src/train/index.js';
 import { applyInit, keyPatterns, planInit } from '../src/train/init-weights.js';
-import { newRun, randn, runCli as atrous, tinyRunOptions, writeBinaryMaskVoc } from './helpers.js';
+import { newRun, randn, runCli as atrous, tinyOptions, writeBinaryMaskVoc } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHIPPED = join(root, 'weights', 'mini-shapes.safetensors');
@@ -18,7 +18,7 @@ const SMALL_TV = join(root, 'test', 'fixtures', 'model', 'small_weights.safetens
 const equalData = (a: HostTensor, b: HostTensor) => a.data.length === b.data.length && a.data.every((x, i) => Object.is(x, b.data[i]));
 
 /** Tiny run options: 2 shapes images, batch 2, 33×33 crops, 2 steps. */
-const tiny = (o: Partial<TrainOptions> = {}): TrainOptions => tinyRunOptions({ steps: 2, seed: 5, checkpointEvery: 10, logEvery: 2, ...o });
+const tiny = (o: Partial<TrainOptions> = {}): TrainOptions => tinyOptions({ steps: 2, seed: 5, checkpointEvery: 10, logEvery: 2, ...o });
 
 const finalState = (run: RunDir) => readCheckpoint(readFileSync(run.latestFile('model.safetensors'))).state;
 

@@ -361,7 +361,7 @@ export function writeBinaryMaskVoc(root: string, opts: { size?: number; labelMap
 }
 
 /** A tiny run: 2 images of shapes, batch 2, 33×33 crops, no rescaling, so it can overfit. */
-export function tinyRunOptions(o: Partial<TrainOptions> = {}): TrainOptions {
+export function tinyOptions(o: Partial<TrainOptions> = {}): TrainOptions {
   return {
     ...TRAIN_DEFAULTS, config: modelConfig('mini', { numClasses: 7 }), dataset: 'shapes', dataLength: 2,
     steps: 8, batch: 2, crop: 33, lr: 0.05, scaleMin: 1, scaleMax: 1, seed: 3, checkpointEvery: 4, logEvery: 3, ...o,

@@ -8,7 +8,7 @@ import { traceTrainStep, precompileTrainStep } from '../src/train/precompile.js'
 import { Dropout } from '../src/nn/layers.js';
 
 describe('training-step overhead', () => {
-  it('trace records no GPU work; precompiled pipelines cover the step; step 4 creates no buffers and binds anew only for the fresh dropout seed', async () => {
+  it('trace records no GPU work; precompiled pipelines cover the step; step 4 creates no buffers, uniform buffers or bind groups (dropout seeds change in place)', async () => {
     const e = engine();
     const model = new DeepLabV3(modelConfig('mini', { aspp: { dropout: 0.1 } }));
     model.materialize(0);
@@ -52,14 +52,26 @@ describe('training-step overhead', () => {
       await e.sync();
       const s3 = e.stats();
       expect(s3.created - s2.created, 'buffers created by step 4').to.equal(0);
-      // Dropout's seed changes every call, so the uniform block of its forward and backward kernels
-      // (and their bind groups) is new each step: two per active dropout layer, nothing else.
+      // Dropout's seed changes every call: its uniform block is rewritten in place, so no new
+      // uniform buffer or bind group either.
       const active = dropout.filter((m) => m.p > 0).length;
       expect(active).to.equal(1);
-      expect(s3.bindGroups - s2.bindGroups, 'bind groups created by step 4').to.equal(2 * active);
+      expect(s3.bindGroups - s2.bindGroups, 'bind groups created by step 4').to.equal(0);
+      expect(s3.uniformBuffersCreated - s2.uniformBuffersCreated, 'uniform buffers created by step 4').to.equal(0);
       expect(s3.submits - s2.submits, 'submits per step').to.be.at.most(4);
       expect(s3.liveBuffers).to.equal(s2.liveBuffers);
       expect(s3.peakLiveBytes).to.be.at.least(s3.liveBytes);
+      // The poly schedule changes the learning rate every step: still nothing created per step.
+      const s4 = e.stats();
+      for (let i = 0; i < 3; i++) {
+        opt.lr = 0.001 * (1 - (i + 1) / 10) ** 0.9;
+        step();
+        await e.sync();
+      }
+      const s5 = e.stats();
+      expect(s5.created - s4.created, 'buffers created by 3 steps with a changing lr').to.equal(0);
+      expect(s5.uniformBuffersCreated - s4.uniformBuffersCreated, 'uniform buffers created by 3 steps with a changing lr').to.equal(0);
+      expect(s5.bindGroups - s4.bindGroups, 'bind groups created by 3 steps with a changing lr').to.equal(0);
     } finally {
       x.dispose();
       y.dispose();

@@ -4,10 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { modelFromCheckpoint, readCheckpoint } from '../src/index.js';
 import { ConfusionMatrix, formatMetrics, RunDir, train, TrainingError } from '../src/train/index.js';
-import { newRun, runCli as atrous, tinyRunOptions, writeBinaryMaskVoc } from './helpers.js';
+import { runCli as atrous, writeBinaryMaskVoc, tinyOptions, newRun } from './helpers.js';
 
-/** A tiny run: 2 images of shapes, batch 2, 33×33 crops, no rescaling, so it can overfit. */
-const tinyOptions = tinyRunOptions;
 
 describe('train: metrics', () => {
   it('confusion matrix: per-class IoU, mIoU over present classes, pixel accuracy, 255 ignored', () => {

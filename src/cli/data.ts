@@ -22,7 +22,8 @@ const USAGE = [
   '        size 129 (129x129), JPEG quality 95. Exporting train and val into one DIR also writes trainval.txt.',
   'check   opens a VOC-layout directory the way training does and reports every problem found',
   '        (missing files, images without labels and labels without images, size mismatches, label values',
-  '        outside the classes and 255, corrupt or truncated files); --full also decodes every image.',
+  '        outside the classes and 255, corrupt or truncated files), decoding every image and label as',
+  '        training does (--full, the default, is accepted for older scripts).',
   '        Then it prints the pixels of each class in the split (count, share of all pixels, images that',
   '        have it) and of 255 (ignore), with a warning for each class without a labelled pixel (it trains',
   `        nothing and cannot be evaluated) and when 255 covers more than ${IGNORE_SHARE_LIMIT * 100}% of the pixels. The label map`,
@@ -153,7 +154,9 @@ export const dataCommand: Command = {
       if (voc && values.count !== undefined) throw new Error('atrous data check: --count applies to the generated datasets; a directory is counted whole');
       const ds = openDataset(values.dataset, {
         split: values.split ?? 'train',
-        voc: { validate: values.full ? 'full' : 'labels', labelMap: values.cityscapes ? 'cityscapes' : undefined },
+        // Every image is decoded, as training will decode it: a file whose structure is sound but
+        // whose data is not (a flipped bit in a JPEG's entropy-coded data) is found here, not mid-run.
+        voc: { validate: 'full', labelMap: values.cityscapes ? 'cityscapes' : undefined },
       });
       const { lines, warnings } = await labelReport(ds, int('count', values.count, 1));
       const n = warnings.length;

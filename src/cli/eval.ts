@@ -1,5 +1,5 @@
 // `atrous eval`: confusion matrix, per-class IoU, mIoU and pixel accuracy of a run or a checkpoint.
-import { readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { init } from '../init.js';
 import { modelFromCheckpoint, readCheckpoint, describeInference, type ResolvedInference } from '../io/checkpoint.js';
@@ -168,30 +168,41 @@ function overlayPng(k: NonNullable<EvalOutcome['kept']>[number], palette: Uint8A
  * atomically); the loss curve comes from the run's metrics.jsonl when `dir` is a run.
  */
 export async function writeEvalOutputs(dir: string, r: EvalOutcome): Promise<{ report: string; json: string; overlayDir: string; overlays: string[] }> {
-  mkdirSync(dir, { recursive: true });
-  const overlayDir = join(dir, 'overlays');
-  mkdirSync(overlayDir, { recursive: true });
-  const overlays: string[] = [];
-  for (const k of r.kept ?? []) {
-    const f = join(overlayDir, `${k.id}.png`);
-    writeFileAtomic(f, overlayPng(k, r.palette));
-    overlays.push(f);
-  }
+  // Everything that can fail to read is read first; a failed write (a full disk) removes the outputs
+  // already written, so a report is whole or absent.
   let losses: { step: number; loss: number }[] = [];
   const runDir = r.run ?? (existsSync(join(dir, 'run.json')) ? dir : undefined);
   if (runDir !== undefined) losses = RunDir.open(runDir).readMetrics().map((m) => ({ step: m.step, loss: m.loss }));
+  const written: string[] = [];
+  const write = (f: string, what: string, data: () => Uint8Array | string) => {
+    writeFileAtomic(f, data(), what);
+    written.push(f);
+  };
+  const overlayDir = join(dir, 'overlays');
   const json = join(dir, 'eval.json');
-  writeFileAtomic(json, evalJson(r));
   const report = join(dir, 'report.html');
-  writeFileAtomic(report, renderReport({
-    title: `atrous: ${r.dataset} (${r.split})`,
-    settings: {
-      checkpoint: r.weights, dataset: r.dataset, split: r.split, images: r.images, 'output stride': r.outputStride,
-      padding: r.settings.values.padding, scales: r.scales.join(', '), flip: r.flip, 'evaluation seconds': +r.seconds.toFixed(1),
-    },
-    metrics: r, classNames: r.classNames, losses,
-    overlays: (r.kept ?? []).map((k) => ({ file: `overlays/${k.id}.png`, id: k.id })),
-  }));
+  const overlays: string[] = [];
+  try {
+    mkdirSync(overlayDir, { recursive: true });
+    for (const k of r.kept ?? []) {
+      const f = join(overlayDir, `${k.id}.png`);
+      write(f, 'evaluation overlay', () => overlayPng(k, r.palette));
+      overlays.push(f);
+    }
+    write(json, 'evaluation results', () => evalJson(r));
+    write(report, 'evaluation report', () => renderReport({
+      title: `atrous: ${r.dataset} (${r.split})`,
+      settings: {
+        checkpoint: r.weights, dataset: r.dataset, split: r.split, images: r.images, 'output stride': r.outputStride,
+        padding: r.settings.values.padding, scales: r.scales.join(', '), flip: r.flip, 'evaluation seconds': +r.seconds.toFixed(1),
+      },
+      metrics: r, classNames: r.classNames, losses,
+      overlays: (r.kept ?? []).map((k) => ({ file: `overlays/${k.id}.png`, id: k.id })),
+    }));
+  } catch (e) {
+    for (const f of written) rmSync(f, { force: true });
+    throw e;
+  }
   return { report, json, overlayDir, overlays };
 }
 

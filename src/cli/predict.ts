@@ -1,6 +1,7 @@
 // `atrous predict`: segments one image with a checkpoint and writes the label map, an overlay and
 // optionally the logits. Outputs are written to temp names and renamed once complete.
-import { readFileSync, writeFileSync, renameSync, mkdirSync, existsSync, rmSync } from 'node:fs';
+import { readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../io/files.js';
 import { join, basename, extname, dirname } from 'node:path';
 import { init } from '../init.js';
 import { modelFromCheckpoint } from '../io/checkpoint.js';
@@ -35,15 +36,6 @@ const USAGE = [
   'setting and where it came from.',
 ].join('\n');
 
-function atomicWrite(file: string, data: Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, data);
-    renameSync(tmp, file);
-  } finally {
-    if (existsSync(tmp)) rmSync(tmp);
-  }
-}
 
 export const predictCommand: Command = {
   summary: 'segment an image with a checkpoint (label PNG, overlay, logits)',
@@ -109,14 +101,23 @@ export const predictCommand: Command = {
       const palette = vocPalette();
       const labelsFile = join(outDir, `${name}.labels.png`);
       const overlayFile = join(outDir, `${name}.overlay.png`);
-      atomicWrite(labelsFile, encodeIndexedPng(seg.labels, img.width, img.height, palette));
-      atomicWrite(overlayFile, encodePng(overlayLabels(img.data, seg.labels, palette), img.width, img.height));
-      const written = [labelsFile, overlayFile];
+      // All outputs or none: a failed write (a full disk) removes the ones already written.
+      const written: string[] = [];
+      const write = (file: string, what: string, data: () => Uint8Array) => {
+        try {
+          writeFileAtomic(file, data(), what);
+        } catch (e) {
+          for (const f of written) rmSync(f, { force: true });
+          throw e;
+        }
+        written.push(file);
+      };
+      write(labelsFile, 'label image', () => encodeIndexedPng(seg.labels, img.width, img.height, palette));
+      write(overlayFile, 'overlay image', () => encodePng(overlayLabels(img.data, seg.labels, palette), img.width, img.height));
       const logitsFile = values['save-logits'] as string | undefined;
       if (logitsFile) {
         mkdirSync(dirname(logitsFile), { recursive: true });
-        atomicWrite(logitsFile, serializeSafetensors({ logits: { dtype: 'F32', shape: [1, seg.numClasses, img.height, img.width], data: seg.logits } }, { config: config.name, image: basename(imagePath) }));
-        written.push(logitsFile);
+        write(logitsFile, 'logits', () => serializeSafetensors({ logits: { dtype: 'F32', shape: [1, seg.numClasses, img.height, img.width], data: seg.logits } }, { config: config.name, image: basename(imagePath) }));
       }
       const counts = new Map<number, number>();
       for (const l of seg.labels) counts.set(l, (counts.get(l) ?? 0) + 1);

@@ -1,11 +1,11 @@
 // `atrous train`: trains DeepLabv3 into a run directory (or resumes one). This module parses flags
 // and reads files; what the options are, their defaults, their checks and the config-file schema
 // live in src/train/options.ts.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { init } from '../init.js';
 import { CONFIGS } from '../nn/configs.js';
 import { openDataset } from '../data/index.js';
-import { RunDir, writeFileAtomic, RUN_FILE } from '../train/rundir.js';
+import { RunDir, writeFileAtomic, RUN_FILE, METRICS_FILE, CHECKPOINT_DIR } from '../train/rundir.js';
 import { train, formatProgress, fmtDuration, readInitFile, checkInitFile, RUN_FORMAT, type InitRecord, type RunInfo, type TrainResult } from '../train/trainer.js';
 import { describeInitReport, initKind, INIT_KIND_NAMES } from '../train/init-weights.js';
 import {
@@ -13,7 +13,7 @@ import {
   type RecipeOptions, type TrainConfigFile, type TrainOptions, type TrainRequest,
 } from '../train/options.js';
 import { parse } from './args.js';
-import { reportTrainLabels } from './data.js';
+import { reportTrainLabels, RUN_LABELS_FILE } from './data.js';
 import type { Command } from './main.js';
 
 export const TRAIN_USAGE = [
@@ -40,7 +40,8 @@ export const TRAIN_USAGE = [
   'DIR receives run.json, metrics.jsonl, checkpoints/ and latest.json;',
   'checkpoints (weights, momentum buffers, step, RNG state) are atomic. --resume continues the run in DIR',
   'from its latest checkpoint, with its optimizer state (--steps may extend it); it never takes --init.',
-  'Ctrl-C saves a checkpoint and exits.',
+  'Ctrl-C, SIGTERM and SIGHUP save a checkpoint and exit (status 130, 143, 129). One process trains',
+  'into a run at a time (DIR/train.lock names it).',
 ].join('\n');
 
 /** An integer flag of any command: "atrous eval: --count must be an integer >= 1, got 'x'". */
@@ -132,40 +133,57 @@ export function nodeTrainOptions(req: TrainRequest): { options: TrainOptions; in
   return { options, init: checkInitFile(options.init, options.config, readInit(options.init)).record };
 }
 
+/** The stop signals training answers with a checkpoint, and the conventional exit status of each. */
+export const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+export type StopSignal = keyof typeof STOP_SIGNALS;
+
 /** Runs a parsed training command end to end: creates or reopens the run, trains, logs. */
-export async function runTraining(parsed: ParsedTrain, log: (s: string) => void = console.log): Promise<TrainResult> {
+export async function runTraining(parsed: ParsedTrain, log: (s: string) => void = console.log): Promise<TrainResult & { signal?: StopSignal }> {
   let run: RunDir;
+  let newOptions: TrainOptions | undefined;
+  let info: RunInfo | undefined;
+  let created = false;
   if (parsed.resume !== null) {
     run = RunDir.open(parsed.resume);
-    const info = run.readRun<RunInfo>();
+    run.lock();
+    info = run.readRun<RunInfo>();
     const change = parsed.resumeChange ?? {};
-    if (change.steps !== undefined || change.logEvery !== undefined) {
-      info.options = resumeOptions(info.options, run.latest()?.step ?? 0, change);
-      writeFileAtomic(run.file(RUN_FILE), `${JSON.stringify(info, null, 2)}\n`);
-    }
-    log(`resuming ${run.path} at step ${run.latest()?.step ?? 0} of ${info.options.steps}`);
+    if (change.steps !== undefined || change.logEvery !== undefined) newOptions = resumeOptions(info.options, run.latest()?.step ?? 0, change);
+    log(`resuming ${run.path} at step ${run.latest()?.step ?? 0} of ${(newOptions ?? info.options).steps}`);
   } else {
-    const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: parsed.options!, ...(parsed.init ? { init: parsed.init } : {}) };
-    run = RunDir.create(parsed.out!, info);
+    const fresh: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: parsed.options!, ...(parsed.init ? { init: parsed.init } : {}) };
+    created = !existsSync(parsed.out!);
+    run = RunDir.create(parsed.out!, fresh, { lock: true });
     log(`run ${run.path}: ${describePlan(parsed.options!)}`);
     if (parsed.init) {
       const r = parsed.init.report;
       log(`init ${parsed.init.file} (${INIT_KIND_NAMES[r.kind]}, sha256 ${parsed.init.sha256.slice(0, 12)}…): ${describeInitReport(r)}`);
     }
-    // What the training labels can teach: per-class pixel counts, and warnings for classes that have none.
-    await reportTrainLabels(run, parsed.options!, log);
   }
-  await init({ adapter: parsed.adapter });
+  const stale = run.removeLeftovers();
+  if (stale.length) log(`removed ${stale.length} leftover${stale.length > 1 ? 's' : ''} of an interrupted write: ${stale.join(', ')}`);
   const tty = process.stdout.isTTY === true;
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    process.stderr.write('\ninterrupted: saving a checkpoint (Ctrl-C again to quit at once)\n');
-  };
-  process.on('SIGINT', onSigint);
+  let signal: StopSignal | undefined;
+  const handlers = Object.keys(STOP_SIGNALS).map((name) => {
+    const sig = name as StopSignal;
+    const h = () => {
+      if (signal) process.exit(STOP_SIGNALS[signal]);
+      signal = sig;
+      // A closed terminal (SIGHUP) makes writes to it fail: they must not stop the checkpoint.
+      if (sig === 'SIGHUP') for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
+      try {
+        process.stderr.write(`\n${sig === 'SIGINT' ? 'interrupted' : `${sig} received`}: saving a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : 'a second signal'} again to quit at once)\n`);
+      } catch {
+        /* no terminal left */
+      }
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
   let res: TrainResult;
   try {
+    if (!info) await reportTrainLabels(run, parsed.options!, log); // what the training labels can teach
+    await init({ adapter: parsed.adapter });
     res = await train(run, {
       onProgress: (p) => {
         const line = formatProgress(p, tty);
@@ -180,14 +198,31 @@ export async function runTraining(parsed: ParsedTrain, log: (s: string) => void 
       onCheckpoint: (step, dir) => {
         if (!tty) log(`checkpoint step ${step}: ${dir}`);
       },
-      shouldStop: () => interrupted,
-    }, { resume: parsed.resume !== null });
+      // A resume's new --steps / --log-every are saved only once its checkpoint has loaded.
+      onReady: () => {
+        if (info && newOptions) writeFileAtomic(run.file(RUN_FILE), `${JSON.stringify({ ...info, options: newOptions }, null, 2)}\n`, 'the run description');
+      },
+      shouldStop: () => signal !== undefined,
+    }, { resume: parsed.resume !== null, options: newOptions });
+  } catch (e) {
+    // A new run that failed before its first step leaves nothing that blocks the same command.
+    if (!info && run.latest() === null && !existsSync(run.file(METRICS_FILE))) {
+      run.unlock();
+      if (created) rmSync(run.path, { recursive: true, force: true });
+      else for (const f of [RUN_FILE, RUN_LABELS_FILE, CHECKPOINT_DIR]) rmSync(run.file(f), { recursive: true, force: true });
+    } else if (/^atrous: (out of GPU memory|GPU error)/.test((e as Error).message)) {
+      // A device fault (out of memory, device lost): say what is kept.
+      const last = run.latest();
+      throw new Error(`${(e as Error).message}; training stopped: ${last ? `the last checkpoint (step ${last.step}) is kept in ${run.path}` : 'no checkpoint was written yet'}`);
+    }
+    throw e;
   } finally {
-    process.off('SIGINT', onSigint);
+    for (const [sig, h] of handlers) process.off(sig, h);
+    run.unlock();
     if (tty) process.stdout.write('\n');
   }
   log(`${res.stopped ? 'stopped' : 'done'} at step ${res.step}: ${fmtDuration(res.seconds)}, ${res.imagesPerSecond.toFixed(1)} images/s; checkpoint ${run.latestFile('model.safetensors')}`);
-  return res;
+  return { ...res, ...(res.stopped && signal ? { signal } : {}) };
 }
 
 export const trainCommand: Command = {
@@ -195,6 +230,6 @@ export const trainCommand: Command = {
   usage: TRAIN_USAGE,
   async run(argv) {
     const res = await runTraining(parseTrainArgs(argv));
-    return res.stopped ? 130 : 0;
+    return res.stopped ? STOP_SIGNALS[res.signal ?? 'SIGINT'] : 0;
   },
 };

@@ -32,6 +32,11 @@ export interface KernelCall<S extends ShaderName = ShaderName> {
   bindings: Bindable[];
   /** Workgroup counts; use `grid1d` for flat element-wise kernels. */
   workgroups: [number, number?, number?];
+  /** For params that change every call (a learning rate): the launch's own uniform buffer, keyed
+   * by (shader, entry, this buffer), rewritten in place with `queue.writeBuffer` when the values
+   * change, so no buffer and no bind group is created per step. Without it, uniform buffers are
+   * cached by content (right for params that repeat, such as shapes). */
+  uniformSlot?: Bindable;
 }
 
 /** A pipeline as the engine caches it: (shader, entry point, override constants). */
@@ -49,11 +54,15 @@ export interface EngineStats extends PoolStats {
   submits: number;
   dispatches: number;
   uniformBuffers: number;
+  /** Uniform buffers created since the engine was made (a growing number in a steady loop means churn). */
+  uniformBuffersCreated: number;
   /** Bind groups created since the engine was made (one per dispatch unless cached). */
   bindGroups: number;
 }
 
 let current: Engine | null = null;
+/** Set when the current engine was destroyed (so engine() can say so instead of "not yet"). */
+let destroyedEngine = false;
 
 let starting: Promise<Engine> | null = null;
 
@@ -63,7 +72,11 @@ let starting: Promise<Engine> | null = null;
 export async function initEngine(opts: DeviceOptions = {}): Promise<Engine> {
   if (starting) return starting;
   if (current) return current;
-  starting = (async () => (current = new Engine(await openDevice(opts))))();
+  starting = (async () => {
+    current = new Engine(await openDevice(opts));
+    destroyedEngine = false;
+    return current;
+  })();
   try {
     return await starting;
   } finally {
@@ -79,11 +92,15 @@ export async function reinitEngine(opts: DeviceOptions = {}): Promise<Engine> {
 }
 
 export function engine(): Engine {
-  if (!current) throw new Error('atrous: no GPU device yet: call `await init()` before creating tensors or running ops');
+  if (!current) {
+    if (destroyedEngine) throw new Error('atrous: the GPU engine was destroyed (engine().destroy()): call `await init()` to open a new one');
+    throw new Error('atrous: no GPU device yet: call `await init()` before creating tensors or running ops');
+  }
   return current;
 }
 
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
+const OUT_OF_MEMORY = 'out of GPU memory';
 const MAP_READ_COPY_DST = 0x01 | 0x08;
 
 export class Engine {
@@ -104,6 +121,13 @@ export class Engine {
   private traced: Map<string, PipelineSpec> | null = null;
   private modules = new Map<string, GPUShaderModule>();
   private uniforms = new Map<string, GPUBuffer>();
+  /** Uniform buffers of launches with a `uniformSlot`, with the values last written. */
+  private slotUniforms = new Map<string, { buffer: GPUBuffer; key: string }>();
+  /** The slots of each storage buffer that keys them, dropped when the pool destroys it. */
+  private slotsByBuffer = new Map<GPUBuffer, string[]>();
+  /** Slot buffers used by the dispatches recorded since the last submit. */
+  private slotsInFlight = new Set<GPUBuffer>();
+  private uniformsCreated = 0;
   private retiredUniforms: GPUBuffer[] = [];
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -120,9 +144,27 @@ export class Engine {
     this.limits = ctx.limits;
     this.info = ctx.info;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
+    this.pool.onDestroy = (buf) => {
+      // The uniform slots keyed by a destroyed storage buffer go with it (retired: a pending
+      // submit may still use them).
+      for (const slot of this.slotsByBuffer.get(buf) ?? []) {
+        const s = this.slotUniforms.get(slot);
+        if (s) this.retiredUniforms.push(s.buffer);
+        this.slotUniforms.delete(slot);
+      }
+      this.slotsByBuffer.delete(buf);
+    };
+    this.pool.onOutOfMemory = (bytes, what, message) => {
+      const s = this.pool.stats();
+      // The out-of-memory error explains the validation errors that follow it (an invalid buffer), so it wins.
+      this.gpuError = `${OUT_OF_MEMORY}: could not allocate ${bytes} bytes for ${what} on ${this.adapterName} ` +
+        `(${s.liveBytes} bytes in ${s.liveBuffers} tensors were live; ${s.allocatedBytes} bytes held by the pool): ${message}. ` +
+        'Use a smaller batch, crop or model';
+    };
     this.device.addEventListener('uncapturederror', (ev) => {
       const msg = (ev as GPUUncapturedErrorEvent).error.message;
       if (!this.gpuError) this.gpuError = msg;
+      else if (!this.gpuError.startsWith(OUT_OF_MEMORY) && /out of memory/i.test(msg)) this.gpuError = `${OUT_OF_MEMORY}: ${msg}`;
     });
     void this.device.lost.then((info) => {
       if (!this.destroyed) this.gpuError ??= `device lost: ${info.message}`;
@@ -224,7 +266,7 @@ export class Engine {
     let slot = 0;
     let key = pipelineKey(call.shader, call.entry, call.constants);
     if (params) {
-      const u = this.uniformBuffer(params);
+      const u = call.uniformSlot ? this.slotUniformBuffer(call.uniformSlot.buffer, `${key}|${this.bufferId(call.uniformSlot.buffer)}`, params) : this.uniformBuffer(params);
       entries.push({ binding: slot++, resource: { buffer: u } });
       key += `|${this.bufferId(u)}`;
     }
@@ -337,6 +379,7 @@ export class Engine {
       this.submits++;
     }
     this.pendingDispatches = 0;
+    this.slotsInFlight.clear();
     this.pool.afterSubmit();
     for (const b of this.retiredUniforms) b.destroy();
     this.retiredUniforms = [];
@@ -357,6 +400,7 @@ export class Engine {
       return out;
     } finally {
       staging.destroy();
+      await this.pool.allocationsChecked();
       this.throwGpuError();
     }
   }
@@ -365,6 +409,7 @@ export class Engine {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    await this.pool.allocationsChecked();
     this.throwGpuError();
   }
 
@@ -374,7 +419,8 @@ export class Engine {
       pipelines: this.pipelines.size,
       submits: this.submits,
       dispatches: this.dispatches,
-      uniformBuffers: this.uniforms.size,
+      uniformBuffers: this.uniforms.size + this.slotUniforms.size,
+      uniformBuffersCreated: this.uniformsCreated,
       bindGroups: this.bindGroups,
     };
   }
@@ -384,14 +430,17 @@ export class Engine {
     this.flush();
     this.destroyed = true;
     this.device.destroy();
-    if (current === this) current = null;
+    if (current === this) {
+      current = null;
+      destroyedEngine = true;
+    }
   }
 
   private throwGpuError(): void {
     if (this.gpuError) {
       const msg = this.gpuError;
       this.gpuError = null;
-      throw new Error(`atrous: GPU error: ${msg}`);
+      throw new Error(msg.startsWith(OUT_OF_MEMORY) ? `atrous: ${msg}` : `atrous: GPU error: ${msg}`);
     }
   }
 
@@ -455,6 +504,44 @@ export class Engine {
     return data;
   }
 
+  /** A launch's own uniform buffer (see KernelCall.uniformSlot): created once, then rewritten in
+   * place when its values change. A write would overtake the dispatches already recorded with the
+   * old values (writeBuffer runs ahead of unsubmitted commands), so those are submitted first. */
+  private slotUniformBuffer(owner: GPUBuffer, slot: string, data: ArrayBuffer): GPUBuffer {
+    const key = Array.prototype.join.call(new Uint32Array(data), ',');
+    let s = this.slotUniforms.get(slot);
+    if (!s) {
+      if (this.slotUniforms.size >= 16384) {
+        for (const v of this.slotUniforms.values()) this.retiredUniforms.push(v.buffer);
+        this.slotUniforms.clear();
+        this.slotsByBuffer.clear();
+        this.bindGroupCache.clear();
+      }
+      s = { buffer: this.createUniform(data), key };
+      this.slotUniforms.set(slot, s);
+      const list = this.slotsByBuffer.get(owner);
+      if (list) list.push(slot);
+      else this.slotsByBuffer.set(owner, [slot]);
+    } else if (s.key !== key) {
+      if (this.slotsInFlight.has(s.buffer)) {
+        // Ending the pass here would split it; flush() submits and resets the in-flight set.
+        this.flush();
+      }
+      this.device.queue.writeBuffer(s.buffer, 0, data);
+      s.key = key;
+    }
+    this.slotsInFlight.add(s.buffer);
+    return s.buffer;
+  }
+
+  private createUniform(data: ArrayBuffer): GPUBuffer {
+    const buf = this.device.createBuffer({ size: data.byteLength, usage: UNIFORM, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data));
+    buf.unmap();
+    this.uniformsCreated++;
+    return buf;
+  }
+
   private uniformBuffer(data: ArrayBuffer): GPUBuffer {
     const u32 = new Uint32Array(data);
     const key = Array.prototype.join.call(u32, ',');
@@ -467,9 +554,7 @@ export class Engine {
       this.uniforms.clear();
       this.bindGroupCache.clear();
     }
-    buf = this.device.createBuffer({ size: data.byteLength, usage: UNIFORM, mappedAtCreation: true });
-    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data));
-    buf.unmap();
+    buf = this.createUniform(data);
     this.uniforms.set(key, buf);
     return buf;
   }

@@ -41,13 +41,25 @@ export class BufferPool {
   /** Debug/test mode: fill every buffer with NaN when it is handed out, so a kernel that fails
    * to write an element shows up as NaN. Safe to do here: a free buffer is used by no pending work. */
   poison = false;
+  /** Told when the device could not allocate a buffer the pool created (out of GPU memory: WebGPU
+   * reports it asynchronously, through an error scope around the creation). */
+  onOutOfMemory: ((bytes: number, what: string, message: string) => void) | null = null;
+  /** Told before the pool destroys a buffer (trim), so state keyed by it can go too. */
+  onDestroy: ((buf: GPUBuffer) => void) | null = null;
+  private scopes = new Set<Promise<void>>();
+
+  /** Resolves once every out-of-memory check of a created buffer has been answered. */
+  async allocationsChecked(): Promise<void> {
+    while (this.scopes.size) await Promise.all([...this.scopes]);
+  }
 
   constructor(
     private device: GPUDevice,
     private maxBufferSize: number,
   ) {}
 
-  acquire(bytes: number): GPUBuffer {
+  /** A buffer of at least `bytes`; `what` describes its use for an out-of-memory report. */
+  acquire(bytes: number, what?: () => string): GPUBuffer {
     const size = sizeClass(bytes);
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: a buffer of ${bytes} bytes exceeds the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
@@ -55,7 +67,14 @@ export class BufferPool {
     const list = this.free.get(size);
     let buf = list?.pop();
     if (!buf) {
+      // Only a pool miss creates a buffer, so the error scope costs nothing in a steady loop.
+      this.device.pushErrorScope('out-of-memory');
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
+      const scope = this.device.popErrorScope().then((err) => {
+        if (err) this.onOutOfMemory?.(size, what?.() ?? 'a buffer', err.message);
+      }, () => {});
+      this.scopes.add(scope);
+      void scope.then(() => this.scopes.delete(scope));
       this.ids.set(buf, this.created);
       this.allocatedBuffers++;
       this.allocatedBytes += size;
@@ -97,6 +116,7 @@ export class BufferPool {
       for (const b of list) {
         this.allocatedBuffers--;
         this.allocatedBytes -= b.size;
+        this.onDestroy?.(b);
         b.destroy();
       }
     }

@@ -63,7 +63,13 @@ export function readCheckpoint(bytes: Uint8Array | ArrayBuffer, source = 'checkp
   const st = parseSafetensors(bytes, source);
   const state = new Map<string, HostTensor>();
   for (const [k, t] of st.tensors) {
-    const data = INTEGER_DTYPES.has(t.dtype) ? toInt32(t, k) : toFloat32(t, k);
+    let data: Float32Array | Int32Array;
+    try {
+      data = INTEGER_DTYPES.has(t.dtype) ? toInt32(t, `tensor '${k}'`) : toFloat32(t, `tensor '${k}'`);
+    } catch (e) {
+      throw new Error(`${source}: ${(e as Error).message.replace(/^to(Int32|Float32): /, '')}`);
+    }
+    checkValues(k, data, source);
     state.set(k, { shape: t.shape, data });
   }
   let config: DeepLabV3Config | null = null;
@@ -81,6 +87,19 @@ export function readCheckpoint(bytes: Uint8Array | ArrayBuffer, source = 'checkp
     }
   }
   return { state, config, metadata: st.metadata, inference: inferenceFromMetadata(st.metadata, config, source) };
+}
+
+/** Refuses values no trained model has: NaN or Inf anywhere, a negative batch-norm variance, a
+ * negative batch count. The error names the file, the tensor and the first bad element. */
+function checkValues(name: string, data: Float32Array | Int32Array, source: string): void {
+  const variance = /(^|\.)running_var$/.test(name);
+  const count = /(^|\.)num_batches_tracked$/.test(name);
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!Number.isFinite(v)) throw new Error(`${source}: tensor '${name}' holds ${v} at flat index ${i}: a model's weights and statistics are finite (was it saved after training diverged?)`);
+    if (variance && v < 0) throw new Error(`${source}: tensor '${name}' holds the variance ${v} at flat index ${i}: a batch-norm running variance is >= 0`);
+    if (count && v < 0) throw new Error(`${source}: tensor '${name}' holds ${v}: a batch count is >= 0`);
+  }
 }
 
 function metadataJson(metadata: Record<string, string>, key: string, source: string): unknown {

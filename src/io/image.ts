@@ -86,6 +86,59 @@ interface PngChunks {
 const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 const PNG_DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
 
+/** The largest image decoded (pixels): 100 megapixels, as jpeg-js's default; a header claiming
+ * more is refused before anything is allocated. */
+export const MAX_IMAGE_PIXELS = 100_000_000;
+/** deflate's best case: 258 bytes per 2-bit code, about 1032:1; a zlib stream smaller than the
+ * decompressed size over this cannot hold it. */
+const MAX_DEFLATE_RATIO = 1032;
+
+function checkPixels(width: number, height: number, name: string, format: string): void {
+  if (width * height > MAX_IMAGE_PIXELS) {
+    throw new ImageError(`${name}: ${format} header claims ${width}×${height} pixels, above the limit of ${MAX_IMAGE_PIXELS / 1e6} megapixels (a corrupt or hostile file?)`);
+  }
+}
+
+/** Bytes the zlib stream of a PNG must inflate to: each pass's rows, with their filter bytes. */
+function pngRawBytes(h: PngHeader): number {
+  const bitsPerPixel = PNG_CHANNELS[h.colorType] * h.bitDepth;
+  const passes = h.interlace ? ADAM7 : [[0, 0, 1, 1]];
+  let n = 0;
+  for (const [y0, x0, dy, dx] of passes) {
+    const pw = Math.ceil((h.width - x0) / dx);
+    const ph = Math.ceil((h.height - y0) / dy);
+    if (pw > 0 && ph > 0) n += ph * (Math.ceil((pw * bitsPerPixel) / 8) + 1);
+  }
+  return n;
+}
+
+/** Inflates a PNG's image data, checked against its header before and after: a stream too small
+ * to hold W×H is refused before allocating, and one that inflates to less (a truncated or lying
+ * file) or more than W×H needs is refused naming the file. */
+function inflatePng(c: PngChunks, name: string): Uint8Array {
+  const { width, height } = c.header;
+  checkPixels(width, height, name, 'PNG');
+  const need = pngRawBytes(c.header);
+  const have = c.idat.reduce((a, b) => a + b.length, 0);
+  if (have * MAX_DEFLATE_RATIO + 64 < need) {
+    throw new ImageError(`${name}: corrupt PNG (IHDR claims ${width}×${height}, ${need} bytes of pixel data, but the ${have} bytes of image data cannot hold that much)`);
+  }
+  let raw: Uint8Array;
+  try {
+    raw = inflateSync(Buffer.concat(c.idat), { maxOutputLength: need });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
+      throw new ImageError(`${name}: corrupt PNG (the image data inflates to more than the ${need} bytes ${width}×${height} needs)`);
+    }
+    if (/unexpected end of file/i.test((e as Error).message)) {
+      throw new ImageError(`${name}: truncated PNG (the image data stops before the ${need} bytes ${width}×${height} needs)`);
+    }
+    throw new ImageError(`${name}: corrupt PNG (image data does not inflate: ${(e as Error).message})`);
+  }
+  if (raw.length < need) throw new ImageError(`${name}: truncated PNG (image data holds ${raw.length} bytes, ${width}×${height} needs ${need})`);
+  return raw;
+}
+
 /** Walk a PNG's chunks: signature, lengths, CRCs, IHDR first, IEND last. */
 function pngChunks(bytes: Uint8Array, name: string): PngChunks {
   if (sniffFormat(bytes) !== 'png') throw new ImageError(`${name}: not a PNG file (bad signature)`);
@@ -146,15 +199,11 @@ const ADAM7 = [
  * channels values of bitDepth bits each.
  */
 function decodePngSamples(bytes: Uint8Array, name: string): { header: PngHeader; palette: Uint8Array | null; samples: Uint16Array; channels: number; exif: Uint8Array | null } {
-  const { header, palette, idat, exif } = pngChunks(bytes, name);
+  const chunks = pngChunks(bytes, name);
+  const { header, palette, exif } = chunks;
   const { width, height, bitDepth, colorType, interlace } = header;
   const channels = PNG_CHANNELS[colorType];
-  let raw: Uint8Array;
-  try {
-    raw = inflateSync(Buffer.concat(idat));
-  } catch (e) {
-    throw new ImageError(`${name}: corrupt PNG (image data does not inflate: ${(e as Error).message})`);
-  }
+  const raw = inflatePng(chunks, name);
   const samples = new Uint16Array(width * height * channels);
   const bitsPerPixel = channels * bitDepth;
   const bpp = Math.max(1, bitsPerPixel >> 3); // filter distance in bytes
@@ -380,12 +429,15 @@ export function decodeImage(bytes: Uint8Array, name: string): RawImage {
   let rgba: Uint8Array;
   try {
     if (format === 'png') {
+      inflatePng(pngChunks(bytes, name), name); // sizes against bytes, before pngjs allocates
       const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       rgba = png.data;
     } else {
-      rgba = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 }).data;
+      checkPixels(width, height, name, 'JPEG');
+      rgba = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: MAX_IMAGE_PIXELS / 1e6, maxMemoryUsageInMB: 1024 }).data;
     }
   } catch (e) {
+    if (e instanceof ImageError) throw e;
     throw new ImageError(`${name}: corrupt ${format === 'png' ? 'PNG' : 'JPEG'} (${(e as Error).message})`);
   }
   if (rgba.length !== width * height * 4) {

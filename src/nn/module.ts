@@ -316,6 +316,9 @@ export abstract class Module {
         throw new Error(`atrous: loadStateDict: shape mismatch for '${k}': checkpoint ${fmtShape(v.shape)}, model ${fmtShape(s.shape)}`);
       }
       if (v.data.length !== n) throw new Error(`atrous: loadStateDict: '${k}' ${fmtShape(v.shape)} holds ${v.data.length} values, expected ${n}`);
+      if (s.kind === 'counter' ? !(v.data instanceof Int32Array) : !(v.data instanceof Float32Array)) {
+        throw new Error(`atrous: loadStateDict: '${k}' holds ${v.data instanceof Int32Array ? 'integers' : 'floats'}, but the model's ${s.kind === 'counter' ? 'batch count is an integer (I64)' : `${s.kind} is floating point (F32, F16, BF16 or F64)`}`);
+      }
     }
     const loaded: string[] = [];
     for (const [k, v] of entries) {

@@ -26,7 +26,9 @@ function runVec4(shader: 'relu.fwd' | 'relu.bwd' | 'dropout.apply', tensors: Ten
   if (n === 0) return;
   const n4 = Math.ceil(n / 4);
   const e = engine();
-  e.run({ shader, params: { n4, ...more }, bindings: tensors.map(vec4Binding), workgroups: e.grid1d(n4) });
+  // Dropout's seed changes every call: its uniform block is rewritten in place (keyed by the output
+  // buffer, the same pooled one every step) instead of a new buffer and bind group per step.
+  e.run({ shader, params: { n4, ...more }, bindings: tensors.map(vec4Binding), workgroups: e.grid1d(n4), ...(more ? { uniformSlot: tensors[tensors.length - 1] } : {}) });
 }
 
 /** y = max(x, 0). Backward: dx = dy where y > 0 (saves y, not x). */

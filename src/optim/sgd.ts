@@ -101,7 +101,7 @@ export class SGD {
       // lr × 1 is lr exactly: one group updates bit for bit as before groups existed.
       const params = { n4, lr: mults[j] === 1 ? lr : lr * mults[j], momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov ? 1 : 0 };
       if (this.momentum === 0) {
-        e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4) });
+        e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4), uniformSlot: p });
         continue;
       }
       let buf = this.buffers.get(p);
@@ -111,7 +111,8 @@ export class SGD {
         buf.label = `${p.label ?? 'param'}.momentum_buffer`;
         this.buffers.set(p, buf);
       }
-      e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, first }, bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4) });
+      // uniformSlot: the lr changes every step (poly schedule); one uniform buffer per parameter, rewritten in place.
+      e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, first }, bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4), uniformSlot: p });
     }
   }
 

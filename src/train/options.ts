@@ -156,7 +156,7 @@ function rangeText(s: OptionSpec, lower: number): string {
 
 /** Whether `v` is a valid value of option `s` (with `lower` as its effective lower bound). */
 function inRange(s: OptionSpec, v: unknown, lower: number): v is number {
-  return typeof v === 'number' && Number.isFinite(v) && (!s.integer || Number.isInteger(v)) && v >= lower && (s.max === undefined || v <= s.max);
+  return typeof v === 'number' && Number.isFinite(v) && (!s.integer || Number.isSafeInteger(v)) && v >= lower && (s.max === undefined || v <= s.max);
 }
 
 /**
@@ -204,7 +204,7 @@ function checkStages(stages: unknown, steps: number | undefined, where: string):
     if (!st || typeof st !== 'object' || Array.isArray(st)) throw new Error(`${at} must be an object, got ${JSON.stringify(st)}`);
     const unknown = Object.keys(st).filter((k) => !(STAGE_KEYS as readonly string[]).includes(k));
     if (unknown.length) throw new Error(`${at}: unknown field '${unknown[0]}' (known: ${STAGE_KEYS.join(', ')})`);
-    if (!Number.isInteger(st.steps) || st.steps < 1) throw new Error(`${at}.steps must be an integer >= 1, got ${JSON.stringify(st.steps)}`);
+    if (!Number.isSafeInteger(st.steps) || st.steps < 1) throw new Error(`${at}.steps must be an integer >= 1, got ${JSON.stringify(st.steps)}`);
     if (typeof st.lr !== 'number' || !Number.isFinite(st.lr) || st.lr < 0) throw new Error(`${at}.lr must be a number >= 0, got ${JSON.stringify(st.lr)}`);
     if (st.outputStride !== undefined && (!Number.isInteger(st.outputStride) || st.outputStride < 4 || (st.outputStride & (st.outputStride - 1)) !== 0)) {
       throw new Error(`${at}.outputStride must be a power of two >= 4, got ${JSON.stringify(st.outputStride)}`);
@@ -284,7 +284,9 @@ export function splitConfigFile(f: TrainConfigFile): { train: Record<string, unk
   const o = f.json;
   if (!o || typeof o !== 'object' || Array.isArray(o)) throw new Error(`atrous train: ${f.name}: a config file must hold a JSON object`);
   const rec = o as Record<string, unknown>;
-  const isTrain = 'model' in rec || 'stages' in rec || Object.keys(rec).every((k) => TRAIN_FILE_KEYS.includes(k));
+  // A key only a training config has (lr, steps, ...) makes it one, so its unknown keys are named.
+  const isTrain = 'model' in rec || 'stages' in rec || Object.keys(rec).every((k) => TRAIN_FILE_KEYS.includes(k))
+    || Object.keys(rec).some((k) => TRAIN_FILE_KEYS.includes(k) && k !== 'outputStride');
   if (!isTrain) return { train: null, model: rec };
   const unknown = Object.keys(rec).filter((k) => !TRAIN_FILE_KEYS.includes(k));
   if (unknown.length) throw new Error(`atrous train: ${f.name}: unknown key '${unknown[0]}' (a training config knows ${TRAIN_FILE_KEYS.join(', ')})`);
@@ -334,7 +336,14 @@ export function resolveTrainOptions(
   const pick = <K extends keyof RecipeOptions>(k: K): RecipeOptions[K] => (flags[k] ?? (f[k] as RecipeOptions[K] | undefined) ?? TRAIN_DEFAULTS[k]);
   const dataset = req.dataset ?? (f.dataset as string | undefined) ?? 'shapes';
   const dataSeed = pick('dataSeed');
-  const numClasses = numClassesOf(dataset, dataSeed);
+  let numClasses: number;
+  try {
+    numClasses = numClassesOf(dataset, dataSeed);
+  } catch (e) {
+    // A dataset named by the config file is reported as that file's key.
+    if (req.dataset !== undefined || f.dataset === undefined) throw e;
+    throw new Error(`${where}'dataset': ${(e as Error).message.replace(/^atrous( train)?: /, '')}`);
+  }
   const outputStride = req.outputStride ?? (f.outputStride as number | undefined);
   const overrides = { numClasses, ...(outputStride !== undefined ? { outputStride } : {}) };
   let modelSpec = file ? file.model : spec;
@@ -349,8 +358,14 @@ export function resolveTrainOptions(
   if (typeof modelSpec === 'string') {
     if (CONFIGS[modelSpec]) config = modelConfig(modelSpec, overrides);
     else {
-      const mf = readModelFile?.(modelSpec) ?? null;
-      if (!mf) throw new Error(`atrous train: unknown model configuration '${modelSpec}' (known: ${Object.keys(CONFIGS).join(', ')}; or a JSON file)`);
+      let mf: TrainConfigFile | null;
+      try {
+        mf = readModelFile?.(modelSpec) ?? null;
+      } catch (e) {
+        if (!file) throw e;
+        throw new Error(`${where}'model': ${(e as Error).message.replace(/^atrous train: /, '')}`);
+      }
+      if (!mf) throw new Error(`${file ? `${where}'model': ` : 'atrous train: '}unknown model configuration '${modelSpec}' (known: ${Object.keys(CONFIGS).join(', ')}; or a JSON file)`);
       config = configFrom(mf.json, overrides, `atrous train: ${mf.name}: `);
     }
   } else config = configFrom(modelSpec, overrides, where);

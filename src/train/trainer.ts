@@ -97,6 +97,8 @@ export interface TrainHooks {
   onStage?: (index: number, stage: Required<StageOptions>) => void;
   /** Polled after every step: true stops the run after saving a checkpoint (Ctrl-C). */
   shouldStop?: () => boolean;
+  /** Everything is loaded and checked; the first step comes next (a resume's changed options are saved here). */
+  onReady?: () => void;
 }
 
 export interface TrainResult {
@@ -141,10 +143,10 @@ function openTrainDataset(o: TrainOptions): Dataset {
  * Trains into `run` (created with RunDir.create and a RunInfo) from step 0, or from its latest
  * checkpoint with resume: true. Returns when options.steps are done or shouldStop() said so.
  */
-export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?: boolean } = {}): Promise<TrainResult> {
+export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?: boolean; options?: TrainOptions } = {}): Promise<TrainResult> {
   const info = run.readRun<RunInfo>();
   if (info.format !== RUN_FORMAT) throw new Error(`${run.file('run.json')}: not an atrous run (format ${JSON.stringify(info.format)})`);
-  const o = info.options;
+  const o = opts.options ?? info.options;
   checkTrainOptions(o);
   const ds = openTrainDataset(o);
 
@@ -160,9 +162,10 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
       } catch (e) {
         throw new Error(`${sfile}: cannot read the training state: ${(e as Error).message}`);
       }
-      if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`${sfile}: 'step' must be a non-negative integer, got ${JSON.stringify(state.step)}`);
+      run.checkState(state, latest, o.seed, sfile);
       const mfile = run.latestFile('model.safetensors');
       const ck = readCheckpoint(readFileSync(mfile), mfile);
+      if (ck.metadata.step !== undefined && ck.metadata.step !== String(latest.step)) throw new Error(`${mfile}: __metadata__.step is ${JSON.stringify(ck.metadata.step)} but ${run.file('latest.json')} says ${latest.step}`);
       try {
         model.loadStateDict(ck.state);
       } catch (e) {
@@ -192,14 +195,19 @@ export async function train(run: RunDir, hooks: TrainHooks = {}, opts: { resume?
     if (latest && o.momentum > 0) {
       const ofile = run.latestFile('optimizer.safetensors');
       const ock = readCheckpoint(readFileSync(ofile), ofile);
+      if (ock.metadata.step !== undefined && ock.metadata.step !== String(latest.step)) throw new Error(`${ofile}: __metadata__.step is ${JSON.stringify(ock.metadata.step)} but ${run.file('latest.json')} says ${latest.step}`);
+      const named = new Set([...model.namedParameters()].map(([n]) => n));
+      for (const k of ock.state.keys()) if (!named.has(k)) throw new Error(`${ofile}: momentum buffer '${k}' names no parameter of the model`);
       for (const [name, p] of model.namedParameters()) {
         const h = ock.state.get(name);
         if (!h || !p.requiresGrad) continue;
         if (h.data.length !== p.size) throw new Error(`${ofile}: momentum buffer '${name}' has ${h.data.length} values, the parameter ${p.size}`);
+        if (!(h.data instanceof Float32Array) || !h.data.every(Number.isFinite)) throw new Error(`${ofile}: momentum buffer '${name}' holds ${h.data instanceof Float32Array ? 'NaN or Inf values' : 'integers'}; a momentum buffer is finite floats`);
         sgd.setMomentumBuffer(p, h.data as Float32Array);
       }
     }
     if (opts.resume) run.truncateMetrics(state.step);
+    hooks.onReady?.();
     return await loop(run, o, ds, model, sgd, state, hooks);
   } finally {
     opt.current?.dispose();
