@@ -1,7 +1,7 @@
 // `atrous data`: export an embedded dataset to the PASCAL VOC layout, or check a dataset directory.
 import { existsSync, readFileSync } from 'node:fs';
 import {
-  openDataset, exportVoc, countLabels, labelMapEntries, labelWarnings, formatLabelCounts, describeLabelCounts, describeLabelMap,
+  openDataset, exportVoc, labelMapEntries, labelReport,
   LABEL_COUNT_SAMPLES, IGNORE_SHARE_LIMIT, type Dataset, type LabelCounts,
 } from '../data/index.js';
 import { RunDir, writeFileAtomic } from '../train/rundir.js';
@@ -30,22 +30,6 @@ const USAGE = [
   '        applies first. Warnings leave the exit status 0; --strict makes them an error (exit 1).',
   `        Generated datasets are counted over their first --count samples (default ${LABEL_COUNT_SAMPLES}).`,
 ].join('\n');
-
-/**
- * The label counts of `ds` as printed by `data check` and at the start of `train`: how they were
- * counted, the label map if any, the table, then one 'warning: ...' line per warning. Generated
- * datasets are counted over their first `limit` samples (default LABEL_COUNT_SAMPLES); a VOC
- * directory opened with its labels checked has been counted whole already.
- */
-export async function labelReport(ds: Dataset, limit = LABEL_COUNT_SAMPLES): Promise<{ counts: LabelCounts; lines: string[]; warnings: string[] }> {
-  const counts = await countLabels(ds, { limit });
-  const warnings = labelWarnings(counts, ds.classNames, ds.split);
-  const lines: string[] = [];
-  const v = ds as { labelMap?: Uint8Array | null; labelMapSource?: string | null };
-  if (v.labelMap) lines.push(`label map${v.labelMapSource === 'cityscapes' ? ' (Cityscapes label IDs → train IDs)' : v.labelMapSource && v.labelMapSource !== 'option' ? ` (${v.labelMapSource})` : ''}: ${describeLabelMap(v.labelMap)}`);
-  lines.push(`${describeLabelCounts(counts, ds.split)}:`, formatLabelCounts(counts, ds.classNames), ...warnings.map((w) => `warning: ${w}`));
-  return { counts, lines, warnings };
-}
 
 /** A run's record of its training labels: the dataset, its label map and the train split's counts. */
 export const RUN_LABELS_FILE = 'labels.json';
