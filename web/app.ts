@@ -2,7 +2,9 @@
 // One module per panel:
 //   segment.ts  a checkpoint (weights/mini-shapes.safetensors, a file, or the Train panel's model)
 //               applied to an image (file, drop, bundled sample), with output stride, multi-scale, flip;
-//   train.ts    TrainSession (src/train/session.ts): `mini` on `shapes`, live loss and held-out mIoU,
+//   data.ts     your own photos and masks (folder, zip or drop), checked as `atrous data check` does;
+//   train.ts    TrainSession (src/train/session.ts): on `shapes` or that data, from scratch, the shipped
+//               weights or a checkpoint, live loss and held-out mIoU,
 //               pause/resume, checkpoint download, stop (frees the GPU memory);
 //   bench.ts    the conv2d microbenchmark of `npm run bench`;
 // page.ts holds what they share, gpu.ts the WebGPU start. `window.atrousDemo` (page.ts) exposes the
@@ -12,10 +14,12 @@ import { startGpu } from './gpu.js';
 import { setupSegment } from './segment.js';
 import { setupTrain, updateTrainButtons } from './train.js';
 import { setupBench } from './bench.js';
+import { setupData } from './data.js';
 
 for (const b of document.querySelectorAll<HTMLButtonElement>('#tabs button')) b.addEventListener('click', () => showPanel(b.dataset.panel!));
 
 async function main(): Promise<void> {
+  setupData();
   setupTrain();
   setupBench();
   if (!(await startGpu())) return;

@@ -23,6 +23,14 @@ export const demo = {
     /** Sessions started and stopped (each stop frees the model and the optimizer state). */
     started: 0,
     stopped: 0,
+    /** What the current session trains on ('shapes' or the dropped folder's name) and started from. */
+    dataset: '',
+    init: '',
+  },
+  /** The dataset brought to the Train panel (web/data.ts): what the checks found. */
+  data: null as null | {
+    state: 'checking' | 'ready' | 'error'; source: string; message: string; layout: string; train: number; val: number;
+    numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[];
   },
   benchRows: [] as (BenchRow & { adapter: string })[],
   errors: [] as string[],

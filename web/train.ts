@@ -1,9 +1,13 @@
-// The Train panel: TrainSession (src/train/session.ts) on `shapes` with the recipe of `atrous train`
-// (the form's fields are the options of src/train/options.ts), live loss and held-out mIoU,
-// pause/resume, checkpoint download, "use in Segment", stop (frees the GPU memory).
+// The Train panel: TrainSession (src/train/session.ts) on `shapes` or on the data brought in
+// (web/data.ts) with the recipe of `atrous train` (the form's fields are the options of
+// src/train/options.ts, its freezing choices FREEZE_FLAGS), from scratch, the shipped weights or a
+// checkpoint file (as `atrous train --init`: the head re-initialised for another class count), live
+// loss and held-out mIoU, pause/resume, checkpoint download, "use in Segment", stop (frees the GPU memory).
 import {
-  engine, TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
+  engine, TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, FREEZE_FLAGS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
+  type SessionInit, type SessionData,
 } from '../src/index.js';
+import { droppedDataset } from './data.js';
 import { $, demo, enqueue, errText, gpuState, mib, setStatus, showPanel, updateMemory } from './page.js';
 import { loadModel, resegment } from './segment.js';
 
@@ -48,6 +52,38 @@ function fillTrainForm(): void {
   for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
     el.value = String(SESSION_DEFAULTS[el.dataset.option as keyof SessionOptions]);
   }
+  // The freezing choices of `atrous train` (--freeze-backbone, --freeze-batch-norm).
+  $('train-freeze').replaceChildren(...FREEZE_FLAGS.map((f) => {
+    const label = document.createElement('label');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.dataset.freeze = f.key;
+    box.checked = SESSION_DEFAULTS[f.key];
+    label.append(box, ` ${f.label}`);
+    return label;
+  }));
+}
+
+function readFreezing(): Pick<SessionOptions, 'freezeBackbone' | 'freezeBatchNorm'> {
+  const out = { freezeBackbone: false, freezeBatchNorm: false };
+  for (const box of document.querySelectorAll<HTMLInputElement>('#train-freeze input[data-freeze]')) out[box.dataset.freeze as keyof typeof out] = box.checked;
+  return out;
+}
+
+const SHIPPED_WEIGHTS = 'weights/mini-shapes.safetensors';
+
+/** The weights to start from, as `atrous train --init`; undefined: from the seed. */
+async function readInit(): Promise<SessionInit | undefined> {
+  const choice = $<HTMLSelectElement>('train-init').value;
+  if (choice === 'scratch') return undefined;
+  if (choice === 'shipped') {
+    const res = await fetch(SHIPPED_WEIGHTS);
+    if (!res.ok) throw new Error(`${SHIPPED_WEIGHTS}: HTTP ${res.status} (the server has no shipped weights)`);
+    return { bytes: new Uint8Array(await res.arrayBuffer()), source: SHIPPED_WEIGHTS.split('/').pop()! };
+  }
+  const f = $<HTMLInputElement>('train-init-file').files?.[0];
+  if (!f) throw new Error('Start from a checkpoint file: choose a .safetensors file first');
+  return { bytes: new Uint8Array(await f.arrayBuffer()), source: f.name };
 }
 
 function drawCurve(): void {
@@ -155,13 +191,16 @@ function onEval(r: EvalReport): void {
 
 let lastReport: StepReport | null = null;
 
-function runSession(): void {
+/** `baseline`: evaluate the weights started from before the first step (fine-tuning: what the
+ * file gives on the held-out images, so that the curve shows what training added). */
+function runSession(baseline = false): void {
   const s = session!;
   demo.train.state = 'running';
   updateTrainButtons();
-  setStatus('train-status', `Training${s.step ? ` from step ${s.step}` : ''}… (the first step also compiles the kernels)`);
-  running = s
-    .run({
+  setStatus('train-status', `Training ${s.model.config.name} on ${demo.train.dataset} (${s.train.length} images, ${s.val.length} held out)`
+    + `${s.step ? ` from step ${s.step}` : `, weights from ${s.initReport}`}… (the first step also compiles the kernels)`);
+  running = (baseline && s.options.evalEvery > 0 ? s.evaluate().then(onEval) : Promise.resolve())
+    .then(() => s.run({
       onStep: (r) => {
         lastReport = r;
         demo.train.step = r.step;
@@ -170,7 +209,7 @@ function runSession(): void {
         drawCurve();
       },
       onEval,
-    })
+    }))
     .then(() => {
       if (session !== s) return;
       demo.train.state = s.done ? 'done' : 'paused';
@@ -203,7 +242,7 @@ async function downloadCheckpoint(): Promise<void> {
   const s = session;
   if (!s) return;
   const bytes = await s.checkpoint();
-  const name = `atrous-${s.model.config.name}-shapes-step${s.step}.safetensors`;
+  const name = `atrous-${s.model.config.name}-${demo.train.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}-step${s.step}.safetensors`;
   const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
   const a = document.createElement('a');
   a.href = url;
@@ -225,7 +264,16 @@ export function setupTrain(): void {
       setStatus('train-status', errText(e), true);
       return;
     }
+    const dropped = $<HTMLInputElement>('train-on-data').checked ? droppedDataset() : null;
+    let init: SessionInit | undefined;
     $<HTMLButtonElement>('train-start').disabled = true;
+    try {
+      init = await readInit();
+    } catch (e) {
+      setStatus('train-status', errText(e), true);
+      updateTrainButtons();
+      return;
+    }
     await stopSession();
     demo.train.losses = [];
     demo.train.evals = [];
@@ -233,7 +281,10 @@ export function setupTrain(): void {
     lastReport = null;
     $('train-evals').querySelector('tbody')!.replaceChildren();
     try {
-      session = new TrainSession({ ...SESSION_DEFAULTS, ...opts });
+      const data: SessionData | undefined = dropped ? { train: dropped.train, val: dropped.val, labelMap: dropped.labelMap } : undefined;
+      session = new TrainSession({ ...SESSION_DEFAULTS, ...opts, ...readFreezing(), dataset: dropped ? 'given' : 'shapes' }, data, init);
+      demo.train.dataset = dropped ? (dropped.root || 'your data') : 'shapes';
+      demo.train.init = session.initReport;
     } catch (e) {
       demo.train.state = 'error';
       setStatus('train-status', `Cannot start: ${errText(e)}`, true);
@@ -242,7 +293,7 @@ export function setupTrain(): void {
     }
     demo.train.started++;
     drawCurve();
-    runSession();
+    runSession(init !== undefined);
   });
   $('train-pause').addEventListener('click', () => {
     session?.pause();
@@ -274,6 +325,9 @@ export function setupTrain(): void {
     }
     showPanel('segment');
     await resegment();
+  });
+  $('train-init').addEventListener('change', () => {
+    if ($<HTMLSelectElement>('train-init').value === 'file') $('train-init-file').click();
   });
   drawCurve();
   updateTrainButtons();

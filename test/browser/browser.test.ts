@@ -9,6 +9,10 @@
 // - names bad input (a non-image file, a checkpoint that does not fit its configuration);
 // - trains: the loss falls, pause/resume continues the run, the downloaded checkpoint loads in
 //   the Node CLI;
+// - takes a person's own data through the folder picker: a pairs folder with a broken mask gets
+//   `atrous data check`'s message, a VOC folder its report (label map, per-class pixels), and
+//   fine-tuning it from the shipped weights lowers the loss and raises the held-out mIoU; the
+//   download holds the 3 classes and the folder's label map and loads in `atrous predict`;
 // - holds the same GPU memory after each of 5 train/stop cycles;
 // - runs one benchmark row;
 // - without WebGPU, or without an adapter, says what to enable and throws nothing.
@@ -28,6 +32,9 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { init, createDeepLabV3, modelConfig, saveCheckpoint, readCheckpoint, stateDictToSafetensors } from '../../src/index.js';
 import { applyOrientation, decodeLabelPng } from '../../src/io/image.js';
 import { orientationVariants } from '../helpers.js';
+import { writeVocFolder, writePairsFolder, MERGED_META } from '../dropped-fixtures.js';
+import { openVoc } from '../../src/data/voc.js';
+import { labelMapEntries } from '../../src/data/labels.js';
 import { run as cli } from '../../src/cli/main.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -50,7 +57,8 @@ interface DemoState {
   model: null | { source: string; config: string; numClasses: number; classes: string[] };
   segmentations: number;
   lastSegmentation: null | { image: string; width: number; height: number; labels: Uint8Array; ms: number; outputStride: number; flip: boolean };
-  train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number };
+  train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number; dataset: string; init: string };
+  data: null | { state: string; message: string; layout: string; train: number; val: number; numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[] };
   benchRows: { pass: string; dilation: number; ms: number; gflops: number; adapter: string; cin: number; h: number }[];
   errors: string[];
   stats(): { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } | null;
@@ -350,6 +358,88 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const r = await atrous('predict', '--weights', file, '--image', join(SAMPLES, 'shapes-val-0.png'), '--out', join(tmp, 'pred-dl'));
     expect(r.code, r.out).to.equal(0);
     expect(r.out).to.contain('config mini');
+  });
+
+  it('brings its own data: a pairs folder with a broken mask gets data check\'s message; a VOC folder is checked as data check does and fine-tunes from the shipped weights', async () => {
+    await page.click('#tab-train');
+    const voc = join(tmp, 'myvoc');
+    await writeVocFolder(voc, 16, 6);
+    const pairs = join(tmp, 'pairs');
+    const broken = writePairsFolder(voc, pairs, 1)!;
+    const data = () => page.evaluate(() => atrousDemo.data);
+
+    // Pairs by name with one mask cut short: the reader's message, as `atrous data check` prints it.
+    let cliMessage = '';
+    try {
+      openVoc(pairs, { split: 'all', imageDir: 'images', labelDir: 'masks' });
+    } catch (e) {
+      cliMessage = (e as Error).message;
+    }
+    expect(cliMessage).to.contain(`masks/${broken}: truncated PNG`);
+    await page.setInputFiles('#data-folder', pairs);
+    await page.waitForFunction(() => atrousDemo.data !== null && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const bad = await data();
+    expect(bad!.state).to.equal('error');
+    expect(bad!.message).to.equal(cliMessage.replaceAll(`${tmp}/`, ''));
+    expect(await page.textContent('#data-status')).to.equal(bad!.message);
+    expect(await page.isDisabled('#train-on-data'), 'no data to train on').to.equal(true);
+    await page.screenshot({ path: join(SHOTS, 'data-error.png'), fullPage: true });
+
+    // A VOC folder: the report of `atrous data check --dataset voc:DIR` (label map, per-class pixels).
+    await page.setInputFiles('#data-folder', voc);
+    await page.waitForFunction(() => atrousDemo.data !== null && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const d = (await data())!;
+    expect(d.state, d.message).to.equal('ready');
+    expect([d.layout, d.train, d.val, d.numClasses]).to.deep.equal(['voc', 16, 6, 3]);
+    expect(d.classNames).to.deep.equal(MERGED_META.classNames);
+    const check = await atrous('data', 'check', '--dataset', `voc:${voc}`);
+    expect(check.code, check.out).to.equal(0);
+    expect(d.lines.join('\n')).to.equal(check.out.split('\n').slice(1).join('\n').replaceAll(`${tmp}/`, ''));
+    expect(d.lines.join('\n')).to.match(/^label map \(myvoc\/atrous-dataset\.json\): 3→2, 4→2, 5→2, 6→1\n/);
+    expect(await page.isChecked('#train-on-data')).to.equal(true);
+
+    // Fine-tune from the shipped weights: the head is re-initialised for 3 classes.
+    await page.selectOption('#train-init', 'shipped');
+    await page.check('#train-freeze input[data-freeze="freezeBatchNorm"]');
+    await page.fill('#train-steps', '12');
+    await page.fill('#train-batch', '2');
+    await page.fill('#train-eval-every', '4');
+    await page.fill('#train-eval-count', '6');
+    const started = await page.evaluate(() => atrousDemo.train.started);
+    const t0 = performance.now();
+    await page.click('#train-start');
+    await page.waitForFunction((n) => atrousDemo.train.started > n && ['done', 'error'].includes(atrousDemo.train.state), started, { timeout: 600_000 });
+    const secs = (performance.now() - t0) / 1000;
+    const t = await page.evaluate(() => ({ ...atrousDemo.train }));
+    expect(t.state, await page.textContent('#train-status') ?? '').to.equal('done');
+    expect(t.dataset).to.equal('myvoc');
+    expect(t.init).to.match(/^mini-shapes\.safetensors: .*re-initialised .* for 3 classes instead of 7/);
+    const loss = t.losses.map((l) => l.loss);
+    const first = (loss[0] + loss[1]) / 2;
+    const last = (loss[10] + loss[11]) / 2;
+    log(`fine-tuning on a dropped VOC folder (16 + 6 held out, 3 classes), 12 steps of batch 2 from the shipped weights, batch norm frozen: loss ${loss.map((v) => v.toFixed(3)).join(' ')}; held-out mIoU ${t.evals.map((e) => `${e.miou.toFixed(3)}@${e.step}`).join(' ')}; ${secs.toFixed(1)} s`);
+    expect(last, 'mean loss of the last two steps vs the first two').to.be.below(first);
+    expect(t.evals.map((e) => e.step), 'the shipped weights with the new head, then every 4 steps').to.deep.equal([0, 4, 8, 12]);
+    expect(t.evals[3].miou, 'held-out mIoU rises').to.be.above(t.evals[0].miou);
+    await page.screenshot({ path: join(SHOTS, 'train-data.png'), fullPage: true });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#train-download')]);
+    expect(download.suggestedFilename()).to.equal('atrous-mini-myvoc-step12.safetensors');
+    const file = join(tmp, download.suggestedFilename());
+    await download.saveAs(file);
+    const ck = readCheckpoint(new Uint8Array(readFileSync(file)));
+    expect(ck.config?.numClasses).to.equal(3);
+    expect(ck.inference.classes).to.deep.equal(MERGED_META.classNames);
+    expect(JSON.parse(ck.metadata.labelMap), 'the label map the CLI reads from the folder').to.deep.equal(labelMapEntries(openVoc(voc).labelMap));
+    const img = join(voc, 'JPEGImages', readdirSync(join(voc, 'JPEGImages')).sort()[0]);
+    const r = await atrous('predict', '--weights', file, '--image', img, '--out', join(tmp, 'pred-ft'));
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.contain('round');
+
+    // Back to the generated shapes from scratch for the tests below.
+    await page.uncheck('#train-freeze input[data-freeze="freezeBatchNorm"]');
+    await page.check('#train-on-shapes');
+    await page.selectOption('#train-init', 'scratch');
   });
 
   it('gives the GPU memory back: the same pool bytes after each of 5 train/stop cycles', async () => {
