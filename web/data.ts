@@ -4,37 +4,15 @@
 // table and the label map of atrous-dataset.json) and split into training and held-out images.
 // Photos are decoded by the browser, upright (imageOrientation 'from-image', as the Segment panel);
 // label PNGs by atrous's own decoder, so their raw palette indices are read exactly as the CLI reads them.
-import { openDropped, unzipFiles, type DroppedDataset, type RawImage } from '../src/index.js';
+import { openDropped, unzipFiles, type DroppedDataset } from '../src/index.js';
 import { $, demo, errText, setStatus } from './page.js';
+import { decodePhoto } from './decode.js';
 
-let current: DroppedDataset | null = null;
+let current: (DroppedDataset & { entries: [string, Uint8Array][]; heldOutEvery: number }) | null = null;
 
 /** The dataset the Train panel trains on when "your data" is chosen; null before one was checked. */
-export function droppedDataset(): DroppedDataset | null {
+export function droppedDataset(): (DroppedDataset & { entries: [string, Uint8Array][]; heldOutEvery: number }) | null {
   return current;
-}
-
-/** A photo as 8-bit RGB, upright, with the stored values (no colour-space conversion, no scaling). */
-export async function decodePhoto(bytes: Uint8Array, name: string): Promise<RawImage> {
-  let bmp: ImageBitmap;
-  try {
-    bmp = await createImageBitmap(new Blob([bytes as BlobPart]), { imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
-  } catch {
-    throw new Error(`${name}: not an image this browser can decode`);
-  }
-  const { width, height } = bmp;
-  const canvas = new OffscreenCanvas(width, height);
-  const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
-  ctx.drawImage(bmp, 0, 0);
-  bmp.close();
-  const rgba = ctx.getImageData(0, 0, width, height).data;
-  const rgb = new Uint8Array(width * height * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
-  }
-  return { width, height, data: rgb };
 }
 
 async function readAll(files: { path: string; file: File }[]): Promise<[string, Uint8Array][]> {
@@ -77,8 +55,9 @@ async function useFiles(files: { path: string; file: File }[], what: string): Pr
   updateDataChoice();
   try {
     const entries = await readAll(files);
-    const ds = await openDropped(entries, decodePhoto, { heldOutEvery: heldOutEvery() });
-    current = ds;
+    const every = heldOutEvery();
+    const ds = await openDropped(entries, decodePhoto, { heldOutEvery: every });
+    current = { ...ds, entries, heldOutEvery: every };
     demo.data = {
       state: 'ready', source: what, message: '', layout: ds.layout, train: ds.train.length, val: ds.val.length,
       numClasses: ds.numClasses, classNames: [...ds.classNames], labelMap: ds.labelMap, lines: ds.lines, warnings: ds.warnings,

@@ -26,17 +26,31 @@ export const demo = {
     /** What the current session trains on ('shapes' or the dropped folder's name) and started from. */
     dataset: '',
     init: '',
+    /** The training worker's adapter and GPU memory (its own device), after each step and each stop. */
+    adapter: '',
+    workerStats: null as null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number },
   },
   /** The dataset brought to the Train panel (web/data.ts): what the checks found. */
   data: null as null | {
     state: 'checking' | 'ready' | 'error'; source: string; message: string; layout: string; train: number; val: number;
     numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[];
   },
+  /** Main-thread long tasks (PerformanceObserver 'longtask': tasks over 50 ms), page time in ms. */
+  longTasks: [] as { start: number; duration: number }[],
+  /** The longest main-thread task that started at or after `since` (performance.now()), 0 for none over 50 ms. */
+  longestTask: (since = 0): number => Math.max(0, ...demo.longTasks.filter((t) => t.start >= since).map((t) => t.duration)),
   benchRows: [] as (BenchRow & { adapter: string })[],
   errors: [] as string[],
   stats: (): Stats | null => (gpuState.ready ? engine().stats() : null),
 };
 (globalThis as unknown as { atrousDemo: typeof demo }).atrousDemo = demo;
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) demo.longTasks.push({ start: e.startTime, duration: e.duration });
+  }).observe({ type: 'longtask', buffered: true });
+} catch {
+  // No long-task timing in this browser: demo.longTasks stays empty.
+}
 
 /** Whether the WebGPU device is open (set by gpu.ts). */
 export const gpuState = { ready: false };

@@ -4,14 +4,15 @@
 // checkpoint file (as `atrous train --init`: the head re-initialised for another class count), live
 // loss and held-out mIoU, pause/resume, checkpoint download, "use in Segment", stop (frees the GPU memory).
 import {
-  engine, TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, FREEZE_FLAGS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
-  type SessionInit, type SessionData,
+  SESSION_DEFAULTS, SESSION_OPTIONS, FREEZE_FLAGS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
+  type SessionInit,
 } from '../src/index.js';
+import { WorkerSession, type WorkerStats } from './train-client.js';
 import { droppedDataset } from './data.js';
 import { $, demo, enqueue, errText, gpuState, mib, setStatus, showPanel, updateMemory } from './page.js';
 import { loadModel, resegment } from './segment.js';
 
-let session: TrainSession | null = null;
+let session: WorkerSession | null = null;
 let running: Promise<void> | null = null;
 
 const trainButtons = ['train-start', 'train-pause', 'train-resume', 'train-stop', 'train-download', 'train-use'] as const;
@@ -197,8 +198,8 @@ function runSession(baseline = false): void {
   const s = session!;
   demo.train.state = 'running';
   updateTrainButtons();
-  setStatus('train-status', `Training ${s.model.config.name} on ${demo.train.dataset} (${s.train.length} images, ${s.val.length} held out)`
-    + `${s.step ? ` from step ${s.step}` : `, weights from ${s.initReport}`}… (the first step also compiles the kernels)`);
+  setStatus('train-status', `Training ${s.info.configName} on ${demo.train.dataset} (${s.info.trainLength} images, ${s.info.valLength} held out) in a worker`
+    + `${s.step ? ` from step ${s.step}` : `, weights from ${s.info.initReport}`}… (the first step also compiles the kernels)`);
   running = (baseline && s.options.evalEvery > 0 ? s.evaluate().then(onEval) : Promise.resolve())
     .then(() => s.run({
       onStep: (r) => {
@@ -209,8 +210,10 @@ function runSession(baseline = false): void {
         drawCurve();
       },
       onEval,
+      onStats: showWorkerStats,
     }))
-    .then(() => {
+    .then((r) => {
+      if (r.stats) showWorkerStats(r.stats);
       if (session !== s) return;
       demo.train.state = s.done ? 'done' : 'paused';
       const where = lastReport ? trainLine(lastReport) : `step ${s.step}`;
@@ -232,17 +235,24 @@ async function stopSession(): Promise<void> {
   if (!s) return;
   s.pause();
   if (running) await running;
-  await s.dispose();
+  const st = await s.dispose();
   session = null;
   demo.train.stopped++;
+  if (st) showWorkerStats(st);
   updateMemory();
+}
+
+/** The worker's GPU memory (its own device): in demo.train.workerStats and the memory line. */
+function showWorkerStats(st: WorkerStats): void {
+  demo.train.workerStats = st;
+  $('train-mem').textContent = `Training worker: ${mib(st.liveBytes)} in ${st.liveBuffers} live buffers, ${mib(st.allocatedBytes)} in its pool (${st.allocatedBuffers} buffers), ${st.pipelines} pipelines`;
 }
 
 async function downloadCheckpoint(): Promise<void> {
   const s = session;
   if (!s) return;
   const bytes = await s.checkpoint();
-  const name = `atrous-${s.model.config.name}-${demo.train.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}-step${s.step}.safetensors`;
+  const name = `atrous-${s.info.configName}-${demo.train.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}-step${s.step}.safetensors`;
   const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
   const a = document.createElement('a');
   a.href = url;
@@ -281,10 +291,12 @@ export function setupTrain(): void {
     lastReport = null;
     $('train-evals').querySelector('tbody')!.replaceChildren();
     try {
-      const data: SessionData | undefined = dropped ? { train: dropped.train, val: dropped.val, labelMap: dropped.labelMap } : undefined;
-      session = new TrainSession({ ...SESSION_DEFAULTS, ...opts, ...readFreezing(), dataset: dropped ? 'given' : 'shapes' }, data, init);
+      setStatus('train-status', 'Starting the training worker…');
+      session = await WorkerSession.create({ ...SESSION_DEFAULTS, ...opts, ...readFreezing(), dataset: dropped ? 'given' : 'shapes' },
+        dropped ? { entries: dropped.entries, heldOutEvery: dropped.heldOutEvery } : null, init);
       demo.train.dataset = dropped ? (dropped.root || 'your data') : 'shapes';
-      demo.train.init = session.initReport;
+      demo.train.init = session.info.initReport;
+      demo.train.adapter = session.info.adapter;
     } catch (e) {
       demo.train.state = 'error';
       setStatus('train-status', `Cannot start: ${errText(e)}`, true);
@@ -307,8 +319,8 @@ export function setupTrain(): void {
     for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = true;
     await stopSession();
     demo.train.state = 'stopped';
-    const s = engine().stats();
-    setStatus('train-status', `Stopped at step ${demo.train.step}; the model and optimizer state are freed (atrous now holds ${mib(s.allocatedBytes)} of GPU memory).`);
+    const st = demo.train.workerStats;
+    setStatus('train-status', `Stopped at step ${demo.train.step}; the model and optimizer state are freed${st ? ` (the training worker now holds ${mib(st.allocatedBytes)} of GPU memory)` : ''}.`);
     updateTrainButtons();
   });
   $('train-download').addEventListener('click', () => {
