@@ -18,7 +18,9 @@ import { ShapesDataset } from '../data/shapes.js';
 import type { Batch, Dataset } from '../data/types.js';
 import { DeepLabV3 } from '../nn/deeplabv3.js';
 import { modelConfig } from '../nn/configs.js';
-import { readCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { readCheckpoint, saveCheckpoint, stateDictToSafetensors } from '../io/checkpoint.js';
+import { Dropout } from '../nn/layers.js';
+import type { HostTensor } from '../nn/module.js';
 import { applyInit, describeInitReport, planInit } from './init-weights.js';
 import { FREEZE_FLAGS } from './options.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
@@ -60,6 +62,17 @@ export interface SessionData {
   val: Dataset;
   /** The dataset's label map ({"stored value": class index}), recorded in the checkpoint's metadata. */
   labelMap?: Record<string, number> | null;
+}
+
+/** Everything a session needs to continue exactly where it was saved (saveState()): the model,
+ * the momentum buffers, the step and dropout's mask counters; the losses and evaluations so far. */
+export interface SessionState {
+  step: number;
+  model: Uint8Array;
+  optimizer: Uint8Array;
+  dropoutCalls: Record<string, number>;
+  losses: { step: number; loss: number }[];
+  evals: EvalReport[];
 }
 
 /** Weights to start from, as `atrous train --init`: an atrous checkpoint or torchvision export's
@@ -123,7 +136,7 @@ export class TrainSession {
    * `atrous train --init`; the model is the file's configuration, when it has one, with the
    * dataset's class count), else from `seed`. Data: `data` with options.dataset 'given', else shapes.
    */
-  constructor(options: Partial<SessionOptions> = {}, data?: SessionData, init?: SessionInit) {
+  constructor(options: Partial<SessionOptions> = {}, data?: SessionData, init?: SessionInit, resume?: SessionState) {
     const o: SessionOptions = { ...SESSION_DEFAULTS, ...options };
     checkOptions(o);
     if ((o.dataset === 'given') !== (data !== undefined)) throw new Error("training: pass the datasets exactly when options.dataset is 'given'");
@@ -133,11 +146,15 @@ export class TrainSession {
     this.val = data?.val ?? new ShapesDataset({ split: 'val', seed: o.dataSeed });
     if (this.train.numClasses !== this.val.numClasses) throw new Error(`training: the held-out images have ${this.val.numClasses} classes, the training images ${this.train.numClasses}`);
     if (this.train.length === 0 || this.val.length === 0) throw new Error('training: no training or no held-out images');
-    const ck = init ? readCheckpoint(init.bytes, init.source) : null;
+    const ck = resume ? readCheckpoint(resume.model, 'saved session') : init ? readCheckpoint(init.bytes, init.source) : null;
     const cfg = ck?.config ? { ...ck.config, numClasses: this.train.numClasses } : modelConfig(o.config, { numClasses: this.train.numClasses });
     this.model = new DeepLabV3(cfg);
     try {
-      if (ck && init) {
+      if (resume) {
+        // The saved model (the class count and configuration were checked when it was saved).
+        this.model.loadStateDict(ck!.state);
+        this.initReport = `the saved session at step ${resume.step}`;
+      } else if (ck && init) {
         const plan = planInit(ck, this.model, init.source);
         applyInit(this.model, plan, o.seed);
         this.initReport = `${init.source}: ${describeInitReport(plan.report)}`;
@@ -155,13 +172,24 @@ export class TrainSession {
         { params: named.filter(([n]) => !isHead(n)).map(([, p]) => p) },
         { params: named.filter(([n]) => isHead(n)).map(([, p]) => p), lrMult: o.headLrMult },
       ], { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+      if (resume) {
+        const mom = readCheckpoint(resume.optimizer, 'saved session optimizer').state;
+        for (const [name, p] of named) {
+          const h = mom.get(name);
+          if (h && p.requiresGrad) this.opt.setMomentumBuffer(p, h.data as Float32Array);
+        }
+        for (const [name, m] of this.model.namedModules()) if (m instanceof Dropout) m.calls = resume.dropoutCalls[name] ?? 0;
+        this.step = resume.step;
+        this.losses.push(...resume.losses);
+        this.evals.push(...resume.evals);
+      }
       this.lossBuf = keep(empty([1]));
     } catch (err) {
       this.model.dispose();
       throw err;
     }
     const loader = new DataLoader(this.train, {
-      batchSize: o.batch, seed: o.seed, augment: { crop: o.crop, scaleMin: o.scaleMin, scaleMax: o.scaleMax }, steps: o.steps, prefetch: 1,
+      batchSize: o.batch, seed: o.seed, augment: { crop: o.crop, scaleMin: o.scaleMin, scaleMax: o.scaleMax }, steps: o.steps, prefetch: 1, startStep: this.step,
     });
     this.batches = loader[Symbol.asyncIterator]();
   }
@@ -239,6 +267,23 @@ export class TrainSession {
     const meta: Record<string, string> = { step: String(this.step), seed: String(this.options.seed), dataset: this.train.name };
     if (this.labelMap) meta.labelMap = JSON.stringify(this.labelMap);
     return saveCheckpoint(this.model, meta);
+  }
+
+  /** What resumes this session exactly (in a new session, after a reload): see SessionState. Not while running. */
+  async saveState(): Promise<SessionState> {
+    if (this.disposed) throw new Error('training: the session was disposed');
+    if (this.running) throw new Error('training: pause the session before saving it');
+    const mom = new Map<string, HostTensor>();
+    for (const [name, p] of this.model.namedParameters()) {
+      const b = this.opt.momentumBuffer(p);
+      if (b) mom.set(name, { shape: [...p.shape], data: await b.float32() });
+    }
+    const dropoutCalls: Record<string, number> = {};
+    for (const [name, m] of this.model.namedModules()) if (m instanceof Dropout) dropoutCalls[name] = m.calls;
+    return {
+      step: this.step, model: await this.checkpoint(), optimizer: stateDictToSafetensors(mom, { format: 'atrous-sgd', step: String(this.step) }),
+      dropoutCalls, losses: [...this.losses], evals: [...this.evals],
+    };
   }
 
   /** Frees the model, the optimizer state and the loss buffer, then returns the pool's free
