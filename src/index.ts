@@ -34,7 +34,7 @@ export {
   planInit, applyInit, initKind, keyPatterns, describeInitReport, INIT_KIND_NAMES,
   type InitKind, type InitReport, type InitPlan, type KeyGroup,
 } from './train/init-weights.js';
-export { TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, SESSION_RECIPE_KEYS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport, type SessionData, type SessionInit } from './train/session.js';
+export { TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, SESSION_RECIPE_KEYS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport, type SessionData, type SessionInit, type SessionState } from './train/session.js';
 export { openVocFiles, MemoryFiles, METADATA_FILE, type DatasetFiles, type VocOptions, type VocEntry } from './data/voc-core.js';
 export { openDropped, unzipFiles, SubsetDataset, type DroppedDataset } from './data/dropped.js';
 export { labelReport, labelWarnings, formatLabelCounts, describeLabelCounts, labelMapEntries, type LabelCounts } from './data/labels.js';

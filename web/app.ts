@@ -12,7 +12,7 @@
 import { demo, errText, setStatus, showPanel } from './page.js';
 import { startGpu } from './gpu.js';
 import { setupSegment } from './segment.js';
-import { setupTrain, updateTrainButtons } from './train.js';
+import { setupTrain, updateTrainButtons, offerSavedRun } from './train.js';
 import { setupBench } from './bench.js';
 import { setupData } from './data.js';
 
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
   setupBench();
   if (!(await startGpu())) return;
   updateTrainButtons();
+  await offerSavedRun();
   await setupSegment();
   demo.state = 'ready';
 }

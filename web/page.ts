@@ -26,6 +26,10 @@ export const demo = {
     /** What the current session trains on ('shapes' or the dropped folder's name) and started from. */
     dataset: '',
     init: '',
+    /** The run saved in this browser (IndexedDB), offered for restoring after a reload; null for none. */
+    saved: null as null | { step: number; steps: number; dataset: string; savedAt: string },
+    /** The step of the last save of the current session (0: none yet). */
+    persistedStep: 0,
     /** The training worker's adapter and GPU memory (its own device), after each step and each stop. */
     adapter: '',
     workerStats: null as null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number },

@@ -1,6 +1,6 @@
 // The page's side of the training worker (web/train-worker.ts): a session object with the shape
 // of TrainSession's that the Train panel uses, whose every call is a message to the worker.
-import type { SessionOptions, SessionInit, StepReport, EvalReport, SessionHooks } from '../src/index.js';
+import type { SessionOptions, SessionInit, SessionState, StepReport, EvalReport, SessionHooks } from '../src/index.js';
 import type { CreatedInfo, WorkerRequest } from './train-worker.js';
 
 export type WorkerStats = { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number };
@@ -52,8 +52,19 @@ export class WorkerSession {
     return this.info.options;
   }
 
-  static async create(options: Partial<SessionOptions>, data: { entries: [string, Uint8Array][]; heldOutEvery: number } | null, init: SessionInit | undefined): Promise<WorkerSession> {
-    return new WorkerSession(await call<CreatedInfo>({ type: 'create', options, data, init: init ?? null }));
+  static async create(options: Partial<SessionOptions>, data: { entries: [string, Uint8Array][]; heldOutEvery: number } | null, init: SessionInit | undefined,
+    resume?: SessionState): Promise<WorkerSession> {
+    const s = new WorkerSession(await call<CreatedInfo>({ type: 'create', options, data, init: init ?? null, resume: resume ?? null }));
+    if (resume) {
+      s.step = resume.step;
+      s.done = resume.step >= s.options.steps;
+    }
+    return s;
+  }
+
+  /** The session's state (SessionState), to resume it after a reload. */
+  saveState(): Promise<SessionState> {
+    return call<SessionState>({ type: 'save' });
   }
 
   async run(h: SessionHooks & { onStats?: (s: WorkerStats) => void }): Promise<{ n: number; stats: WorkerStats | null }> {

@@ -2,12 +2,12 @@
 // training never runs on the page's main thread (which only draws what this posts). Requests
 // carry an id and get one reply {id, ok, value | error}; steps and evaluations are posted as they
 // happen ({event: 'step' | 'eval'}). Checkpoints come back as transferred ArrayBuffers.
-import { init, engine, openDropped, TrainSession, type SessionOptions, type SessionInit, type EvalReport } from '../src/index.js';
+import { init, engine, openDropped, TrainSession, type SessionOptions, type SessionInit, type SessionState, type EvalReport } from '../src/index.js';
 import { decodePhoto } from './decode.js';
 
 export type WorkerRequest =
-  | { type: 'create'; options: Partial<SessionOptions>; data: { entries: [string, Uint8Array][]; heldOutEvery: number } | null; init: SessionInit | null }
-  | { type: 'run' } | { type: 'pause' } | { type: 'evaluate' } | { type: 'checkpoint' } | { type: 'dispose' } | { type: 'stats' };
+  | { type: 'create'; options: Partial<SessionOptions>; data: { entries: [string, Uint8Array][]; heldOutEvery: number } | null; init: SessionInit | null; resume: SessionState | null }
+  | { type: 'save' } | { type: 'run' } | { type: 'pause' } | { type: 'evaluate' } | { type: 'checkpoint' } | { type: 'dispose' } | { type: 'stats' };
 
 export interface CreatedInfo {
   options: SessionOptions;
@@ -40,7 +40,7 @@ async function handle(req: WorkerRequest): Promise<{ value: unknown; transfer?: 
       if (session) await session.dispose();
       session = null;
       const dropped = req.data ? await openDropped(req.data.entries, decodePhoto, { heldOutEvery: req.data.heldOutEvery }) : null;
-      session = new TrainSession(req.options, dropped ? { train: dropped.train, val: dropped.val, labelMap: dropped.labelMap } : undefined, req.init ?? undefined);
+      session = new TrainSession(req.options, dropped ? { train: dropped.train, val: dropped.val, labelMap: dropped.labelMap } : undefined, req.init ?? undefined, req.resume ?? undefined);
       const info: CreatedInfo = {
         options: session.options, initReport: session.initReport, configName: session.model.config.name,
         trainLength: session.train.length, valLength: session.val.length, adapter: engine().adapterName,
@@ -54,6 +54,10 @@ async function handle(req: WorkerRequest): Promise<{ value: unknown; transfer?: 
         onEval: (r) => scope.postMessage({ event: 'eval', report: r }),
       });
       return { value: { n, step: s.step, done: s.done, stats: stats() } };
+    }
+    case 'save': {
+      const st = await need().saveState();
+      return { value: st, transfer: [st.model.buffer as ArrayBuffer, st.optimizer.buffer as ArrayBuffer] };
     }
     case 'pause':
       session?.pause();

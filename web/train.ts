@@ -8,11 +8,14 @@ import {
   type SessionInit,
 } from '../src/index.js';
 import { WorkerSession, type WorkerStats } from './train-client.js';
+import { saveRun, loadRun, deleteRun, type SavedRun } from './store.js';
 import { droppedDataset } from './data.js';
 import { $, demo, enqueue, errText, gpuState, mib, setStatus, showPanel, updateMemory } from './page.js';
 import { loadModel, resegment } from './segment.js';
 
 let session: WorkerSession | null = null;
+/** What the current session was started with, for saving it. */
+let started: Omit<SavedRun, 'savedAt' | 'state'> | null = null;
 let running: Promise<void> | null = null;
 
 const trainButtons = ['train-start', 'train-pause', 'train-resume', 'train-stop', 'train-download', 'train-use'] as const;
@@ -212,12 +215,13 @@ function runSession(baseline = false): void {
       onEval,
       onStats: showWorkerStats,
     }))
-    .then((r) => {
+    .then(async (r) => {
       if (r.stats) showWorkerStats(r.stats);
       if (session !== s) return;
-      demo.train.state = s.done ? 'done' : 'paused';
       const where = lastReport ? trainLine(lastReport) : `step ${s.step}`;
-      setStatus('train-status', s.done ? `Done: ${where}.` : `Paused: ${where}. Resume, download the checkpoint, or stop.`);
+      const saved = await persist(s);
+      demo.train.state = s.done ? 'done' : 'paused';
+      setStatus('train-status', (s.done ? `Done: ${where}.` : `Paused: ${where}. Resume, download the checkpoint, or stop.`) + saved);
     })
     .catch((e) => {
       demo.train.state = 'error';
@@ -264,7 +268,76 @@ async function downloadCheckpoint(): Promise<void> {
   setStatus('train-status', `${$('train-status').textContent} Saved ${name} (${(bytes.length / 2 ** 20).toFixed(1)} MiB; npx atrous predict --weights ${name} --image IMG).`);
 }
 
+/** Saves the session in IndexedDB (store.ts); returns a sentence for the status line. */
+async function persist(s: WorkerSession): Promise<string> {
+  if (!started) return '';
+  try {
+    const state = await s.saveState();
+    await saveRun({ ...started, savedAt: new Date().toISOString(), state });
+    demo.train.persistedStep = state.step;
+    return ' Saved in this browser: a reload offers to restore it.';
+  } catch (e) {
+    return ` (Could not save it in this browser: ${errText(e)}.)`;
+  }
+}
+
+/** After a reload: offers the run saved in this browser, if any. */
+export async function offerSavedRun(): Promise<void> {
+  let run: SavedRun | null = null;
+  try {
+    run = await loadRun();
+  } catch (e) {
+    setStatus('train-status', `Could not read the saved run: ${errText(e)}`, true);
+  }
+  demo.train.saved = run ? { step: run.state.step, steps: run.options.steps, dataset: run.dataset, savedAt: run.savedAt } : null;
+  $('train-saved').hidden = run === null;
+  if (run) {
+    $('train-saved-line').textContent = `Saved in this browser on ${new Date(run.savedAt).toLocaleString()}: ${run.options.config} on ${run.dataset}, `
+      + `step ${run.state.step}/${run.options.steps} (weights from ${run.init}).`;
+  }
+}
+
+async function restoreSavedRun(): Promise<void> {
+  const run = await loadRun();
+  if (!run) return offerSavedRun();
+  for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = true;
+  await stopSession();
+  setStatus('train-status', 'Restoring the saved run in the training worker…');
+  session = await WorkerSession.create(run.options, run.data, undefined, run.state);
+  started = { options: run.options, dataset: run.dataset, init: run.init, data: run.data };
+  demo.train.started++;
+  demo.train.dataset = run.dataset;
+  demo.train.init = run.init;
+  demo.train.adapter = session.info.adapter;
+  demo.train.losses = run.state.losses.map((l) => ({ ...l }));
+  demo.train.evals = [];
+  demo.train.step = run.state.step;
+  demo.train.persistedStep = run.state.step;
+  $('train-evals').querySelector('tbody')!.replaceChildren();
+  for (const e of run.state.evals) onEval(e);
+  for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
+    el.value = String(run.options[el.dataset.option as keyof SessionOptions]);
+  }
+  demo.train.state = session.done ? 'done' : 'paused';
+  setStatus('train-status', `Restored: ${run.options.config} on ${run.dataset} at step ${run.state.step}/${run.options.steps}. `
+    + (session.done ? 'Download the checkpoint or use it in Segment.' : 'Resume continues it exactly where it was saved.'));
+  $('train-saved').hidden = true;
+  drawCurve();
+  updateTrainButtons();
+}
+
 export function setupTrain(): void {
+  $('train-restore').addEventListener('click', () => {
+    restoreSavedRun().catch((e) => {
+      demo.train.state = 'error';
+      setStatus('train-status', `Could not restore the saved run: ${errText(e)}`, true);
+      updateTrainButtons();
+    });
+  });
+  $('train-discard').addEventListener('click', async () => {
+    await deleteRun();
+    await offerSavedRun();
+  });
   fillTrainForm();
   $('train-start').addEventListener('click', async () => {
     let opts: Partial<SessionOptions>;
@@ -292,8 +365,11 @@ export function setupTrain(): void {
     $('train-evals').querySelector('tbody')!.replaceChildren();
     try {
       setStatus('train-status', 'Starting the training worker…');
-      session = await WorkerSession.create({ ...SESSION_DEFAULTS, ...opts, ...readFreezing(), dataset: dropped ? 'given' : 'shapes' },
-        dropped ? { entries: dropped.entries, heldOutEvery: dropped.heldOutEvery } : null, init);
+      const options = { ...SESSION_DEFAULTS, ...opts, ...readFreezing(), dataset: dropped ? 'given' as const : 'shapes' as const };
+      const data = dropped ? { entries: dropped.entries, heldOutEvery: dropped.heldOutEvery } : null;
+      session = await WorkerSession.create(options, data, init);
+      started = { options: session.options, dataset: dropped ? (dropped.root || 'your data') : 'shapes', init: session.info.initReport, data };
+      demo.train.persistedStep = 0;
       demo.train.dataset = dropped ? (dropped.root || 'your data') : 'shapes';
       demo.train.init = session.info.initReport;
       demo.train.adapter = session.info.adapter;

@@ -7,8 +7,8 @@
 // - reads photos upright: one photo in its 8 EXIF orientations (PNG and JPEG) gives one label map,
 //   equal to `atrous predict`'s;
 // - names bad input (a non-image file, a checkpoint that does not fit its configuration);
-// - trains: the loss falls, pause/resume continues the run, the downloaded checkpoint loads in
-//   the Node CLI;
+// - trains: the loss falls, pause, a reload, restoring the run from IndexedDB and resume continue
+//   the run, the downloaded checkpoint loads in the Node CLI;
 // - takes a person's own data through the folder picker: a pairs folder with a broken mask gets
 //   `atrous data check`'s message, a VOC folder its report (label map, per-class pixels), and
 //   fine-tuning it from the shipped weights lowers the loss and raises the held-out mIoU; the
@@ -59,7 +59,7 @@ interface DemoState {
   segmentations: number;
   lastSegmentation: null | { image: string; width: number; height: number; labels: Uint8Array; ms: number; outputStride: number; flip: boolean };
   train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number; dataset: string; init: string;
-    adapter: string; workerStats: null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } };
+    adapter: string; saved: null | { step: number; steps: number; dataset: string; savedAt: string }; persistedStep: number; workerStats: null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } };
   data: null | { state: string; message: string; layout: string; train: number; val: number; numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[] };
   benchRows: { pass: string; dilation: number; ms: number; gflops: number; adapter: string; cin: number; h: number }[];
   errors: string[];
@@ -319,7 +319,7 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     }
   });
 
-  it('trains mini on shapes: the loss falls, pause/resume continues the run, the checkpoint downloads and loads in the Node CLI', async () => {
+  it('trains mini on shapes: the loss falls, pause, reload, restore from IndexedDB and resume continue the run, the checkpoint downloads and loads in the Node CLI', async () => {
     await page.click('#tab-train');
     await page.fill('#train-steps', '8');
     await page.fill('#train-batch', '2');
@@ -333,7 +333,19 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const pausedAt = await page.evaluate(() => atrousDemo.train.step);
     expect(await page.evaluate(() => atrousDemo.train.state)).to.equal('paused');
     expect(pausedAt).to.be.within(3, 7);
-    expect(await page.textContent('#train-status')).to.match(/^Paused: step \d+\/8/);
+    expect(await page.textContent('#train-status')).to.match(/^Paused: step \d+\/8.* Saved in this browser/);
+    expect(await page.evaluate(() => atrousDemo.train.persistedStep), 'saved in IndexedDB at the pause').to.equal(pausedAt);
+    // A reload keeps the run (IndexedDB): the panel offers it, and restoring it continues exactly there.
+    await page.reload();
+    await page.waitForFunction(() => atrousDemo.state !== 'starting' && atrousDemo.segmentations > 0, null, { timeout: 300_000 });
+    expect(await page.evaluate(() => atrousDemo.train.saved), 'the saved run offered after the reload').to.deep.include({ step: pausedAt, steps: 8, dataset: 'shapes' });
+    await page.click('#tab-train');
+    expect(await page.isVisible('#train-restore')).to.equal(true);
+    await page.screenshot({ path: join(SHOTS, 'train-saved.png'), fullPage: true });
+    await page.click('#train-restore');
+    await page.waitForFunction(() => ['paused', 'error'].includes(atrousDemo.train.state), null, { timeout: 120_000 });
+    expect(await page.textContent('#train-status')).to.match(new RegExp(`^Restored: mini on shapes at step ${pausedAt}/8`));
+    expect(await page.evaluate(() => atrousDemo.train.losses.map((l) => l.step))).to.deep.equal(Array.from({ length: pausedAt }, (_, i) => i + 1));
     await page.waitForTimeout(300);
     expect(await page.evaluate(() => atrousDemo.train.step), 'no step while paused').to.equal(pausedAt);
     await page.click('#train-resume');
@@ -345,7 +357,7 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const loss = t.losses.map((l) => l.loss);
     const first = (loss[0] + loss[1]) / 2;
     const last = (loss[6] + loss[7]) / 2;
-    log(`training, 8 steps of batch 2 at 65×65 (paused at step ${pausedAt}): loss ${loss.map((v) => v.toFixed(3)).join(' ')}; held-out mIoU ${t.evals.map((e) => `${e.miou.toFixed(3)}@${e.step}`).join(' ')}; ${secs.toFixed(1)} s`);
+    log(`training, 8 steps of batch 2 at 65×65 (paused at step ${pausedAt}, page reloaded, run restored from IndexedDB, resumed): loss ${loss.map((v) => v.toFixed(3)).join(' ')}; held-out mIoU ${t.evals.map((e) => `${e.miou.toFixed(3)}@${e.step}`).join(' ')}; ${secs.toFixed(1)} s`);
     expect(loss.every(Number.isFinite)).to.equal(true);
     expect(last, 'mean loss of the last two steps vs the first two').to.be.below(first * 0.85);
     expect(t.evals.map((e) => e.step)).to.deep.equal([4, 8]);
