@@ -7,6 +7,7 @@
 //               weights or a checkpoint, live loss and held-out mIoU,
 //               pause/resume, checkpoint download, stop (frees the GPU memory);
 //   bench.ts    the conv2d microbenchmark of `npm run bench`;
+//   camera.ts   the Segment panel's camera (getUserMedia), segmented frame after frame;
 // page.ts holds what they share, gpu.ts the WebGPU start. `window.atrousDemo` (page.ts) exposes the
 // state that the browser test (test/browser/) checks.
 import { demo, errText, setStatus, showPanel } from './page.js';
@@ -15,6 +16,7 @@ import { setupSegment } from './segment.js';
 import { setupTrain, updateTrainButtons, offerSavedRun } from './train.js';
 import { setupBench } from './bench.js';
 import { setupData } from './data.js';
+import { setupCamera } from './camera.js';
 
 for (const b of document.querySelectorAll<HTMLButtonElement>('#tabs button')) b.addEventListener('click', () => showPanel(b.dataset.panel!));
 
@@ -26,6 +28,7 @@ async function main(): Promise<void> {
   updateTrainButtons();
   await offerSavedRun();
   await setupSegment();
+  setupCamera();
   demo.state = 'ready';
 }
 

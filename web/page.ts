@@ -39,6 +39,8 @@ export const demo = {
     state: 'checking' | 'ready' | 'error'; source: string; message: string; layout: string; train: number; val: number;
     numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[];
   },
+  /** The Segment panel's camera: frames segmented, frames per second (over the last second), frame size. */
+  camera: { state: 'off' as 'off' | 'starting' | 'running' | 'error', frames: 0, fps: 0, width: 0, height: 0, adapter: '', message: '' },
   /** Main-thread long tasks (PerformanceObserver 'longtask': tasks over 50 ms), page time in ms. */
   longTasks: [] as { start: number; duration: number }[],
   /** The longest main-thread task that started at or after `since` (performance.now()), 0 for none over 50 ms. */

@@ -15,6 +15,7 @@
 //   download holds the 3 classes and the folder's label map and loads in `atrous predict`;
 // - trains in a Web Worker: the page's longest main-thread task while training stays under 100 ms,
 //   and the worker holds the same GPU memory after each of 5 train/stop cycles;
+// - segments Chromium's fake camera frame after frame (frames per second, adapter), and stops;
 // - runs one benchmark row;
 // - without WebGPU, or without an adapter, says what to enable and throws nothing.
 // Screenshots go to test/browser/screenshots/ (git-ignored).
@@ -48,6 +49,8 @@ const SAMPLES = join(ROOT, 'web', 'samples');
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader',
   '--disable-background-networking', '--disable-component-update', '--no-first-run',
+  // Chromium's fake camera (a test pattern), granted without asking.
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
 ];
 const MIN_AGREEMENT = 0.995;
 
@@ -61,6 +64,7 @@ interface DemoState {
   train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number; dataset: string; init: string;
     adapter: string; saved: null | { step: number; steps: number; dataset: string; savedAt: string }; persistedStep: number; workerStats: null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } };
   data: null | { state: string; message: string; layout: string; train: number; val: number; numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[] };
+  camera: { state: string; frames: number; fps: number; width: number; height: number; adapter: string; message: string };
   benchRows: { pass: string; dilation: number; ms: number; gflops: number; adapter: string; cin: number; h: number }[];
   errors: string[];
   longTasks: { start: number; duration: number }[];
@@ -507,6 +511,36 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(await page.textContent('#mem-line')).to.match(/GPU memory held by atrous: [\d.]+ MiB/);
   });
 
+  it("segments Chromium's fake camera frame after frame with the loaded model, showing frames per second and the adapter", async () => {
+    await page.click('#tab-segment');
+    await page.click('#cam-start');
+    await page.waitForFunction(() => atrousDemo.camera.frames >= 4 || atrousDemo.camera.state === 'error', null, { timeout: 300_000 });
+    const c = await page.evaluate(() => ({ ...atrousDemo.camera }));
+    expect(c.state, c.message).to.equal('running');
+    log(`camera: ${c.frames} frames of ${c.width}×${c.height}, ${c.fps.toFixed(1)} frames per second on ${c.adapter}`);
+    expect(c.width).to.equal(129);
+    expect(c.height).to.be.within(60, 129);
+    expect(c.fps).to.be.above(0);
+    expect(c.adapter).to.match(/swiftshader/i);
+    expect(await page.textContent('#cam-status')).to.match(/frames per second .* on .*swiftshader/i);
+    const overlay = await page.evaluate(() => {
+      const cv = document.querySelector<HTMLCanvasElement>('#cam-overlay')!;
+      const d = cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data;
+      let nonzero = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 0) nonzero++;
+      return { w: cv.width, h: cv.height, nonzero };
+    });
+    expect([overlay.w, overlay.h]).to.deep.equal([c.width, c.height]);
+    expect(overlay.nonzero, 'the overlay is drawn').to.be.above(0);
+    await page.screenshot({ path: join(SHOTS, 'camera.png'), fullPage: true });
+    await page.click('#cam-stop');
+    await page.waitForFunction(() => atrousDemo.camera.state === 'off', null, { timeout: 60_000 });
+    const frames = await page.evaluate(() => atrousDemo.camera.frames);
+    await page.waitForTimeout(500);
+    expect(await page.evaluate(() => atrousDemo.camera.frames), 'no frame after the stop').to.equal(frames);
+    expect(await page.evaluate(() => (document.querySelector('#cam-video') as HTMLVideoElement).srcObject)).to.equal(null);
+  });
+
   it('runs one benchmark row and shows it with the adapter', async () => {
     await page.click('#tab-bench');
     for (const r of ['1', '12', '18']) await page.uncheck(`input[name="bench-rate"][value="${r}"]`);
@@ -560,6 +594,6 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
 
   it('wrote the screenshots', () => {
     const shots = readdirSync(SHOTS).filter((f) => f.endsWith('.png')).sort();
-    expect(shots).to.include.members(['bench.png', 'no-adapter.png', 'no-webgpu.png', 'segment.png', 'train.png']);
+    expect(shots).to.include.members(['bench.png', 'camera.png', 'data-error.png', 'no-adapter.png', 'no-webgpu.png', 'segment.png', 'train-data.png', 'train-saved.png', 'train.png']);
   });
 });
