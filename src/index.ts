@@ -21,7 +21,7 @@ export { normalize, augment, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, type Normali
 export { vocPalette, colorize, VOC_CLASSES } from './data/palette.js';
 export { IGNORE, type Dataset, type Sample, type Batch } from './data/types.js';
 export { segment, segmentImage, defaultPadMultiple, type SegmentOptions, type Segmentation } from './infer/segment.js';
-export { rgbToChw, chwToRgb, overlayLabels } from './data/pixels.js';
+export { rgbToChw, chwToRgb, rgbaToRgb, overlayLabels } from './data/pixels.js';
 export { ConfusionMatrix, formatMetrics, type SegMetrics } from './train/metrics.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult, type KeptPrediction } from './train/evaluate.js';
 export { renderReport, lossCurveSvg, type ReportInput } from './train/report.js';

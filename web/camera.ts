@@ -1,7 +1,7 @@
 // The Segment panel's camera: getUserMedia frames, scaled to the chosen size, segmented one after
 // the other with the loaded model (the Segment panel's queue, so a model change waits for the
 // frame in progress), drawn as an overlay with the frames per second and the adapter.
-import { engine, segmentImage, overlayLabels, vocPalette } from '../src/index.js';
+import { engine, segmentImage, overlayLabels, rgbaToRgb, vocPalette } from '../src/index.js';
 import { $, demo, drawRgb, enqueue, errText, setStatus } from './page.js';
 import { currentModel } from './segment.js';
 
@@ -16,14 +16,7 @@ function frameRgb(video: HTMLVideoElement, side: number): { rgb: Uint8Array; wid
   const c = new OffscreenCanvas(width, height);
   const ctx = c.getContext('2d', { willReadFrequently: true })!;
   ctx.drawImage(video, 0, 0, width, height);
-  const rgba = ctx.getImageData(0, 0, width, height).data;
-  const rgb = new Uint8Array(width * height * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
-  }
-  return { rgb, width, height };
+  return { rgb: rgbaToRgb(ctx.getImageData(0, 0, width, height).data), width, height };
 }
 
 async function run(video: HTMLVideoElement): Promise<void> {

@@ -1,6 +1,6 @@
 // Photo decoding with the browser's decoder, usable in the page and in a worker (createImageBitmap,
 // OffscreenCanvas; no document).
-import type { RawImage } from '../src/index.js';
+import { rgbaToRgb, type RawImage } from '../src/index.js';
 
 /** A photo as 8-bit RGB, upright, with the stored values (no colour-space conversion, no scaling). */
 export async function decodePhoto(bytes: Uint8Array, name: string): Promise<RawImage> {
@@ -15,13 +15,6 @@ export async function decodePhoto(bytes: Uint8Array, name: string): Promise<RawI
   const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
   ctx.drawImage(bmp, 0, 0);
   bmp.close();
-  const rgba = ctx.getImageData(0, 0, width, height).data;
-  const rgb = new Uint8Array(width * height * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
-  }
-  return { width, height, data: rgb };
+  return { width, height, data: rgbaToRgb(ctx.getImageData(0, 0, width, height).data) };
 }
 

@@ -370,6 +370,7 @@ export function setupTrain(): void {
       session = await WorkerSession.create(options, data, init);
       started = { options: session.options, dataset: dropped ? (dropped.root || 'your data') : 'shapes', init: session.info.initReport, data };
       demo.train.persistedStep = 0;
+      $('train-saved').hidden = true;
       demo.train.dataset = dropped ? (dropped.root || 'your data') : 'shapes';
       demo.train.init = session.info.initReport;
       demo.train.adapter = session.info.adapter;

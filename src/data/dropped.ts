@@ -122,7 +122,7 @@ export async function openDropped(
   let heldOutFrom: string;
   if (valOpts) {
     val = openVocFiles(fs, root, { ...valOpts, validate: 'labels' });
-    heldOutFrom = `the val list (${val.length} images)`;
+    heldOutFrom = 'the val list';
   } else {
     if (all.length < 2) throw new Error(`${root || 'the dataset'}: ${all.length} image/label pair; training with held-out images needs at least 2`);
     const held: number[] = [];
