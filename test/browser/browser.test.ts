@@ -34,7 +34,8 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { init, createDeepLabV3, modelConfig, saveCheckpoint, readCheckpoint, stateDictToSafetensors } from '../../src/index.js';
 import { applyOrientation, decodeLabelPng } from '../../src/io/image.js';
 import { orientationVariants } from '../helpers.js';
-import { writeVocFolder, writePairsFolder, MERGED_META } from '../dropped-fixtures.js';
+import { writeVocFolder, writePairsFolder, folderEntries, MERGED_META } from '../dropped-fixtures.js';
+import { zipSync } from 'fflate';
 import { openVoc } from '../../src/data/voc.js';
 import { labelMapEntries } from '../../src/data/labels.js';
 import { run as cli } from '../../src/cli/main.js';
@@ -63,7 +64,7 @@ interface DemoState {
   lastSegmentation: null | { image: string; width: number; height: number; labels: Uint8Array; ms: number; outputStride: number; flip: boolean };
   train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number; dataset: string; init: string;
     adapter: string; saved: null | { step: number; steps: number; dataset: string; savedAt: string }; persistedStep: number; workerStats: null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } };
-  data: null | { state: string; message: string; layout: string; train: number; val: number; numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[] };
+  data: null | { state: string; source: string; message: string; layout: string; train: number; val: number; numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[] };
   camera: { state: string; frames: number; fps: number; width: number; height: number; adapter: string; message: string };
   benchRows: { pass: string; dilation: number; ms: number; gflops: number; adapter: string; cin: number; h: number }[];
   errors: string[];
@@ -417,6 +418,14 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(d.lines.join('\n')).to.equal(check.out.split('\n').slice(1).join('\n').replaceAll(`${tmp}/`, ''));
     expect(d.lines.join('\n')).to.match(/^label map \(myvoc\/atrous-dataset\.json\): 3→2, 4→2, 5→2, 6→1\n/);
     expect(await page.isChecked('#train-on-data')).to.equal(true);
+    // The same folder as a zip, through the zip input: the same report (training below uses it).
+    const zipFile = join(tmp, 'myvoc.zip');
+    writeFileSync(zipFile, zipSync(Object.fromEntries(folderEntries(voc))));
+    await page.setInputFiles('#data-zip', zipFile);
+    await page.waitForFunction(() => atrousDemo.data !== null && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const z = (await data())!;
+    expect(z.state, z.message).to.equal('ready');
+    expect([z.source, z.train, z.val, z.lines]).to.deep.equal(['myvoc.zip', 16, 6, d.lines]);
 
     // Fine-tune from the shipped weights: the head is re-initialised for 3 classes.
     await page.selectOption('#train-init', 'shipped');
