@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDropped, unzipFiles, TrainSession, readCheckpoint, labelReport } from '../src/index.js';
 import { openVoc } from '../src/data/voc.js';
+import { run as runCli } from '../src/cli/main.js';
 import { decodeImage } from '../src/io/image.js';
 import { zipSync } from 'fflate';
 import { writeVocFolder, writePairsFolder, folderEntries, MERGED_META } from './dropped-fixtures.js';
@@ -53,6 +54,16 @@ describe('your own data (dropped folder or zip, browser-safe reader)', function 
       cli = (e as Error).message;
     }
     expect(cli).to.match(new RegExp(`masks/${name}: truncated PNG`));
+    // The command says the same for the same folder.
+    const errors: string[] = [];
+    const err = console.error;
+    console.error = (...a: unknown[]) => void errors.push(a.join(' '));
+    try {
+      expect(await runCli(['data', 'check', '--dataset', `voc:${pairs}`, '--split', 'all', '--image-dir', 'images', '--label-dir', 'masks'])).to.equal(1);
+    } finally {
+      console.error = err;
+    }
+    expect(errors.join('\n')).to.equal(`atrous data: ${cli}`);
     let page = '';
     try {
       await openDropped(folderEntries(pairs), decodeImage);

@@ -12,7 +12,7 @@ import type { Command } from './main.js';
 const USAGE = [
   'usage: atrous data export --dataset NAME --split S --count N --out DIR [--seed S] [--size H[xW]]',
   '                          [--format jpg|png] [--quality Q] [--force]',
-  '       atrous data check --dataset voc:DIR [--split S] [--full] [--cityscapes] [--strict]',
+  '       atrous data check --dataset voc:DIR [--split S] [--image-dir D --label-dir D] [--full] [--cityscapes] [--strict]',
   '       atrous data check --dataset shapes|fashion-scenes [--split S] [--count N] [--strict]',
   '',
   'export  writes samples 0..N-1 of an embedded dataset (shapes, fashion-scenes) or of a VOC directory',
@@ -28,6 +28,8 @@ const USAGE = [
   `        nothing and cannot be evaluated) and when 255 covers more than ${IGNORE_SHARE_LIMIT * 100}% of the pixels. The label map`,
   '        of the dataset ("labelMap" in DIR/atrous-dataset.json, e.g. {"255": 1} for masks saved as 0/255)',
   '        applies first. Warnings leave the exit status 0; --strict makes them an error (exit 1).',
+  '        --image-dir and --label-dir name other folders than JPEGImages and SegmentationClass, e.g. the',
+  "        images/ and masks/ of plain pairs: --split all --image-dir images --label-dir masks (as the page reads them).",
   `        Generated datasets are counted over their first --count samples (default ${LABEL_COUNT_SAMPLES}).`,
 ].join('\n');
 
@@ -129,15 +131,16 @@ export const dataCommand: Command = {
     if (sub === 'check') {
       const { values } = parse('data check', rest, {
         dataset: { type: 'string' }, split: { type: 'string' }, full: { type: 'boolean' }, cityscapes: { type: 'boolean' },
-        strict: { type: 'boolean' }, count: { type: 'string' },
+        strict: { type: 'boolean' }, count: { type: 'string' }, 'image-dir': { type: 'string' }, 'label-dir': { type: 'string' },
       });
       if (values.dataset === undefined) throw new Error(`atrous data check: --dataset is required\n\n${USAGE}`);
       const voc = values.dataset.startsWith('voc:');
       if (!voc && (values.full || values.cityscapes)) throw new Error('atrous data check: --full and --cityscapes apply to a dataset directory (voc:DIR)');
+      if (!voc && (values['image-dir'] !== undefined || values['label-dir'] !== undefined)) throw new Error('atrous data check: --image-dir and --label-dir apply to a dataset directory (voc:DIR)');
       if (voc && values.count !== undefined) throw new Error('atrous data check: --count applies to the generated datasets; a directory is counted whole');
       const ds = openDataset(values.dataset, {
         split: values.split ?? 'train',
-        voc: { validate: values.full ? 'full' : 'labels', labelMap: values.cityscapes ? 'cityscapes' : undefined },
+        voc: { validate: values.full ? 'full' : 'labels', labelMap: values.cityscapes ? 'cityscapes' : undefined, imageDir: values['image-dir'], labelDir: values['label-dir'] },
       });
       const { lines, warnings } = await labelReport(ds, int('count', values.count, 1));
       const n = warnings.length;

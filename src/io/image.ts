@@ -1,10 +1,10 @@
 // Image files: PNG and JPEG decoding and encoding for the data pipeline (Node: uses node:zlib).
 //
 // - Photos: JPEG through jpeg-js, PNG through pngjs, both to 8-bit RGB (alpha dropped).
-// - Label maps: PNG decoded HERE, not through pngjs, because pngjs expands palette images to RGBA
-//   and segmentation labels are the raw palette indices (PASCAL VOC's SegmentationClass). Gray
-//   PNGs (SegmentationClassAug, Cityscapes labelIds) give their values; RGB PNGs are mapped
-//   back through the VOC colour map.
+// - Label maps: PNG decoded by atrous itself (image-core.ts), not through pngjs, because pngjs
+//   expands palette images to RGBA and segmentation labels are the raw palette indices (PASCAL
+//   VOC's SegmentationClass). Gray PNGs (SegmentationClassAug, Cityscapes labelIds) give their
+//   values; RGB PNGs are mapped back through the VOC colour map.
 // - Writing: RGB PNG through pngjs, JPEG through jpeg-js, palette PNG by hand (pngjs cannot write
 //   palette images): IHDR colour type 3, PLTE, one zlib IDAT of unfiltered rows, IEND.
 //
