@@ -479,6 +479,20 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(r.code, r.out).to.equal(0);
     expect(r.out).to.contain('round');
 
+    // Start from a checkpoint file: the one just downloaded (3 classes: nothing re-initialised). Its
+    // held-out mIoU before the first step is the one the run ended with.
+    await page.selectOption('#train-init', 'file');
+    await page.setInputFiles('#train-init-file', file);
+    await page.fill('#train-steps', '1');
+    const started2 = await page.evaluate(() => atrousDemo.train.started);
+    await page.click('#train-start');
+    await page.waitForFunction((n) => atrousDemo.train.started > n && ['done', 'error'].includes(atrousDemo.train.state), started2, { timeout: 300_000 });
+    const t2 = await page.evaluate(() => ({ ...atrousDemo.train }));
+    expect(t2.state, await page.textContent('#train-status') ?? '').to.equal('done');
+    expect(t2.init).to.match(/^atrous-mini-myvoc-step12\.safetensors: 176 tensors loaded .*; 0 re-initialised; 0 initialised from the seed/);
+    expect(t2.evals[0].step).to.equal(0);
+    expect(t2.evals[0].miou, 'the checkpoint file, evaluated in the worker before training').to.equal(t.evals[3].miou);
+
     // Back to the generated shapes from scratch for the tests below.
     await page.uncheck('#train-freeze input[data-freeze="freezeBatchNorm"]');
     await page.check('#train-on-shapes');
