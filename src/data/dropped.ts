@@ -131,7 +131,7 @@ export async function openDropped(
     if (held.length === 0) held.push(kept.pop()!);
     train = new SubsetDataset(all, kept, trainOpts.split ?? 'train');
     val = new SubsetDataset(all, held, 'held-out');
-    heldOutFrom = `every ${every}th image of ${all.length} (${held.length} held out)`;
+    heldOutFrom = `one image in ${every} of ${all.length}`;
   }
   const report = await labelReport(all);
   return {
