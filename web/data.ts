@@ -109,7 +109,8 @@ export function setupData(): void {
       const files: { path: string; file: File }[] = [];
       if (items.length) for (const e of items) await walkEntry(e, files);
       else for (const file of ev.dataTransfer?.files ?? []) files.push({ path: file.name, file });
-      if (files.length) await useFiles(files, items.length === 1 ? items[0].name : `${files.length} dropped files`);
+      const what = items.length === 1 ? items[0].name : files.length === 1 ? files[0].file.name : `${files.length} dropped files`;
+      if (files.length) await useFiles(files, what);
     })();
   });
   updateDataChoice();

@@ -426,6 +426,16 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const z = (await data())!;
     expect(z.state, z.message).to.equal('ready');
     expect([z.source, z.train, z.val, z.lines]).to.deep.equal(['myvoc.zip', 16, 6, d.lines]);
+    // And dropped on the drop zone.
+    await page.evaluate((b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped-voc.zip', { type: 'application/zip' }));
+      document.querySelector('#data-drop')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, readFileSync(zipFile).toString('base64'));
+    await page.waitForFunction(() => atrousDemo.data?.source === 'dropped-voc.zip' && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const dz = (await data())!;
+    expect([dz.state, dz.train, dz.val, dz.lines]).to.deep.equal(['ready', 16, 6, d.lines]);
 
     // Fine-tune from the shipped weights: the head is re-initialised for 3 classes.
     await page.selectOption('#train-init', 'shipped');
