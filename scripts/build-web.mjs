@@ -2,6 +2,7 @@
 // Builds the browser demo and the browser library into dist/web/:
 //   dist/web/index.html, style.css, samples/   the page (copied from web/)
 //   dist/web/app.js                             the page's code: web/app.ts + src/ bundled (esbuild)
+//   dist/web/train-worker.js                    the Train panel's worker: web/train-worker.ts + src/
 //   dist/web/atrous.js                          src/index.ts as one ES module, WGSL shaders embedded
 // The shaders are embedded first (scripts/embed-shaders.mjs). The build fails when anything in
 // the bundles imports a Node built-in (node:fs, path, ...): below the CLI, src/ must stay browser-safe.
@@ -89,6 +90,7 @@ export async function buildWeb({ minify = false, typecheck = true, log = console
   try {
     results = await Promise.all([
       esbuild.build({ ...common, entryPoints: [join(ROOT, 'web', 'app.ts')], outfile: join(WEB_OUT, 'app.js') }),
+      esbuild.build({ ...common, entryPoints: [join(ROOT, 'web', 'train-worker.ts')], outfile: join(WEB_OUT, 'train-worker.js') }),
       esbuild.build({ ...common, entryPoints: [join(ROOT, 'src', 'index.ts')], outfile: join(WEB_OUT, 'atrous.js') }),
     ]);
   } catch (e) {

@@ -13,15 +13,15 @@ export {
   CHECKPOINT_FORMAT, type Checkpoint, type ResolvedInference, type SettingSource,
 } from './io/checkpoint.js';
 // Browser-safe parts of the data pipeline, inference and training (no Node built-ins: the
-// browser bundle dist/web/atrous.js is built from this file). The Node-only ones (VOC and
-// fashion-MNIST readers, run directories, the CLI) are imported from their modules.
+// browser bundle dist/web/atrous.js is built from this file). The Node-only ones (VOC directories on
+// disk (src/data/voc.ts; the checks themselves are voc-core.ts, exported here), the fashion-MNIST reader, run directories, the CLI) are imported from their modules.
 export { ShapesDataset, SHAPE_KINDS, type ShapesOptions, type ShapeKind } from './data/shapes.js';
 export { DataLoader, type LoaderOptions } from './data/loader.js';
 export { normalize, augment, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, type Normalization, type AugmentOptions, type Triple } from './data/augment.js';
 export { vocPalette, colorize, VOC_CLASSES } from './data/palette.js';
 export { IGNORE, type Dataset, type Sample, type Batch } from './data/types.js';
 export { segment, segmentImage, defaultPadMultiple, type SegmentOptions, type Segmentation } from './infer/segment.js';
-export { rgbToChw, chwToRgb, overlayLabels } from './data/pixels.js';
+export { rgbToChw, chwToRgb, rgbaToRgb, overlayLabels } from './data/pixels.js';
 export { ConfusionMatrix, formatMetrics, type SegMetrics } from './train/metrics.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult, type KeptPrediction } from './train/evaluate.js';
 export { renderReport, lossCurveSvg, type ReportInput } from './train/report.js';
@@ -34,4 +34,8 @@ export {
   planInit, applyInit, initKind, keyPatterns, describeInitReport, INIT_KIND_NAMES,
   type InitKind, type InitReport, type InitPlan, type KeyGroup,
 } from './train/init-weights.js';
-export { TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, SESSION_RECIPE_KEYS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport } from './train/session.js';
+export { TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, SESSION_RECIPE_KEYS, type SessionOptions, type SessionHooks, type StepReport, type EvalReport, type SessionData, type SessionInit, type SessionState } from './train/session.js';
+export { openVocFiles, MemoryFiles, METADATA_FILE, type DatasetFiles, type VocOptions, type VocEntry } from './data/voc-core.js';
+export { openDropped, unzipFiles, SubsetDataset, type DroppedDataset } from './data/dropped.js';
+export { labelReport, labelWarnings, formatLabelCounts, describeLabelCounts, labelMapEntries, type LabelCounts } from './data/labels.js';
+export { imageInfo, decodeLabelPng, ImageError, type RawImage, type ImageInfo } from './io/image-core.js';

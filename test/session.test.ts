@@ -61,6 +61,35 @@ describe('train session (in memory, browser-safe)', () => {
     }
   });
 
+  it('saveState() and a new session from it continue exactly: the losses of an uninterrupted run (the page resumes after a reload so)', async () => {
+    const opts = { ...SMALL, steps: 5, evalEvery: 0, batch: 2 };
+    const straight = new TrainSession(opts);
+    try {
+      await straight.run();
+    } finally {
+      await straight.dispose();
+    }
+    const first = new TrainSession(opts);
+    let state;
+    try {
+      await first.run({ onStep: (r) => r.step === 2 && first.pause() });
+      expect(first.step).to.equal(2);
+      state = await first.saveState();
+    } finally {
+      await first.dispose();
+    }
+    expect(state.step).to.equal(2);
+    const resumed = new TrainSession(opts, undefined, undefined, state);
+    try {
+      expect(resumed.step).to.equal(2);
+      expect(resumed.initReport).to.equal('the saved session at step 2');
+      expect(await resumed.run()).to.equal(3);
+      expect(resumed.losses.map((l) => l.loss), 'losses 1..5, bit for bit').to.deep.equal(straight.losses.map((l) => l.loss));
+    } finally {
+      await resumed.dispose();
+    }
+  });
+
   it('dispose() frees the model, the optimizer state and the pool buffers it left; bad options are named', async () => {
     const e = engine();
     await e.sync();

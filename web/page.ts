@@ -23,12 +23,40 @@ export const demo = {
     /** Sessions started and stopped (each stop frees the model and the optimizer state). */
     started: 0,
     stopped: 0,
+    /** What the current session trains on ('shapes' or the dropped folder's name) and started from. */
+    dataset: '',
+    init: '',
+    /** The run saved in this browser (IndexedDB), offered for restoring after a reload; null for none. */
+    saved: null as null | { step: number; steps: number; dataset: string; savedAt: string },
+    /** The step of the last save of the current session (0: none yet). */
+    persistedStep: 0,
+    /** The training worker's adapter and GPU memory (its own device), after each step and each stop. */
+    adapter: '',
+    workerStats: null as null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number },
   },
+  /** The dataset brought to the Train panel (web/data.ts): what the checks found. */
+  data: null as null | {
+    state: 'checking' | 'ready' | 'error'; source: string; message: string; layout: string; train: number; val: number;
+    numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[];
+  },
+  /** The Segment panel's camera: frames segmented, frames per second (over the last second), frame size. */
+  camera: { state: 'off' as 'off' | 'starting' | 'running' | 'error', frames: 0, fps: 0, width: 0, height: 0, adapter: '', message: '' },
+  /** Main-thread long tasks (PerformanceObserver 'longtask': tasks over 50 ms), page time in ms. */
+  longTasks: [] as { start: number; duration: number }[],
+  /** The longest main-thread task that started at or after `since` (performance.now()), 0 for none over 50 ms. */
+  longestTask: (since = 0): number => Math.max(0, ...demo.longTasks.filter((t) => t.start >= since).map((t) => t.duration)),
   benchRows: [] as (BenchRow & { adapter: string })[],
   errors: [] as string[],
   stats: (): Stats | null => (gpuState.ready ? engine().stats() : null),
 };
 (globalThis as unknown as { atrousDemo: typeof demo }).atrousDemo = demo;
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) demo.longTasks.push({ start: e.startTime, duration: e.duration });
+  }).observe({ type: 'longtask', buffered: true });
+} catch {
+  // No long-task timing in this browser: demo.longTasks stays empty.
+}
 
 /** Whether the WebGPU device is open (set by gpu.ts). */
 export const gpuState = { ready: false };

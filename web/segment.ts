@@ -259,6 +259,11 @@ export async function setupSegment(): Promise<void> {
   first?.click();
 }
 
+/** The loaded model and the output stride chosen for it (the camera segments with them); null before one loaded. */
+export function currentModel(): { model: DeepLabV3; classes: string[]; source: string; outputStride: number } | null {
+  return segModel ? { model: segModel.model, classes: segModel.classes, source: segModel.source, outputStride: outputStride(segModel)! } : null;
+}
+
 /** Segments the current image again (after the model changed), if there is one. */
 export async function resegment(): Promise<void> {
   if (image) await runSegmentation();

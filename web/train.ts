@@ -1,13 +1,21 @@
-// The Train panel: TrainSession (src/train/session.ts) on `shapes` with the recipe of `atrous train`
-// (the form's fields are the options of src/train/options.ts), live loss and held-out mIoU,
-// pause/resume, checkpoint download, "use in Segment", stop (frees the GPU memory).
+// The Train panel: TrainSession (src/train/session.ts) on `shapes` or on the data brought in
+// (web/data.ts) with the recipe of `atrous train` (the form's fields are the options of
+// src/train/options.ts, its freezing choices FREEZE_FLAGS), from scratch, the shipped weights or a
+// checkpoint file (as `atrous train --init`: the head re-initialised for another class count), live
+// loss and held-out mIoU, pause/resume, checkpoint download, "use in Segment", stop (frees the GPU memory).
 import {
-  engine, TrainSession, SESSION_DEFAULTS, SESSION_OPTIONS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
+  SESSION_DEFAULTS, SESSION_OPTIONS, FREEZE_FLAGS, optionSpec, type RecipeOptions, type SessionOptions, type StepReport, type EvalReport,
+  type SessionInit,
 } from '../src/index.js';
+import { WorkerSession, type WorkerStats } from './train-client.js';
+import { saveRun, loadRun, deleteRun, type SavedRun } from './store.js';
+import { droppedDataset } from './data.js';
 import { $, demo, enqueue, errText, gpuState, mib, setStatus, showPanel, updateMemory } from './page.js';
 import { loadModel, resegment } from './segment.js';
 
-let session: TrainSession | null = null;
+let session: WorkerSession | null = null;
+/** What the current session was started with, for saving it. */
+let started: Omit<SavedRun, 'savedAt' | 'state'> | null = null;
 let running: Promise<void> | null = null;
 
 const trainButtons = ['train-start', 'train-pause', 'train-resume', 'train-stop', 'train-download', 'train-use'] as const;
@@ -48,6 +56,38 @@ function fillTrainForm(): void {
   for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
     el.value = String(SESSION_DEFAULTS[el.dataset.option as keyof SessionOptions]);
   }
+  // The freezing choices of `atrous train` (--freeze-backbone, --freeze-batch-norm).
+  $('train-freeze').replaceChildren(...FREEZE_FLAGS.map((f) => {
+    const label = document.createElement('label');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.dataset.freeze = f.key;
+    box.checked = SESSION_DEFAULTS[f.key];
+    label.append(box, ` ${f.label}`);
+    return label;
+  }));
+}
+
+function readFreezing(): Pick<SessionOptions, 'freezeBackbone' | 'freezeBatchNorm'> {
+  const out = { freezeBackbone: false, freezeBatchNorm: false };
+  for (const box of document.querySelectorAll<HTMLInputElement>('#train-freeze input[data-freeze]')) out[box.dataset.freeze as keyof typeof out] = box.checked;
+  return out;
+}
+
+const SHIPPED_WEIGHTS = 'weights/mini-shapes.safetensors';
+
+/** The weights to start from, as `atrous train --init`; undefined: from the seed. */
+async function readInit(): Promise<SessionInit | undefined> {
+  const choice = $<HTMLSelectElement>('train-init').value;
+  if (choice === 'scratch') return undefined;
+  if (choice === 'shipped') {
+    const res = await fetch(SHIPPED_WEIGHTS);
+    if (!res.ok) throw new Error(`${SHIPPED_WEIGHTS}: HTTP ${res.status} (the server has no shipped weights)`);
+    return { bytes: new Uint8Array(await res.arrayBuffer()), source: SHIPPED_WEIGHTS.split('/').pop()! };
+  }
+  const f = $<HTMLInputElement>('train-init-file').files?.[0];
+  if (!f) throw new Error('Start from a checkpoint file: choose a .safetensors file first');
+  return { bytes: new Uint8Array(await f.arrayBuffer()), source: f.name };
 }
 
 function drawCurve(): void {
@@ -155,13 +195,16 @@ function onEval(r: EvalReport): void {
 
 let lastReport: StepReport | null = null;
 
-function runSession(): void {
+/** `baseline`: evaluate the weights started from before the first step (fine-tuning: what the
+ * file gives on the held-out images, so that the curve shows what training added). */
+function runSession(baseline = false): void {
   const s = session!;
   demo.train.state = 'running';
   updateTrainButtons();
-  setStatus('train-status', `Training${s.step ? ` from step ${s.step}` : ''}… (the first step also compiles the kernels)`);
-  running = s
-    .run({
+  setStatus('train-status', `Training ${s.info.configName} on ${demo.train.dataset} (${s.info.trainLength} images, ${s.info.valLength} held out) in a worker`
+    + `${s.step ? ` from step ${s.step}` : `, weights from ${s.info.initReport}`}… (the first step also compiles the kernels)`);
+  running = (baseline && s.options.evalEvery > 0 ? s.evaluate().then(onEval) : Promise.resolve())
+    .then(() => s.run({
       onStep: (r) => {
         lastReport = r;
         demo.train.step = r.step;
@@ -170,12 +213,15 @@ function runSession(): void {
         drawCurve();
       },
       onEval,
-    })
-    .then(() => {
+      onStats: showWorkerStats,
+    }))
+    .then(async (r) => {
+      if (r.stats) showWorkerStats(r.stats);
       if (session !== s) return;
-      demo.train.state = s.done ? 'done' : 'paused';
       const where = lastReport ? trainLine(lastReport) : `step ${s.step}`;
-      setStatus('train-status', s.done ? `Done: ${where}.` : `Paused: ${where}. Resume, download the checkpoint, or stop.`);
+      const saved = await persist(s);
+      demo.train.state = s.done ? 'done' : 'paused';
+      setStatus('train-status', (s.done ? `Done: ${where}.` : `Paused: ${where}. Resume, download the checkpoint, or stop.`) + saved);
     })
     .catch((e) => {
       demo.train.state = 'error';
@@ -193,17 +239,24 @@ async function stopSession(): Promise<void> {
   if (!s) return;
   s.pause();
   if (running) await running;
-  await s.dispose();
+  const st = await s.dispose();
   session = null;
   demo.train.stopped++;
+  if (st) showWorkerStats(st);
   updateMemory();
+}
+
+/** The worker's GPU memory (its own device): in demo.train.workerStats and the memory line. */
+function showWorkerStats(st: WorkerStats): void {
+  demo.train.workerStats = st;
+  $('train-mem').textContent = `Training worker: ${mib(st.liveBytes)} in ${st.liveBuffers} live buffers, ${mib(st.allocatedBytes)} in its pool (${st.allocatedBuffers} buffers), ${st.pipelines} pipelines`;
 }
 
 async function downloadCheckpoint(): Promise<void> {
   const s = session;
   if (!s) return;
   const bytes = await s.checkpoint();
-  const name = `atrous-${s.model.config.name}-shapes-step${s.step}.safetensors`;
+  const name = `atrous-${s.info.configName}-${demo.train.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}-step${s.step}.safetensors`;
   const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
   const a = document.createElement('a');
   a.href = url;
@@ -215,7 +268,76 @@ async function downloadCheckpoint(): Promise<void> {
   setStatus('train-status', `${$('train-status').textContent} Saved ${name} (${(bytes.length / 2 ** 20).toFixed(1)} MiB; npx atrous predict --weights ${name} --image IMG).`);
 }
 
+/** Saves the session in IndexedDB (store.ts); returns a sentence for the status line. */
+async function persist(s: WorkerSession): Promise<string> {
+  if (!started) return '';
+  try {
+    const state = await s.saveState();
+    await saveRun({ ...started, savedAt: new Date().toISOString(), state });
+    demo.train.persistedStep = state.step;
+    return ' Saved in this browser: a reload offers to restore it.';
+  } catch (e) {
+    return ` (Could not save it in this browser: ${errText(e)}.)`;
+  }
+}
+
+/** After a reload: offers the run saved in this browser, if any. */
+export async function offerSavedRun(): Promise<void> {
+  let run: SavedRun | null = null;
+  try {
+    run = await loadRun();
+  } catch (e) {
+    setStatus('train-status', `Could not read the saved run: ${errText(e)}`, true);
+  }
+  demo.train.saved = run ? { step: run.state.step, steps: run.options.steps, dataset: run.dataset, savedAt: run.savedAt } : null;
+  $('train-saved').hidden = run === null;
+  if (run) {
+    $('train-saved-line').textContent = `Saved in this browser on ${new Date(run.savedAt).toLocaleString()}: ${run.options.config} on ${run.dataset}, `
+      + `step ${run.state.step}/${run.options.steps} (weights from ${run.init}).`;
+  }
+}
+
+async function restoreSavedRun(): Promise<void> {
+  const run = await loadRun();
+  if (!run) return offerSavedRun();
+  for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = true;
+  await stopSession();
+  setStatus('train-status', 'Restoring the saved run in the training worker…');
+  session = await WorkerSession.create(run.options, run.data, undefined, run.state);
+  started = { options: run.options, dataset: run.dataset, init: run.init, data: run.data };
+  demo.train.started++;
+  demo.train.dataset = run.dataset;
+  demo.train.init = run.init;
+  demo.train.adapter = session.info.adapter;
+  demo.train.losses = run.state.losses.map((l) => ({ ...l }));
+  demo.train.evals = [];
+  demo.train.step = run.state.step;
+  demo.train.persistedStep = run.state.step;
+  $('train-evals').querySelector('tbody')!.replaceChildren();
+  for (const e of run.state.evals) onEval(e);
+  for (const el of document.querySelectorAll<HTMLInputElement>('#train-form input[data-option]')) {
+    el.value = String(run.options[el.dataset.option as keyof SessionOptions]);
+  }
+  demo.train.state = session.done ? 'done' : 'paused';
+  setStatus('train-status', `Restored: ${run.options.config} on ${run.dataset} at step ${run.state.step}/${run.options.steps}. `
+    + (session.done ? 'Download the checkpoint or use it in Segment.' : 'Resume continues it exactly where it was saved.'));
+  $('train-saved').hidden = true;
+  drawCurve();
+  updateTrainButtons();
+}
+
 export function setupTrain(): void {
+  $('train-restore').addEventListener('click', () => {
+    restoreSavedRun().catch((e) => {
+      demo.train.state = 'error';
+      setStatus('train-status', `Could not restore the saved run: ${errText(e)}`, true);
+      updateTrainButtons();
+    });
+  });
+  $('train-discard').addEventListener('click', async () => {
+    await deleteRun();
+    await offerSavedRun();
+  });
   fillTrainForm();
   $('train-start').addEventListener('click', async () => {
     let opts: Partial<SessionOptions>;
@@ -225,7 +347,16 @@ export function setupTrain(): void {
       setStatus('train-status', errText(e), true);
       return;
     }
+    const dropped = $<HTMLInputElement>('train-on-data').checked ? droppedDataset() : null;
+    let init: SessionInit | undefined;
     $<HTMLButtonElement>('train-start').disabled = true;
+    try {
+      init = await readInit();
+    } catch (e) {
+      setStatus('train-status', errText(e), true);
+      updateTrainButtons();
+      return;
+    }
     await stopSession();
     demo.train.losses = [];
     demo.train.evals = [];
@@ -233,7 +364,16 @@ export function setupTrain(): void {
     lastReport = null;
     $('train-evals').querySelector('tbody')!.replaceChildren();
     try {
-      session = new TrainSession({ ...SESSION_DEFAULTS, ...opts });
+      setStatus('train-status', 'Starting the training worker…');
+      const options = { ...SESSION_DEFAULTS, ...opts, ...readFreezing(), dataset: dropped ? 'given' as const : 'shapes' as const };
+      const data = dropped ? { entries: dropped.entries, heldOutEvery: dropped.heldOutEvery } : null;
+      session = await WorkerSession.create(options, data, init);
+      started = { options: session.options, dataset: dropped ? (dropped.root || 'your data') : 'shapes', init: session.info.initReport, data };
+      demo.train.persistedStep = 0;
+      $('train-saved').hidden = true;
+      demo.train.dataset = dropped ? (dropped.root || 'your data') : 'shapes';
+      demo.train.init = session.info.initReport;
+      demo.train.adapter = session.info.adapter;
     } catch (e) {
       demo.train.state = 'error';
       setStatus('train-status', `Cannot start: ${errText(e)}`, true);
@@ -242,7 +382,7 @@ export function setupTrain(): void {
     }
     demo.train.started++;
     drawCurve();
-    runSession();
+    runSession(init !== undefined);
   });
   $('train-pause').addEventListener('click', () => {
     session?.pause();
@@ -256,8 +396,8 @@ export function setupTrain(): void {
     for (const id of trainButtons) $<HTMLButtonElement>(id).disabled = true;
     await stopSession();
     demo.train.state = 'stopped';
-    const s = engine().stats();
-    setStatus('train-status', `Stopped at step ${demo.train.step}; the model and optimizer state are freed (atrous now holds ${mib(s.allocatedBytes)} of GPU memory).`);
+    const st = demo.train.workerStats;
+    setStatus('train-status', `Stopped at step ${demo.train.step}; the model and optimizer state are freed${st ? ` (the training worker now holds ${mib(st.allocatedBytes)} of GPU memory)` : ''}.`);
     updateTrainButtons();
   });
   $('train-download').addEventListener('click', () => {
@@ -274,6 +414,9 @@ export function setupTrain(): void {
     }
     showPanel('segment');
     await resegment();
+  });
+  $('train-init').addEventListener('change', () => {
+    if ($<HTMLSelectElement>('train-init').value === 'file') $('train-init-file').click();
   });
   drawCurve();
   updateTrainButtons();

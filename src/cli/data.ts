@@ -1,8 +1,8 @@
 // `atrous data`: export an embedded dataset to the PASCAL VOC layout, or check a dataset directory.
 import { existsSync, readFileSync } from 'node:fs';
 import {
-  openDataset, exportVoc, countLabels, labelMapEntries, labelWarnings, formatLabelCounts, describeLabelCounts, describeLabelMap,
-  LABEL_COUNT_SAMPLES, IGNORE_SHARE_LIMIT, type Dataset, type LabelCounts,
+  openDataset, exportVoc, labelMapEntries, labelReport,
+  LABEL_COUNT_SAMPLES, IGNORE_SHARE_LIMIT, type Dataset,
 } from '../data/index.js';
 import { RunDir, writeFileAtomic } from '../train/rundir.js';
 import type { TrainOptions } from '../train/options.js';
@@ -12,7 +12,7 @@ import type { Command } from './main.js';
 const USAGE = [
   'usage: atrous data export --dataset NAME --split S --count N --out DIR [--seed S] [--size H[xW]]',
   '                          [--format jpg|png] [--quality Q] [--force]',
-  '       atrous data check --dataset voc:DIR [--split S] [--full] [--cityscapes] [--strict]',
+  '       atrous data check --dataset voc:DIR [--split S] [--image-dir D --label-dir D] [--full] [--cityscapes] [--strict]',
   '       atrous data check --dataset shapes|fashion-scenes [--split S] [--count N] [--strict]',
   '',
   'export  writes samples 0..N-1 of an embedded dataset (shapes, fashion-scenes) or of a VOC directory',
@@ -29,24 +29,10 @@ const USAGE = [
   `        nothing and cannot be evaluated) and when 255 covers more than ${IGNORE_SHARE_LIMIT * 100}% of the pixels. The label map`,
   '        of the dataset ("labelMap" in DIR/atrous-dataset.json, e.g. {"255": 1} for masks saved as 0/255)',
   '        applies first. Warnings leave the exit status 0; --strict makes them an error (exit 1).',
+  '        --image-dir and --label-dir name other folders than JPEGImages and SegmentationClass, e.g. the',
+  "        images/ and masks/ of plain pairs: --split all --image-dir images --label-dir masks (as the page reads them).",
   `        Generated datasets are counted over their first --count samples (default ${LABEL_COUNT_SAMPLES}).`,
 ].join('\n');
-
-/**
- * The label counts of `ds` as printed by `data check` and at the start of `train`: how they were
- * counted, the label map if any, the table, then one 'warning: ...' line per warning. Generated
- * datasets are counted over their first `limit` samples (default LABEL_COUNT_SAMPLES); a VOC
- * directory opened with its labels checked has been counted whole already.
- */
-export async function labelReport(ds: Dataset, limit = LABEL_COUNT_SAMPLES): Promise<{ counts: LabelCounts; lines: string[]; warnings: string[] }> {
-  const counts = await countLabels(ds, { limit });
-  const warnings = labelWarnings(counts, ds.classNames, ds.split);
-  const lines: string[] = [];
-  const v = ds as { labelMap?: Uint8Array | null; labelMapSource?: string | null };
-  if (v.labelMap) lines.push(`label map${v.labelMapSource === 'cityscapes' ? ' (Cityscapes label IDs → train IDs)' : v.labelMapSource && v.labelMapSource !== 'option' ? ` (${v.labelMapSource})` : ''}: ${describeLabelMap(v.labelMap)}`);
-  lines.push(`${describeLabelCounts(counts, ds.split)}:`, formatLabelCounts(counts, ds.classNames), ...warnings.map((w) => `warning: ${w}`));
-  return { counts, lines, warnings };
-}
 
 /** A run's record of its training labels: the dataset, its label map and the train split's counts. */
 export const RUN_LABELS_FILE = 'labels.json';
@@ -146,17 +132,18 @@ export const dataCommand: Command = {
     if (sub === 'check') {
       const { values } = parse('data check', rest, {
         dataset: { type: 'string' }, split: { type: 'string' }, full: { type: 'boolean' }, cityscapes: { type: 'boolean' },
-        strict: { type: 'boolean' }, count: { type: 'string' },
+        strict: { type: 'boolean' }, count: { type: 'string' }, 'image-dir': { type: 'string' }, 'label-dir': { type: 'string' },
       });
       if (values.dataset === undefined) throw new Error(`atrous data check: --dataset is required\n\n${USAGE}`);
       const voc = values.dataset.startsWith('voc:');
       if (!voc && (values.full || values.cityscapes)) throw new Error('atrous data check: --full and --cityscapes apply to a dataset directory (voc:DIR)');
+      if (!voc && (values['image-dir'] !== undefined || values['label-dir'] !== undefined)) throw new Error('atrous data check: --image-dir and --label-dir apply to a dataset directory (voc:DIR)');
       if (voc && values.count !== undefined) throw new Error('atrous data check: --count applies to the generated datasets; a directory is counted whole');
       const ds = openDataset(values.dataset, {
         split: values.split ?? 'train',
         // Every image is decoded, as training will decode it: a file whose structure is sound but
         // whose data is not (a flipped bit in a JPEG's entropy-coded data) is found here, not mid-run.
-        voc: { validate: 'full', labelMap: values.cityscapes ? 'cityscapes' : undefined },
+        voc: { validate: 'full', labelMap: values.cityscapes ? 'cityscapes' : undefined, imageDir: values['image-dir'], labelDir: values['label-dir'] },
       });
       const { lines, warnings } = await labelReport(ds, int('count', values.count, 1));
       const n = warnings.length;

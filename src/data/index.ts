@@ -1,5 +1,7 @@
 // The data pipeline. Pure modules (usable in browsers): types, labels, rng, palette, textures, shapes,
-// fashion-scenes, augment, loader. Node-only: fashion-mnist (Debian's files), voc (reader), export.
+// fashion-scenes, augment, loader, voc-core (the VOC reader and its checks over any file access),
+// dropped (a dataset brought as files). Node-only: fashion-mnist (Debian's files), voc (the reader on
+// node:fs), export.
 export * from './types.js';
 export * from './labels.js';
 export * from './rng.js';
@@ -11,6 +13,7 @@ export * from './augment.js';
 export * from './loader.js';
 export * from './fashion-mnist.js';
 export * from './voc.js';
+export * from './dropped.js';
 export * from './export.js';
 
 import { ShapesDataset } from './shapes.js';

@@ -168,3 +168,19 @@ export function describeLabelMap(table: Uint8Array, max = 8): string {
   if (changed.length <= max) return changed.join(', ') || 'identity';
   return `${changed.slice(0, max).join(', ')}, ... (${changed.length} values changed)`;
 }
+
+/**
+ * The label counts of `ds` as printed by `data check` and at the start of `train`: how they were
+ * counted, the label map if any, the table, then one 'warning: ...' line per warning. Generated
+ * datasets are counted over their first `limit` samples (default LABEL_COUNT_SAMPLES); a VOC
+ * directory opened with its labels checked has been counted whole already.
+ */
+export async function labelReport(ds: Dataset, limit = LABEL_COUNT_SAMPLES): Promise<{ counts: LabelCounts; lines: string[]; warnings: string[] }> {
+  const counts = await countLabels(ds, { limit });
+  const warnings = labelWarnings(counts, ds.classNames, ds.split);
+  const lines: string[] = [];
+  const v = ds as { labelMap?: Uint8Array | null; labelMapSource?: string | null };
+  if (v.labelMap) lines.push(`label map${v.labelMapSource === 'cityscapes' ? ' (Cityscapes label IDs → train IDs)' : v.labelMapSource && v.labelMapSource !== 'option' ? ` (${v.labelMapSource})` : ''}: ${describeLabelMap(v.labelMap)}`);
+  lines.push(`${describeLabelCounts(counts, ds.split)}:`, formatLabelCounts(counts, ds.classNames), ...warnings.map((w) => `warning: ${w}`));
+  return { counts, lines, warnings };
+}

@@ -44,3 +44,14 @@ export function overlayLabels(rgb: Uint8Array, labels: Uint8Array, palette: Uint
   }
   return out;
 }
+
+/** Interleaved RGBA (a canvas's ImageData) to interleaved RGB, alpha dropped. */
+export function rgbaToRgb(rgba: ArrayLike<number>): Uint8Array {
+  const rgb = new Uint8Array((rgba.length / 4) * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i];
+    rgb[j + 1] = rgba[i + 1];
+    rgb[j + 2] = rgba[i + 2];
+  }
+  return rgb;
+}

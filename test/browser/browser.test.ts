@@ -7,9 +7,15 @@
 // - reads photos upright: one photo in its 8 EXIF orientations (PNG and JPEG) gives one label map,
 //   equal to `atrous predict`'s;
 // - names bad input (a non-image file, a checkpoint that does not fit its configuration);
-// - trains: the loss falls, pause/resume continues the run, the downloaded checkpoint loads in
-//   the Node CLI;
-// - holds the same GPU memory after each of 5 train/stop cycles;
+// - trains: the loss falls, pause, a reload, restoring the run from IndexedDB and resume continue
+//   the run, the downloaded checkpoint loads in the Node CLI;
+// - takes a person's own data through the folder picker: a pairs folder with a broken mask gets
+//   `atrous data check`'s message, a VOC folder its report (label map, per-class pixels), and
+//   fine-tuning it from the shipped weights lowers the loss and raises the held-out mIoU; the
+//   download holds the 3 classes and the folder's label map and loads in `atrous predict`;
+// - trains in a Web Worker: the page's longest main-thread task while training stays under 100 ms,
+//   and the worker holds the same GPU memory after each of 5 train/stop cycles;
+// - segments Chromium's fake camera frame after frame (frames per second, adapter), and stops;
 // - runs one benchmark row;
 // - without WebGPU, or without an adapter, says what to enable and throws nothing.
 // Screenshots go to test/browser/screenshots/ (git-ignored).
@@ -28,6 +34,10 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { init, createDeepLabV3, modelConfig, saveCheckpoint, readCheckpoint, stateDictToSafetensors } from '../../src/index.js';
 import { applyOrientation, decodeLabelPng } from '../../src/io/image.js';
 import { orientationVariants } from '../helpers.js';
+import { writeVocFolder, writePairsFolder, folderEntries, MERGED_META } from '../dropped-fixtures.js';
+import { zipSync } from 'fflate';
+import { openVoc } from '../../src/data/voc.js';
+import { labelMapEntries } from '../../src/data/labels.js';
 import { run as cli } from '../../src/cli/main.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -40,6 +50,8 @@ const SAMPLES = join(ROOT, 'web', 'samples');
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader',
   '--disable-background-networking', '--disable-component-update', '--no-first-run',
+  // Chromium's fake camera (a test pattern), granted without asking.
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
 ];
 const MIN_AGREEMENT = 0.995;
 
@@ -50,9 +62,14 @@ interface DemoState {
   model: null | { source: string; config: string; numClasses: number; classes: string[] };
   segmentations: number;
   lastSegmentation: null | { image: string; width: number; height: number; labels: Uint8Array; ms: number; outputStride: number; flip: boolean };
-  train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number };
+  train: { state: string; step: number; losses: { step: number; loss: number }[]; evals: { step: number; miou: number }[]; started: number; stopped: number; dataset: string; init: string;
+    adapter: string; saved: null | { step: number; steps: number; dataset: string; savedAt: string }; persistedStep: number; workerStats: null | { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } };
+  data: null | { state: string; source: string; message: string; layout: string; train: number; val: number; numClasses: number; classNames: string[]; labelMap: Record<string, number> | null; lines: string[]; warnings: string[] };
+  camera: { state: string; frames: number; fps: number; width: number; height: number; adapter: string; message: string };
   benchRows: { pass: string; dilation: number; ms: number; gflops: number; adapter: string; cin: number; h: number }[];
   errors: string[];
+  longTasks: { start: number; duration: number }[];
+  longestTask(since?: number): number;
   stats(): { liveBuffers: number; liveBytes: number; allocatedBuffers: number; allocatedBytes: number; uniformBuffers: number; pipelines: number } | null;
 }
 declare const atrousDemo: DemoState;
@@ -307,7 +324,7 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     }
   });
 
-  it('trains mini on shapes: the loss falls, pause/resume continues the run, the checkpoint downloads and loads in the Node CLI', async () => {
+  it('trains mini on shapes: the loss falls, pause, reload, restore from IndexedDB and resume continue the run, the checkpoint downloads and loads in the Node CLI', async () => {
     await page.click('#tab-train');
     await page.fill('#train-steps', '8');
     await page.fill('#train-batch', '2');
@@ -321,7 +338,19 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const pausedAt = await page.evaluate(() => atrousDemo.train.step);
     expect(await page.evaluate(() => atrousDemo.train.state)).to.equal('paused');
     expect(pausedAt).to.be.within(3, 7);
-    expect(await page.textContent('#train-status')).to.match(/^Paused: step \d+\/8/);
+    expect(await page.textContent('#train-status')).to.match(/^Paused: step \d+\/8.* Saved in this browser/);
+    expect(await page.evaluate(() => atrousDemo.train.persistedStep), 'saved in IndexedDB at the pause').to.equal(pausedAt);
+    // A reload keeps the run (IndexedDB): the panel offers it, and restoring it continues exactly there.
+    await page.reload();
+    await page.waitForFunction(() => atrousDemo.state !== 'starting' && atrousDemo.segmentations > 0, null, { timeout: 300_000 });
+    expect(await page.evaluate(() => atrousDemo.train.saved), 'the saved run offered after the reload').to.deep.include({ step: pausedAt, steps: 8, dataset: 'shapes' });
+    await page.click('#tab-train');
+    expect(await page.isVisible('#train-restore')).to.equal(true);
+    await page.screenshot({ path: join(SHOTS, 'train-saved.png'), fullPage: true });
+    await page.click('#train-restore');
+    await page.waitForFunction(() => ['paused', 'error'].includes(atrousDemo.train.state), null, { timeout: 120_000 });
+    expect(await page.textContent('#train-status')).to.match(new RegExp(`^Restored: mini on shapes at step ${pausedAt}/8`));
+    expect(await page.evaluate(() => atrousDemo.train.losses.map((l) => l.step))).to.deep.equal(Array.from({ length: pausedAt }, (_, i) => i + 1));
     await page.waitForTimeout(300);
     expect(await page.evaluate(() => atrousDemo.train.step), 'no step while paused').to.equal(pausedAt);
     await page.click('#train-resume');
@@ -333,7 +362,7 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     const loss = t.losses.map((l) => l.loss);
     const first = (loss[0] + loss[1]) / 2;
     const last = (loss[6] + loss[7]) / 2;
-    log(`training, 8 steps of batch 2 at 65×65 (paused at step ${pausedAt}): loss ${loss.map((v) => v.toFixed(3)).join(' ')}; held-out mIoU ${t.evals.map((e) => `${e.miou.toFixed(3)}@${e.step}`).join(' ')}; ${secs.toFixed(1)} s`);
+    log(`training, 8 steps of batch 2 at 65×65 (paused at step ${pausedAt}, page reloaded, run restored from IndexedDB, resumed): loss ${loss.map((v) => v.toFixed(3)).join(' ')}; held-out mIoU ${t.evals.map((e) => `${e.miou.toFixed(3)}@${e.step}`).join(' ')}; ${secs.toFixed(1)} s`);
     expect(loss.every(Number.isFinite)).to.equal(true);
     expect(last, 'mean loss of the last two steps vs the first two').to.be.below(first * 0.85);
     expect(t.evals.map((e) => e.step)).to.deep.equal([4, 8]);
@@ -352,36 +381,197 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     expect(r.out).to.contain('config mini');
   });
 
-  it('gives the GPU memory back: the same pool bytes after each of 5 train/stop cycles', async () => {
+  it('brings its own data: a pairs folder with a broken mask gets data check\'s message; a VOC folder is checked as data check does and fine-tunes from the shipped weights', async () => {
+    await page.click('#tab-train');
+    const voc = join(tmp, 'myvoc');
+    await writeVocFolder(voc, 16, 6);
+    const pairs = join(tmp, 'pairs');
+    const broken = writePairsFolder(voc, pairs, 1)!;
+    const data = () => page.evaluate(() => atrousDemo.data);
+
+    // Pairs by name with one mask cut short: the reader's message, as `atrous data check` prints it.
+    let cliMessage = '';
+    try {
+      openVoc(pairs, { split: 'all', imageDir: 'images', labelDir: 'masks' });
+    } catch (e) {
+      cliMessage = (e as Error).message;
+    }
+    expect(cliMessage).to.contain(`masks/${broken}: truncated PNG`);
+    await page.setInputFiles('#data-folder', pairs);
+    await page.waitForFunction(() => atrousDemo.data !== null && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const bad = await data();
+    expect(bad!.state).to.equal('error');
+    expect(bad!.message).to.equal(cliMessage.replaceAll(`${tmp}/`, ''));
+    expect(await page.textContent('#data-status')).to.equal(bad!.message);
+    expect(await page.isDisabled('#train-on-data'), 'no data to train on').to.equal(true);
+    await page.screenshot({ path: join(SHOTS, 'data-error.png'), fullPage: true });
+
+    // A VOC folder: the report of `atrous data check --dataset voc:DIR` (label map, per-class pixels).
+    await page.setInputFiles('#data-folder', voc);
+    await page.waitForFunction(() => atrousDemo.data !== null && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const d = (await data())!;
+    expect(d.state, d.message).to.equal('ready');
+    expect([d.layout, d.train, d.val, d.numClasses]).to.deep.equal(['voc', 16, 6, 3]);
+    expect(d.classNames).to.deep.equal(MERGED_META.classNames);
+    const check = await atrous('data', 'check', '--dataset', `voc:${voc}`);
+    expect(check.code, check.out).to.equal(0);
+    expect(d.lines.join('\n')).to.equal(check.out.split('\n').slice(1).join('\n').replaceAll(`${tmp}/`, ''));
+    expect(d.lines.join('\n')).to.match(/^label map \(myvoc\/atrous-dataset\.json\): 3→2, 4→2, 5→2, 6→1\n/);
+    expect(await page.isChecked('#train-on-data')).to.equal(true);
+    // The same folder as a zip, through the zip input: the same report (training below uses it).
+    const zipFile = join(tmp, 'myvoc.zip');
+    writeFileSync(zipFile, zipSync(Object.fromEntries(folderEntries(voc))));
+    await page.setInputFiles('#data-zip', zipFile);
+    await page.waitForFunction(() => atrousDemo.data !== null && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const z = (await data())!;
+    expect(z.state, z.message).to.equal('ready');
+    expect([z.source, z.train, z.val, z.lines]).to.deep.equal(['myvoc.zip', 16, 6, d.lines]);
+    // And dropped on the drop zone.
+    await page.evaluate((b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped-voc.zip', { type: 'application/zip' }));
+      document.querySelector('#data-drop')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, readFileSync(zipFile).toString('base64'));
+    await page.waitForFunction(() => atrousDemo.data?.source === 'dropped-voc.zip' && atrousDemo.data.state !== 'checking', null, { timeout: 120_000 });
+    const dz = (await data())!;
+    expect([dz.state, dz.train, dz.val, dz.lines]).to.deep.equal(['ready', 16, 6, d.lines]);
+
+    // Fine-tune from the shipped weights: the head is re-initialised for 3 classes.
+    await page.selectOption('#train-init', 'shipped');
+    await page.check('#train-freeze input[data-freeze="freezeBatchNorm"]');
+    await page.fill('#train-steps', '12');
+    await page.fill('#train-batch', '2');
+    await page.fill('#train-eval-every', '4');
+    await page.fill('#train-eval-count', '6');
+    // The long-task record works: a 120 ms busy loop in a page task shows up in it.
+    const probe = await page.evaluate(() => new Promise<number>((done) => setTimeout(() => {
+      const t = performance.now();
+      while (performance.now() - t < 120);
+      done(t);
+    }, 0)));
+    await page.waitForFunction((t) => atrousDemo.longestTask(t - 1) >= 100, probe, { timeout: 10_000 });
+    const started = await page.evaluate(() => atrousDemo.train.started);
+    const since = await page.evaluate(() => performance.now());
+    const t0 = performance.now();
+    await page.click('#train-start');
+    await page.waitForFunction((n) => atrousDemo.train.started > n && ['done', 'error'].includes(atrousDemo.train.state), started, { timeout: 600_000 });
+    const secs = (performance.now() - t0) / 1000;
+    const t = await page.evaluate(() => ({ ...atrousDemo.train }));
+    expect(t.state, await page.textContent('#train-status') ?? '').to.equal('done');
+    expect(t.dataset).to.equal('myvoc');
+    // Training runs in the worker: the page's main thread only draws.
+    const longest = await page.evaluate((t) => atrousDemo.longestTask(t), since);
+    const longTasks = await page.evaluate((t) => atrousDemo.longTasks.filter((x) => x.start >= t).length, since);
+    log(`main thread while training in the worker: longest task ${longest.toFixed(0)} ms (${longTasks} tasks over 50 ms); worker adapter ${t.adapter}`);
+    expect(longest, 'the longest main-thread task while training (ms)').to.be.below(100);
+    expect(t.adapter).to.match(/swiftshader/i);
+    expect(t.init).to.match(/^mini-shapes\.safetensors: .*re-initialised .* for 3 classes instead of 7/);
+    const loss = t.losses.map((l) => l.loss);
+    const first = (loss[0] + loss[1]) / 2;
+    const last = (loss[10] + loss[11]) / 2;
+    log(`fine-tuning on a dropped VOC folder (16 + 6 held out, 3 classes), 12 steps of batch 2 from the shipped weights, batch norm frozen: loss ${loss.map((v) => v.toFixed(3)).join(' ')}; held-out mIoU ${t.evals.map((e) => `${e.miou.toFixed(3)}@${e.step}`).join(' ')}; ${secs.toFixed(1)} s`);
+    expect(last, 'mean loss of the last two steps vs the first two').to.be.below(first);
+    expect(t.evals.map((e) => e.step), 'the shipped weights with the new head, then every 4 steps').to.deep.equal([0, 4, 8, 12]);
+    expect(t.evals[3].miou, 'held-out mIoU rises').to.be.above(t.evals[0].miou);
+    await page.screenshot({ path: join(SHOTS, 'train-data.png'), fullPage: true });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#train-download')]);
+    expect(download.suggestedFilename()).to.equal('atrous-mini-myvoc-step12.safetensors');
+    const file = join(tmp, download.suggestedFilename());
+    await download.saveAs(file);
+    const ck = readCheckpoint(new Uint8Array(readFileSync(file)));
+    expect(ck.config?.numClasses).to.equal(3);
+    expect(ck.inference.classes).to.deep.equal(MERGED_META.classNames);
+    expect(JSON.parse(ck.metadata.labelMap), 'the label map the CLI reads from the folder').to.deep.equal(labelMapEntries(openVoc(voc).labelMap));
+    const img = join(voc, 'JPEGImages', readdirSync(join(voc, 'JPEGImages')).sort()[0]);
+    const r = await atrous('predict', '--weights', file, '--image', img, '--out', join(tmp, 'pred-ft'));
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.contain('round');
+
+    // Start from a checkpoint file: the one just downloaded (3 classes: nothing re-initialised). Its
+    // held-out mIoU before the first step is the one the run ended with.
+    await page.selectOption('#train-init', 'file');
+    await page.setInputFiles('#train-init-file', file);
+    await page.fill('#train-steps', '1');
+    const started2 = await page.evaluate(() => atrousDemo.train.started);
+    await page.click('#train-start');
+    await page.waitForFunction((n) => atrousDemo.train.started > n && ['done', 'error'].includes(atrousDemo.train.state), started2, { timeout: 300_000 });
+    const t2 = await page.evaluate(() => ({ ...atrousDemo.train }));
+    expect(t2.state, await page.textContent('#train-status') ?? '').to.equal('done');
+    expect(t2.init).to.match(/^atrous-mini-myvoc-step12\.safetensors: 176 tensors loaded .*; 0 re-initialised; 0 initialised from the seed/);
+    expect(t2.evals[0].step).to.equal(0);
+    expect(t2.evals[0].miou, 'the checkpoint file, evaluated in the worker before training').to.equal(t.evals[3].miou);
+
+    // Back to the generated shapes from scratch for the tests below.
+    await page.uncheck('#train-freeze input[data-freeze="freezeBatchNorm"]');
+    await page.check('#train-on-shapes');
+    await page.selectOption('#train-init', 'scratch');
+  });
+
+  it('gives the GPU memory back: the same pool bytes in the training worker after each of 5 train/stop cycles', async () => {
     await page.fill('#train-steps', '1');
     await page.fill('#train-batch', '1');
     await page.fill('#train-eval-count', '1');
     await page.click('#train-stop');
     await page.waitForFunction(() => atrousDemo.train.state === 'stopped', null, { timeout: 60_000 });
-    const base = (await page.evaluate(() => atrousDemo.stats()))!;
+    // The worker's engine (its own device) holds what training allocates; the page's holds the Segment model.
+    const mainBase = (await page.evaluate(() => atrousDemo.stats()))!;
+    const base = (await page.evaluate(() => atrousDemo.train.workerStats))!;
     const seen: NonNullable<ReturnType<DemoState['stats']>>[] = [];
     const peaks: number[] = [];
     for (let cycle = 1; cycle <= 5; cycle++) {
       await page.click('#train-start');
       await page.waitForFunction(() => ['done', 'error'].includes(atrousDemo.train.state), null, { timeout: 300_000 });
       expect(await page.evaluate(() => atrousDemo.train.state)).to.equal('done');
-      peaks.push((await page.evaluate(() => atrousDemo.stats()))!.allocatedBytes);
+      peaks.push((await page.evaluate(() => atrousDemo.train.workerStats))!.allocatedBytes);
       await page.click('#train-stop');
       await page.waitForFunction(() => atrousDemo.train.state === 'stopped', null, { timeout: 60_000 });
-      seen.push((await page.evaluate(() => atrousDemo.stats()))!);
+      seen.push((await page.evaluate(() => atrousDemo.train.workerStats))!);
     }
+    expect((await page.evaluate(() => atrousDemo.stats()))!.allocatedBytes, "the page's own engine: training allocates nothing there").to.equal(mainBase.allocatedBytes);
     const mb = (b: number) => (b / 2 ** 20).toFixed(2);
-    log(`GPU memory: before ${mb(base.liveBytes)} MiB live / ${mb(base.allocatedBytes)} MiB pool; while trained ${peaks.map(mb).join(', ')} MiB; ` +
+    log(`GPU memory of the training worker: before ${mb(base.liveBytes)} MiB live / ${mb(base.allocatedBytes)} MiB pool; while trained ${peaks.map(mb).join(', ')} MiB; ` +
       `after each stop ${seen.map((s) => `${mb(s.liveBytes)}/${mb(s.allocatedBytes)}`).join(', ')} MiB (live/pool), uniform buffers ${seen.map((s) => s.uniformBuffers).join(', ')}`);
     expect(await page.evaluate(() => atrousDemo.train.started - atrousDemo.train.stopped)).to.equal(0);
     for (const [i, s] of seen.entries()) {
-      expect(s.liveBytes, `live bytes after cycle ${i + 1} (the Segment model only)`).to.equal(base.liveBytes);
+      expect(s.liveBytes, `live bytes in the worker after cycle ${i + 1}`).to.equal(base.liveBytes);
       expect(s.liveBuffers, `live buffers after cycle ${i + 1}`).to.equal(base.liveBuffers);
       expect(s.allocatedBytes, `pool bytes after cycle ${i + 1}`).to.equal(base.allocatedBytes);
       expect(s.uniformBuffers, `uniform buffers after cycle ${i + 1}`).to.equal(seen[0].uniformBuffers);
       expect(peaks[i], `a session holds memory while it lives (cycle ${i + 1})`).to.be.above(base.allocatedBytes);
     }
     expect(await page.textContent('#mem-line')).to.match(/GPU memory held by atrous: [\d.]+ MiB/);
+  });
+
+  it("segments Chromium's fake camera frame after frame with the loaded model, showing frames per second and the adapter", async () => {
+    await page.click('#tab-segment');
+    await page.click('#cam-start');
+    await page.waitForFunction(() => atrousDemo.camera.frames >= 4 || atrousDemo.camera.state === 'error', null, { timeout: 300_000 });
+    const c = await page.evaluate(() => ({ ...atrousDemo.camera }));
+    expect(c.state, c.message).to.equal('running');
+    log(`camera: ${c.frames} frames of ${c.width}×${c.height}, ${c.fps.toFixed(1)} frames per second on ${c.adapter}`);
+    expect(c.width).to.equal(129);
+    expect(c.height).to.be.within(60, 129);
+    expect(c.fps).to.be.above(0);
+    expect(c.adapter).to.match(/swiftshader/i);
+    expect(await page.textContent('#cam-status')).to.match(/frames per second .* on .*swiftshader/i);
+    const overlay = await page.evaluate(() => {
+      const cv = document.querySelector<HTMLCanvasElement>('#cam-overlay')!;
+      const d = cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data;
+      let nonzero = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 0) nonzero++;
+      return { w: cv.width, h: cv.height, nonzero };
+    });
+    expect([overlay.w, overlay.h]).to.deep.equal([c.width, c.height]);
+    expect(overlay.nonzero, 'the overlay is drawn').to.be.above(0);
+    await page.screenshot({ path: join(SHOTS, 'camera.png'), fullPage: true });
+    await page.click('#cam-stop');
+    await page.waitForFunction(() => atrousDemo.camera.state === 'off', null, { timeout: 60_000 });
+    const frames = await page.evaluate(() => atrousDemo.camera.frames);
+    await page.waitForTimeout(500);
+    expect(await page.evaluate(() => atrousDemo.camera.frames), 'no frame after the stop').to.equal(frames);
+    expect(await page.evaluate(() => (document.querySelector('#cam-video') as HTMLVideoElement).srcObject)).to.equal(null);
   });
 
   it('runs one benchmark row and shows it with the adapter', async () => {
@@ -437,6 +627,6 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
 
   it('wrote the screenshots', () => {
     const shots = readdirSync(SHOTS).filter((f) => f.endsWith('.png')).sort();
-    expect(shots).to.include.members(['bench.png', 'no-adapter.png', 'no-webgpu.png', 'segment.png', 'train.png']);
+    expect(shots).to.include.members(['bench.png', 'camera.png', 'data-error.png', 'no-adapter.png', 'no-webgpu.png', 'segment.png', 'train-data.png', 'train-saved.png', 'train.png']);
   });
 });
