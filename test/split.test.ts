@@ -1,0 +1,133 @@
+// Launches above maxStorageBufferBindingSize are split into launches that bind slices of the same
+// buffers. Each op runs twice on the same adapter, at the default limits (one launch) and with the
+// binding limit lowered to a few KiB (many launches), and the results must be equal to the last bit
+// (these ops sum nothing across a split, so the order of every sum is unchanged).
+import { expect } from 'chai';
+import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, relu, dropout, argmax, SGD, Tensor } from '../src/index.js';
+import { randn } from './helpers.js';
+
+const LOW = 4096; // bytes: 1024 f32 per binding
+
+/** Runs `fn` at the default limits and with the binding limit lowered, returning both results and
+ * the dispatch counts. */
+async function both(fn: () => Promise<ArrayLike<number>[]>): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
+  await reinit();
+  let d0 = engine().stats().dispatches;
+  const full = await fn();
+  const n0 = engine().stats().dispatches - d0;
+  await reinit({ limits: { maxStorageBufferBindingSize: LOW } });
+  d0 = engine().stats().dispatches;
+  const split = await fn();
+  const n1 = engine().stats().dispatches - d0;
+  return { full, split, launches: [n0, n1] };
+}
+
+function expectBitEqual(a: ArrayLike<number>[], b: ArrayLike<number>[]): void {
+  expect(a.length).to.equal(b.length);
+  for (let k = 0; k < a.length; k++) {
+    expect(a[k].length).to.equal(b[k].length);
+    let bad = -1;
+    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) { bad = i; break; }
+    expect(bad, `result ${k}: first difference at ${bad}: ${a[k][bad]} vs ${b[k][bad]}`).to.equal(-1);
+  }
+}
+
+async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
+  const out: ArrayLike<number>[] = [];
+  for (const t of ts) {
+    out.push(await t.data());
+    t.dispose();
+  }
+  return out;
+}
+
+describe('split launches (binding limit lowered)', () => {
+  after(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+
+  const n = 5 * 1024 + 37; // several slices and a ragged last one
+
+  it('add, fill and axpy_, forward and backward', async () => {
+    const r = await both(async () => {
+      const a = parameter(randn(n, 1), [n]);
+      const b = parameter(randn(n, 2), [n]);
+      const [y, f] = tidy(() => {
+        const out = add(a, b);
+        const k = out.ref();
+        backward(out, tensor(randn(n, 3), [n]));
+        const f = full([n], 0.5);
+        axpy_(f, k, -3);
+        return [k, f];
+      });
+      const res = await read(y, f, a.grad!, b.grad!);
+      a.dispose();
+      b.dispose();
+      return res;
+    });
+    expect(r.launches[1]).to.be.greaterThan(r.launches[0]);
+    expectBitEqual(r.full, r.split);
+  });
+
+  it('relu and dropout, forward and backward (the mask does not depend on the split)', async () => {
+    const r = await both(async () => {
+      const x = parameter(randn(n, 4), [n]);
+      const x2 = parameter(randn(n, 5), [n]);
+      const [y, z] = tidy(() => {
+        const y = relu(x);
+        const z = dropout(x2, { p: 0.3, training: true, seed: 7 });
+        const k = [y.ref(), z.ref()];
+        backward(add(y, z), tensor(randn(n, 6), [n]));
+        return k;
+      });
+      const res = await read(y, z, x.grad!, x2.grad!);
+      x.dispose();
+      x2.dispose();
+      return res;
+    });
+    expect(r.launches[1]).to.be.greaterThan(r.launches[0]);
+    expectBitEqual(r.full, r.split);
+  });
+
+  it('SGD with and without momentum', async () => {
+    const r = await both(async () => {
+      const out: ArrayLike<number>[] = [];
+      for (const momentum of [0, 0.9]) {
+        const w = parameter(randn(n, 8), [n]);
+        const opt = new SGD([w], { lr: 0.1, momentum, weightDecay: 1e-4 });
+        for (let s = 0; s < 2; s++) {
+          w.grad?.dispose();
+          w.grad = tensor(randn(n, 9 + s), [n]);
+          opt.step();
+        }
+        out.push(await w.data());
+        opt.zeroGrad();
+        w.dispose();
+      }
+      return out;
+    });
+    expect(r.launches[1]).to.be.greaterThan(r.launches[0]);
+    expectBitEqual(r.full, r.split);
+  });
+
+  const cases: Array<[number[], string]> = [
+    [[2, 5, 33, 41], 'several channels per slice'],
+    [[1, 3, 50, 70], 'one channel per slice, positions split'],
+  ];
+  for (const [shape, what] of cases) {
+    it(`argmax over classes: ${what}`, async () => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const data = randn(size, 11);
+      for (let i = 0; i < size; i += 17) data[i] = data[(i + shape[2] * shape[3]) % size]; // ties
+      const r = await both(async () => {
+        const x = tensor(data, shape);
+        const y = argmax(x, 1);
+        x.dispose();
+        return read(y);
+      });
+      expect(r.launches[1]).to.be.greaterThan(r.launches[0]);
+      expectBitEqual(r.full, r.split);
+    });
+  }
+});
