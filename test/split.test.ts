@@ -3,19 +3,19 @@
 // binding limit lowered to a few KiB (many launches), and the results must be equal to the last bit
 // (these ops sum nothing across a split, so the order of every sum is unchanged).
 import { expect } from 'chai';
-import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, relu, dropout, argmax, SGD, Tensor } from '../src/index.js';
+import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, relu, dropout, argmax, interpolate, crossEntropy, SGD, Tensor } from '../src/index.js';
 import { randn } from './helpers.js';
 
 const LOW = 4096; // bytes: 1024 f32 per binding
 
 /** Runs `fn` at the default limits and with the binding limit lowered, returning both results and
  * the dispatch counts. */
-async function both(fn: () => Promise<ArrayLike<number>[]>): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
+async function both(fn: () => Promise<ArrayLike<number>[]>, low = LOW): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
   await reinit();
   let d0 = engine().stats().dispatches;
   const full = await fn();
   const n0 = engine().stats().dispatches - d0;
-  await reinit({ limits: { maxStorageBufferBindingSize: LOW } });
+  await reinit({ limits: { maxStorageBufferBindingSize: low } });
   d0 = engine().stats().dispatches;
   const split = await fn();
   const n1 = engine().stats().dispatches - d0;
@@ -130,4 +130,53 @@ describe('split launches (binding limit lowered)', () => {
       expectBitEqual(r.full, r.split);
     });
   }
+
+  for (const alignCorners of [false, true]) {
+    it(`bilinear resize in blocks of planes, forward and backward (alignCorners ${alignCorners})`, async () => {
+      const shape = [2, 3, 13, 17];
+      const size = 2 * 3 * 13 * 17;
+      const r = await both(async () => {
+        const x = parameter(randn(size, 12), shape);
+        const y = tidy(() => {
+          const y = interpolate(x, { size: [29, 23], alignCorners });
+          const k = y.ref();
+          backward(y, tensor(randn(y.size, 13), y.shape));
+          return k;
+        });
+        const res = await read(y, x.grad!);
+        x.dispose();
+        return res;
+      });
+      expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 2);
+      expectBitEqual(r.full, r.split);
+    });
+  }
+
+  it('cross-entropy in blocks of images (and a split loss reduction), forward and backward', async () => {
+    const shape = [6, 3, 24, 24];
+    const size = 6 * 3 * 24 * 24;
+    const labels = Int32Array.from({ length: 6 * 24 * 24 }, (_, i) => (i % 7 === 0 ? 255 : (i * 31) % 3));
+    const r = await both(async () => {
+      const x = parameter(randn(size, 14, 3), shape);
+      const loss = tidy(() => {
+        const l = crossEntropy(x, tensor(labels, [6, 24, 24], 'i32'));
+        const k = l.ref();
+        backward(l);
+        return k;
+      });
+      const res = await read(loss, x.grad!);
+      x.dispose();
+      return res;
+    }, 16384);
+    expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 3);
+    expectBitEqual(r.full, r.split);
+  });
+
+  it('names the tensor, its bytes and the limit when one independent part cannot fit', async () => {
+    await reinit({ limits: { maxStorageBufferBindingSize: LOW } });
+    const x = tensor(randn(2 * 40 * 40), [2, 1, 40, 40]);
+    x.label = 'photo';
+    expect(() => interpolate(x, { size: [8, 8] })).to.throw(/interpolate: photo is 12800 bytes and one of its 2 independent parts \(6400 bytes\) is above the device limit maxStorageBufferBindingSize \(4096 bytes\)/);
+    x.dispose();
+  });
 });

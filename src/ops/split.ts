@@ -29,3 +29,59 @@ export function runFlat(units: number, bindings: readonly Bindable[], bytes: rea
     launch(bindings.map((b, i) => e.slice(b, start * bytes[i], count * bytes[i])), start, count);
   }
 }
+
+/**
+ * Runs a launch over `count` independent items (images, planes) where item j is elements
+ * [j * per[i], (j + 1) * per[i]) of bindings[i] (4-byte elements; per[i] = 0: bound whole in every
+ * launch, e.g. weights). When every binding fits, `launch(bindings, zeros, 0, count)` runs once.
+ * Otherwise it runs per block of items that fits: binding i is sliced from an aligned element at
+ * most alignment / 4 - 1 elements before its first item, and offs[i] says where in the slice that
+ * item starts (kernels add it to their indices). An item that cannot fit alone is an error that
+ * names the binding, its bytes per item and the limit.
+ */
+export function runBlocks(
+  op: string,
+  count: number,
+  bindings: readonly Bindable[],
+  per: readonly number[],
+  launch: (b: Bindable[], offs: number[], start: number, n: number) => void,
+): void {
+  const e = engine();
+  const max = e.limits.maxStorageBufferBindingSize;
+  if (bindings.every((b) => b.byteLength <= max)) {
+    launch([...bindings], bindings.map(() => 0), 0, count);
+    return;
+  }
+  const align = e.bindingAlignment / 4;
+  const maxEl = Math.floor(max / 4) - (align - 1);
+  let nb = count;
+  bindings.forEach((b, i) => {
+    if (per[i] === 0) {
+      if (b.byteLength > max) throw new Error(`atrous: ${op}: ${b.label ?? `binding ${i}`} is ${b.byteLength} bytes, above the device limit maxStorageBufferBindingSize (${max} bytes), and cannot be split`);
+      return;
+    }
+    const fit = Math.floor(maxEl / per[i]);
+    if (fit < 1) {
+      throw new Error(
+        `atrous: ${op}: ${b.label ?? `binding ${i}`} is ${b.byteLength} bytes and one of its ${count} independent parts (${per[i] * 4} bytes) ` +
+          `is above the device limit maxStorageBufferBindingSize (${max} bytes)`,
+      );
+    }
+    nb = Math.min(nb, fit);
+  });
+  for (let j0 = 0; j0 < count; j0 += nb) {
+    const n = Math.min(nb, count - j0);
+    const offs: number[] = [];
+    const bs = bindings.map((b, i) => {
+      if (per[i] === 0) {
+        offs.push(0);
+        return b;
+      }
+      const start = j0 * per[i];
+      const at = Math.floor(start / align) * align;
+      offs.push(start - at);
+      return e.slice(b, at * 4, (start - at + n * per[i]) * 4);
+    });
+    launch(bs, offs, j0, n);
+  }
+}
