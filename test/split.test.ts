@@ -3,23 +3,30 @@
 // binding limit lowered to a few KiB (many launches), and the results must be equal to the last bit
 // (these ops sum nothing across a split, so the order of every sum is unchanged).
 import { expect } from 'chai';
-import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, relu, dropout, argmax, interpolate, crossEntropy, SGD, Tensor } from '../src/index.js';
-import { randn } from './helpers.js';
+import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, relu, dropout, argmax, interpolate, crossEntropy, conv2d, SGD, Tensor } from '../src/index.js';
+import { setConv2dVariant } from '../src/ops/conv2d/index.js';
+import { randn, relErr } from './helpers.js';
 
 const LOW = 4096; // bytes: 1024 f32 per binding
 
 /** Runs `fn` at the default limits and with the binding limit lowered, returning both results and
- * the dispatch counts. */
+ * the dispatch counts. The limit is lowered in the engine's own view of the device limits (what
+ * `init({ limits })` sets), on the same engine, so that both runs share compiled pipelines. */
 async function both(fn: () => Promise<ArrayLike<number>[]>, low = LOW): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
-  await reinit();
+  const limits = engine().limits as { maxStorageBufferBindingSize: number };
+  const saved = limits.maxStorageBufferBindingSize;
   let d0 = engine().stats().dispatches;
   const full = await fn();
   const n0 = engine().stats().dispatches - d0;
-  await reinit({ limits: { maxStorageBufferBindingSize: low } });
-  d0 = engine().stats().dispatches;
-  const split = await fn();
-  const n1 = engine().stats().dispatches - d0;
-  return { full, split, launches: [n0, n1] };
+  limits.maxStorageBufferBindingSize = low;
+  try {
+    d0 = engine().stats().dispatches;
+    const split = await fn();
+    const n1 = engine().stats().dispatches - d0;
+    return { full, split, launches: [n0, n1] };
+  } finally {
+    limits.maxStorageBufferBindingSize = saved;
+  }
 }
 
 function expectBitEqual(a: ArrayLike<number>[], b: ArrayLike<number>[]): void {
@@ -43,6 +50,10 @@ async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
 
 describe('split launches (binding limit lowered)', () => {
   after(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+  before(async () => {
     await reinit();
     engine().pool.poison = true;
   });
@@ -173,10 +184,53 @@ describe('split launches (binding limit lowered)', () => {
   });
 
   it('names the tensor, its bytes and the limit when one independent part cannot fit', async () => {
-    await reinit({ limits: { maxStorageBufferBindingSize: LOW } });
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    limits.maxStorageBufferBindingSize = LOW;
     const x = tensor(randn(2 * 40 * 40), [2, 1, 40, 40]);
     x.label = 'photo';
-    expect(() => interpolate(x, { size: [8, 8] })).to.throw(/interpolate: photo is 12800 bytes and one of its 2 independent parts \(6400 bytes\) is above the device limit maxStorageBufferBindingSize \(4096 bytes\)/);
-    x.dispose();
+    const before = engine().stats().dispatches;
+    try {
+      expect(() => interpolate(x, { size: [8, 8] })).to.throw(/interpolate: photo is 12800 bytes and one of its 2 independent parts \(6400 bytes\) is above the device limit maxStorageBufferBindingSize \(4096 bytes\)/);
+      expect(engine().stats().dispatches).to.equal(before);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      x.dispose();
+    }
   });
+
+  for (const variant of ['register', 'tiled', 'subgroup'] as const) {
+    for (const [opts, what] of [
+      [{ padding: 2, dilation: 2 }, '3x3 dilation 2'],
+      [{ stride: 2, padding: 1 }, '3x3 stride 2'],
+    ] as const) {
+      it(`conv2d (${variant}, ${what}) in blocks of images: forward and dx to the last bit, dw and db <= 1e-6`, async function () {
+        if (variant === 'subgroup' && !engine().hasSubgroups) this.skip();
+        const [n, cin, cout, h, w] = [7, 32, 32, 9, 11];
+        setConv2dVariant(variant);
+        try {
+          const r = await both(async () => {
+            const x = parameter(randn(n * cin * h * w, 21), [n, cin, h, w]);
+            const wt = parameter(randn(cout * cin * 9, 22, 0.1), [cout, cin, 3, 3]);
+            const b = parameter(randn(cout, 23), [cout]);
+            const y = tidy(() => {
+              const y = conv2d(x, wt, b, opts);
+              const k = y.ref();
+              backward(y, tensor(randn(y.size, 24), y.shape));
+              return k;
+            });
+            const res = await read(y, x.grad!, wt.grad!, b.grad!);
+            for (const t of [x, wt, b]) t.dispose();
+            return res;
+          }, 49152);
+          expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 6);
+          expectBitEqual(r.full.slice(0, 2), r.split.slice(0, 2));
+          expect(relErr(r.split[2], r.full[2])).to.be.below(1e-6);
+          expect(relErr(r.split[3], r.full[3])).to.be.below(1e-6);
+        } finally {
+          setConv2dVariant('auto');
+        }
+      });
+    }
+  }
 });
