@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, relu, dropout, argmax, interpolate, crossEntropy, conv2d, SGD, Tensor } from '../src/index.js';
 import { setConv2dVariant } from '../src/ops/conv2d/index.js';
-import { batchNorm, adaptiveAvgPool2d } from '../src/index.js';
+import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
 import { randn, relErr } from './helpers.js';
 
@@ -290,6 +290,49 @@ describe('split launches (binding limit lowered)', () => {
       return res;
     }, 16384);
     expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 2);
+    expectBitEqual(r.full, r.split);
+  });
+
+  for (const [h, w] of [[12, 16], [9, 13]]) {
+    it(`concat along channels in blocks of images (${h}x${w}: ${(h * w) % 4 === 0 ? 'vec4' : 'scalar'} kernel), forward and backward`, async () => {
+      const r = await both(async () => {
+        const a = parameter(randn(5 * 3 * h * w, 51), [5, 3, h, w]);
+        const b = parameter(randn(5 * 2 * h * w, 52), [5, 2, h, w]);
+        const y = tidy(() => {
+          const y = cat([a, b], 1);
+          const k = y.ref();
+          backward(y, tensor(randn(y.size, 53), y.shape));
+          return k;
+        });
+        const res = await read(y, a.grad!, b.grad!);
+        a.dispose();
+        b.dispose();
+        return res;
+      });
+      expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 2);
+      expectBitEqual(r.full, r.split);
+    });
+  }
+
+  it('max pooling in blocks of planes, forward (with and without argmax) and backward', async () => {
+    const shape = [2, 5, 17, 19];
+    const size = 2 * 5 * 17 * 19;
+    const r = await both(async () => {
+      const x = parameter(randn(size, 61), shape);
+      const y = tidy(() => {
+        const y = maxPool2d(x, { kernelSize: 3, stride: 2, padding: 1 });
+        const k = y.ref();
+        backward(y, tensor(randn(y.size, 62), y.shape));
+        return k;
+      });
+      const x2 = tensor(randn(size, 61), shape);
+      const y2 = maxPool2d(x2, { kernelSize: 3, stride: 2, padding: 1 });
+      x2.dispose();
+      const res = await read(y, x.grad!, y2);
+      x.dispose();
+      return res;
+    });
+    expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 3);
     expectBitEqual(r.full, r.split);
   });
 });
