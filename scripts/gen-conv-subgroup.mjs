@@ -28,7 +28,8 @@ const PARAMS = (slot, extra = '') => `struct Params {
   cout: i32, oh: i32, ow: i32, kh: i32,
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, ${slot}: i32,
-  kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,${extra}
+  kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,${extra}
 }`;
 
 /** Floor / ceil division, shared with the register kernels (resolved by scripts/embed-shaders.mjs). */
@@ -100,6 +101,8 @@ function forward() {
 // Bindings: 0 params (below, i32; coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
 // 2 wp: vec4f[K + 1, coPad4] (conv2d.wpack: row (ky·kw + kx)·cin + ci, last row = bias);
 // 3 y: f32[n, cout, oh, ow].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup 8; grid1d(n·tiles, 1) workgroups in x/y (tiles = Σ over regions of
 // ceil(pixels / ${8 * P}) = pre[nr·nc]); z = ceil(coPad4 / ${G}) output-channel blocks.`));
   L.push(`enable subgroups;
@@ -116,7 +119,7 @@ ${REGION_FNS}
 fn store(nb: i32, cg: i32, oy: i32, ox: i32, ok: bool, v: vec4f) {
   if (!ok) { return; }
   let ohw = p.oh * p.ow;
-  let o = (nb * p.cout + cg * 4) * ohw + oy * p.ow + ox;
+  let o = p.outOff + (nb * p.cout + cg * 4) * ohw + oy * p.ow + ox;
   let nc = min(4, p.cout - cg * 4);
   for (var c = 0; c < nc; c++) { y[o + c * ohw] = v[c]; }
 }
@@ -146,7 +149,7 @@ ${REGION_LOOKUP}
   let bRow = p.kh * p.kw * p.cin * p.${SLOT};`);
   for (let v = 0; v < V; v++) L.push(`  let bm${v} = wp[bRow + my${v}];`);
   for (let k = 0; k < G; k++) L.push(`  let b${k} = subgroupBroadcast(bm${k >> 3}, ${k & 7}u); ${rep(P, (j) => `var a${k}_${j} = b${k};`)}`);
-  L.push(`  let xImg = nb * p.cin * hw;
+  L.push(`  let xImg = p.inOff + nb * p.cin * hw;
   for (var ky = kyA; ky < kyB; ky++) {
     for (var kx = kxA; kx < kxB; kx++) {`);
   for (let j = 0; j < P; j++) {
@@ -187,6 +190,8 @@ function backwardData() {
 // one region, so it visits only taps that reach dy for its pixels.
 // Bindings: 0 params (below, i32; ciPad4 = ceil(cin / 4)); 1 dy: f32[n, cout, oh, ow];
 // 2 wq: vec4f[kh·kw·cout, ciPad4] (conv2d.wpackdx: row (ky·kw + kx)·cout + co); 3 dx: f32[n, cin, h, w].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup 8; grid1d(n·sh·sw·tiles, 1) workgroups in x/y over (n, class, pixel
 // block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
 // z = ceil(ciPad4 / ${G}).`));
@@ -206,7 +211,7 @@ ${REGION_FNS}
 fn store(nb: i32, cg: i32, iy: i32, ix: i32, ok: bool, v: vec4f) {
   if (!ok) { return; }
   let hw = p.h * p.w;
-  let o = (nb * p.cin + cg * 4) * hw + iy * p.w + ix;
+  let o = p.outOff + (nb * p.cin + cg * 4) * hw + iy * p.w + ix;
   let nc = min(4, p.cin - cg * 4);
   for (var c = 0; c < nc; c++) { dx[o + c * hw] = v[c]; }
 }
@@ -240,7 +245,7 @@ ${REGION_LOOKUP}
     L.push(`  let l${j} = lb + ${j}; let qy${j} = R0 + rowOrder(l${j} / max(rw, 1), R1 - R0, rd); let qx${j} = C0 + l${j} % max(rw, 1); let v${j} = any && l${j} < npix && qy${j} < chh && qx${j} < chw;`);
   }
   L.push(`  ${rep(G, (k) => rep(P, (j) => `var a${k}_${j} = vec4f(0.0);`))}`);
-  L.push(`  let dyImg = nb * p.cout * ohw;
+  L.push(`  let dyImg = p.inOff + nb * p.cout * ohw;
   // Uniform tap ranges: taps whose dy row ty / sh (ty = ry + ph − ky·dilationH) lands inside [0, oh) for
   // some row of the region, qy in [qyA, qyB]; likewise for columns. A strided conv also skips the
   // taps that do not divide evenly (STRIDED is an override constant, so a stride-1 pipeline has no

@@ -2,14 +2,17 @@
 //   a = Σ dy,  b = Σ dy · xhat,  xhat = ((x − hi) − lo) · invstd,
 // over slice s of channel ci (the slicing of batchnorm.stats: S slices of `chunk` values of the
 // channel's M = n·h·w, value m at ((m / hw)·c + ci)·hw + m % hw). batchnorm.dfinal adds the slices.
-// Bindings: 0 params {c, hw, m, chunk, s: u32}; 1 dy: f32[n, c, hw]; 2 x: f32[n, c, hw];
+// Bindings: 0 params {c, hw, m, chunk, s, s0, sn, n0, xoff: u32}; 1 dy: f32[n, c, hw]; 2 x: f32[n, c, hw];
 //           3 mean: f32[2, c] (hi, lo); 4 invstd: f32[c]; 5 part: f32[c, s, 2] = (a, b).
 // Entry points as in batchnorm.stats (fixed order, no atomics):
 //   tree:  workgroups [s, c]; WG threads stride over the slice, then a tree reduction in
 //          workgroup memory (WG a power of two). For real GPUs.
 //   lanes: grid1d(c·s, WG); one invocation per slice, no workgroup memory. For software adapters.
+// Above the binding limit a launch covers slices [s0, s0 + sn) of whole images [n0, ...): x (and dy)
+// are bound from an aligned element xoff before image n0's first value. Unsplit: s0 = 0, sn = s,
+// n0 = 0, xoff = 0.
 override WG: u32 = 64;
-struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32 }
+struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, s0: u32, sn: u32, n0: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -32,7 +35,7 @@ fn store(ci: u32, s: u32, sums: vec2f) {
 
 @compute @workgroup_size(WG)
 fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let s = wid.x;
+  let s = wid.x + p.s0;
   let ci = wid.y;
   let m0 = s * p.chunk;
   let m1 = min(p.m, m0 + p.chunk);
@@ -47,7 +50,7 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var sp = first - ni * p.hw;
   var acc = vec2f(0.0);
   for (var m = first; m < m1; m = m + WG) {
-    acc = acc + term((ni * p.c + ci) * p.hw + sp, hi, lo, inv);
+    acc = acc + term(p.xoff + ((ni - p.n0) * p.c + ci) * p.hw + sp, hi, lo, inv);
     ni = ni + stepN;
     sp = sp + stepS;
     if (sp >= p.hw) { sp = sp - p.hw; ni = ni + 1u; }
@@ -64,9 +67,9 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 @compute @workgroup_size(WG)
 fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.x + gid.y * (nwg.x * WG);
-  if (t >= p.c * p.s) { return; }
-  let ci = t / p.s;
-  let s = t - ci * p.s;
+  if (t >= p.c * p.sn) { return; }
+  let ci = t / p.sn;
+  let s = p.s0 + t - ci * p.sn;
   let m0 = s * p.chunk;
   let m1 = min(p.m, m0 + p.chunk);
   let hi = mean[ci];
@@ -74,7 +77,7 @@ fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
   let inv = invstd[ci];
   let ni0 = m0 / p.hw;
   var sp = m0 - ni0 * p.hw;
-  var i = (ni0 * p.c + ci) * p.hw + sp;
+  var i = p.xoff + ((ni0 - p.n0) * p.c + ci) * p.hw + sp;
   var acc = vec2f(0.0);
   for (var m = m0; m < m1; m = m + 1u) {
     acc = acc + term(i, hi, lo, inv);

@@ -1,15 +1,17 @@
 // batchnorm.fwd: y = ((x − hi) − lo) · (invstd · weight) + bias, per channel ci.
 // The mean is subtracted as two floats before scaling (see batchnorm.final): folding it into one
 // scale-and-shift x·a + b would cancel catastrophically when |mean| ≫ std.
-// Bindings: 0 params {total, c, hw: u32}; 1 x: f32[n, c, hw]; 2 mean: f32[2, c] (hi, lo);
+// Bindings: 0 params {total, c, hw, off: u32}; 1 x: f32[n, c, hw]; 2 mean: f32[2, c] (hi, lo);
 //           3 invstd: f32[c]; 4 weight: f32[c]; 5 bias: f32[c]; 6 y: f32[n, c, hw].
 // Two entry points, same bindings:
 //   planes: workgroups [gx, c, n]; workgroup (·, ci, ni) covers plane (ni, ci), each invocation
 //           every (gx·WG)-th pixel from gid.x. No division per element and the channel's
 //           constants are uniform: on llvmpipe 3-10x faster than `main` for planes of 32+ pixels.
 //   main:   grid1d(total, WG), one invocation per element, ci = (i / hw) % c (small planes).
+// off: where image 0 starts in the bound x / y / dy / dx (a block of images above the binding limit;
+// 0 unsplit).
 override WG: u32 = 64;
-struct Params { total: u32, c: u32, hw: u32 }
+struct Params { total: u32, c: u32, hw: u32, off: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
@@ -21,7 +23,7 @@ struct Params { total: u32, c: u32, hw: u32 }
 @compute @workgroup_size(WG)
 fn planes(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let ci = wid.y;
-  let base = (wid.z * p.c + ci) * p.hw;
+  let base = p.off + (wid.z * p.c + ci) * p.hw;
   let hi = mean[ci];
   let lo = mean[p.c + ci];
   let a = invstd[ci] * weight[ci];
@@ -36,5 +38,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let i = gid.x + gid.y * (nwg.x * WG);
   if (i >= p.total) { return; }
   let ci = (i / p.hw) % p.c;
-  y[i] = ((x[i] - mean[ci]) - mean[p.c + ci]) * (invstd[ci] * weight[ci]) + bias[ci];
+  y[p.off + i] = ((x[p.off + i] - mean[ci]) - mean[p.c + ci]) * (invstd[ci] * weight[ci]) + bias[ci];
 }

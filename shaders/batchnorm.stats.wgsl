@@ -7,7 +7,7 @@
 // x − ctr is exact in f32 when x and ctr are within a factor of 2 (Sterbenz), so s1 and s2 keep
 // full precision even for x = 1000 + 0.01·noise, where Σx² − (Σx)²/k would lose every digit.
 // batchnorm.final combines the slices.
-// Bindings: 0 params {c, hw, m, chunk, s: u32}; 1 x: f32[n, c, hw] (NCHW);
+// Bindings: 0 params {c, hw, m, chunk, s, s0, sn, n0, xoff: u32}; 1 x: f32[n, c, hw] (NCHW);
 //           2 part: f32[c, s, 3] = (ctr, s1, s2) per slice.
 // Two entry points, same result layout, both deterministic (no atomics):
 //   tree:  workgroups [s, c]; WG threads stride over the slice, then a tree reduction in
@@ -15,8 +15,11 @@
 //   lanes: grid1d(c·s, WG); one invocation walks one whole slice, no workgroup memory or
 //          barriers. For software adapters (llvmpipe runs a workgroup on one CPU thread and a
 //          barrier is a coroutine switch: measured 2-4x faster than `tree` there).
+// Above the binding limit a launch covers slices [s0, s0 + sn) of whole images [n0, ...): x (and dy)
+// are bound from an aligned element xoff before image n0's first value. Unsplit: s0 = 0, sn = s,
+// n0 = 0, xoff = 0.
 override WG: u32 = 64;
-struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32 }
+struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, s0: u32, sn: u32, n0: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
@@ -46,7 +49,7 @@ fn store(ci: u32, s: u32, ctr: f32, sums: vec2f) {
 
 @compute @workgroup_size(WG)
 fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let s = wid.x;
+  let s = wid.x + p.s0;
   let ci = wid.y;
   let m0 = s * p.chunk;
   let m1 = min(p.m, m0 + p.chunk);
@@ -61,7 +64,7 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var ni = ni0;
   var sp = sp0;
   for (var m = first; m < m1; m = m + WG) {
-    acc = acc + x[(ni * p.c + ci) * p.hw + sp];
+    acc = acc + x[p.xoff + ((ni - p.n0) * p.c + ci) * p.hw + sp];
     ni = ni + stepN;
     sp = sp + stepS;
     if (sp >= p.hw) { sp = sp - p.hw; ni = ni + 1u; }
@@ -72,7 +75,7 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   ni = ni0;
   sp = sp0;
   for (var m = first; m < m1; m = m + WG) {
-    let v = x[(ni * p.c + ci) * p.hw + sp] - ctr;
+    let v = x[p.xoff + ((ni - p.n0) * p.c + ci) * p.hw + sp] - ctr;
     d = d + vec2f(v, v * v);
     ni = ni + stepN;
     sp = sp + stepS;
@@ -85,16 +88,16 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 @compute @workgroup_size(WG)
 fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.x + gid.y * (nwg.x * WG);
-  if (t >= p.c * p.s) { return; }
-  let ci = t / p.s;
-  let s = t - ci * p.s;
+  if (t >= p.c * p.sn) { return; }
+  let ci = t / p.sn;
+  let s = p.s0 + t - ci * p.sn;
   let m0 = s * p.chunk;
   let m1 = min(p.m, m0 + p.chunk);
   let ni0 = m0 / p.hw;
   let sp0 = m0 - ni0 * p.hw;
 
   var acc = 0.0;
-  var i = (ni0 * p.c + ci) * p.hw + sp0;
+  var i = p.xoff + ((ni0 - p.n0) * p.c + ci) * p.hw + sp0;
   var sp = sp0;
   for (var m = m0; m < m1; m = m + 1u) {
     acc = acc + x[i];
@@ -106,7 +109,7 @@ fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
   let ctr = acc / f32(m1 - m0);
 
   var d = vec2f(0.0);
-  i = (ni0 * p.c + ci) * p.hw + sp0;
+  i = p.xoff + ((ni0 - p.n0) * p.c + ci) * p.hw + sp0;
   sp = sp0;
   for (var m = m0; m < m1; m = m + 1u) {
     let v = x[i] - ctr;

@@ -7,8 +7,10 @@
 // is a multiple of 4: four times fewer bounds-checked loads and stores.
 // Dispatch: [gx, n]: image b = gid.y, and the gx * WG invocations of that row stride over j
 // (gx = min(ceil(chw_x / WG), 4096)). No integer division per element (slow on CPU "GPUs").
+// Above the binding limit the images run in blocks: x and y are bound as slices; xoff is where
+// image 0 of x starts in its slice, and off includes where image 0 of y starts in its (0 unsplit).
 override WG: u32 = 64;
-struct Params { chw_x: u32, chw_y: u32, off: u32 }
+struct Params { chw_x: u32, chw_y: u32, off: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -17,7 +19,7 @@ struct Params { chw_x: u32, chw_y: u32, off: u32 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let src = gid.y * p.chw_x;
+  let src = p.xoff + gid.y * p.chw_x;
   let dst = gid.y * p.chw_y + p.off;
   for (var j = gid.x; j < p.chw_x; j += nwg.x * WG) {
     y[dst + j] = x[src + j];
@@ -26,7 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 @compute @workgroup_size(WG)
 fn main4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let src = gid.y * p.chw_x;
+  let src = p.xoff + gid.y * p.chw_x;
   let dst = gid.y * p.chw_y + p.off;
   for (var j = gid.x; j < p.chw_x; j += nwg.x * WG) {
     y4[dst + j] = x4[src + j];

@@ -2,10 +2,12 @@
 // One workgroup per output channel: each of its WG invocations sums a strided share of the
 // channel's pixels in a fixed order, then a tree reduction in workgroup memory adds the WG
 // partial sums. Deterministic (no atomics), and every channel's rows are read contiguously.
-// Bindings: 0 params {n, cout, ohw}; 1 dy: f32[n, cout, oh, ow]; 2 db: f32[cout].
+// Bindings: 0 params {n, cout, ohw, off}; 1 dy: f32[n, cout, oh, ow] starting at element off of the
+// bound slice (a block of images above the binding limit, summed per block and added; else 0);
+// 2 db: f32[cout].
 // Dispatch: workgroup (WG), WG a power of two; (cout, 1, 1) workgroups.
 override WG: u32 = 64;
-struct Params { n: u32, cout: u32, ohw: u32 }
+struct Params { n: u32, cout: u32, ohw: u32, off: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
@@ -16,7 +18,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let co = wid.x;
   var s = 0.0;
   for (var nb = 0u; nb < p.n; nb++) {
-    let base = (nb * p.cout + co) * p.ohw;
+    let base = p.off + (nb * p.cout + co) * p.ohw;
     for (var i = lid; i < p.ohw; i += WG) { s += dy[base + i]; }
   }
   part[lid] = s;

@@ -20,6 +20,7 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, ciBlocks: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;

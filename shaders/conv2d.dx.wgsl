@@ -9,6 +9,8 @@
 // Bindings: 0 params (below, i32); 1 dy: f32[n, cout, oh, ow]; 2 wq: vec4f[kh·kw·cout, ciPad4],
 // the weight packed by conv2d.wpackdx (row (ky·kw + kx)·cout + co; ciPad4 = ceil(cin / 4));
 // 3 dx: f32[n, cin, h, w].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup (WG); grid1d(n·h·sw·qBlocks, WG) in x/y over (n, iy, r, q block) with the
 // q block fastest, qBlocks = ceil(ceil(w / sw) / 4); z = ceil(cin / 16) input-channel blocks.
 override WG: u32 = 8;
@@ -18,6 +20,7 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, ciPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,
   qBlocks: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,7 +35,7 @@ struct Params {
 fn store(nb: i32, cg: i32, iy: i32, ix: i32, v: vec4f) {
   if (ix >= p.w) { return; }
   let hw = p.h * p.w;
-  let o = ((nb * p.cin + cg * 4) * p.h + iy) * p.w + ix;
+  let o = p.outOff + ((nb * p.cin + cg * 4) * p.h + iy) * p.w + ix;
   let nc = min(4, p.cin - cg * 4);
   for (var c = 0; c < nc; c++) { dx[o + c * hw] = v[c]; }
 }
@@ -67,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var a10 = vec4f(0.0); var a11 = vec4f(0.0); var a12 = vec4f(0.0); var a13 = vec4f(0.0);
   var a20 = vec4f(0.0); var a21 = vec4f(0.0); var a22 = vec4f(0.0); var a23 = vec4f(0.0);
   var a30 = vec4f(0.0); var a31 = vec4f(0.0); var a32 = vec4f(0.0); var a33 = vec4f(0.0);
-  let dyImg = nb * p.cout * ohw;
+  let dyImg = p.inOff + nb * p.cout * ohw;
   for (var ky = kyA; ky < kyB; ky++) {
     let ty = iy + p.ph - ky * p.dilationH;
     if (ty % p.sh != 0) { continue; }

@@ -13,6 +13,8 @@
 // one region, so it visits only taps that reach dy for its pixels.
 // Bindings: 0 params (below, i32; ciPad4 = ceil(cin / 4)); 1 dy: f32[n, cout, oh, ow];
 // 2 wq: vec4f[kh·kw·cout, ciPad4] (conv2d.wpackdx: row (ky·kw + kx)·cout + co); 3 dx: f32[n, cin, h, w].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup 8; grid1d(n·sh·sw·tiles, 1) workgroups in x/y over (n, class, pixel
 // block), tiles = pre[nr·nc] (tiles of the regions of a ceil(h / sh) × ceil(w / sw) class grid);
 // z = ceil(ciPad4 / 16).
@@ -25,6 +27,7 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, ciPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,
   tiles: i32, nr: i32, nc: i32,
   // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
   // sums of the regions (row-major over the nr × nc regions), 4 to a vec4; rb starts at byte 96
@@ -58,7 +61,7 @@ fn rowOrder(lr: i32, nrows: i32, d: i32) -> i32 {
 fn store(nb: i32, cg: i32, iy: i32, ix: i32, ok: bool, v: vec4f) {
   if (!ok) { return; }
   let hw = p.h * p.w;
-  let o = (nb * p.cin + cg * 4) * hw + iy * p.w + ix;
+  let o = p.outOff + (nb * p.cin + cg * 4) * hw + iy * p.w + ix;
   let nc = min(4, p.cin - cg * 4);
   for (var c = 0; c < nc; c++) { dx[o + c * hw] = v[c]; }
 }
@@ -103,7 +106,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let l2 = lb + 2; let qy2 = R0 + rowOrder(l2 / max(rw, 1), R1 - R0, rd); let qx2 = C0 + l2 % max(rw, 1); let v2 = any && l2 < npix && qy2 < chh && qx2 < chw;
   let l3 = lb + 3; let qy3 = R0 + rowOrder(l3 / max(rw, 1), R1 - R0, rd); let qx3 = C0 + l3 % max(rw, 1); let v3 = any && l3 < npix && qy3 < chh && qx3 < chw;
   var a0_0 = vec4f(0.0); var a0_1 = vec4f(0.0); var a0_2 = vec4f(0.0); var a0_3 = vec4f(0.0); var a1_0 = vec4f(0.0); var a1_1 = vec4f(0.0); var a1_2 = vec4f(0.0); var a1_3 = vec4f(0.0); var a2_0 = vec4f(0.0); var a2_1 = vec4f(0.0); var a2_2 = vec4f(0.0); var a2_3 = vec4f(0.0); var a3_0 = vec4f(0.0); var a3_1 = vec4f(0.0); var a3_2 = vec4f(0.0); var a3_3 = vec4f(0.0); var a4_0 = vec4f(0.0); var a4_1 = vec4f(0.0); var a4_2 = vec4f(0.0); var a4_3 = vec4f(0.0); var a5_0 = vec4f(0.0); var a5_1 = vec4f(0.0); var a5_2 = vec4f(0.0); var a5_3 = vec4f(0.0); var a6_0 = vec4f(0.0); var a6_1 = vec4f(0.0); var a6_2 = vec4f(0.0); var a6_3 = vec4f(0.0); var a7_0 = vec4f(0.0); var a7_1 = vec4f(0.0); var a7_2 = vec4f(0.0); var a7_3 = vec4f(0.0); var a8_0 = vec4f(0.0); var a8_1 = vec4f(0.0); var a8_2 = vec4f(0.0); var a8_3 = vec4f(0.0); var a9_0 = vec4f(0.0); var a9_1 = vec4f(0.0); var a9_2 = vec4f(0.0); var a9_3 = vec4f(0.0); var a10_0 = vec4f(0.0); var a10_1 = vec4f(0.0); var a10_2 = vec4f(0.0); var a10_3 = vec4f(0.0); var a11_0 = vec4f(0.0); var a11_1 = vec4f(0.0); var a11_2 = vec4f(0.0); var a11_3 = vec4f(0.0); var a12_0 = vec4f(0.0); var a12_1 = vec4f(0.0); var a12_2 = vec4f(0.0); var a12_3 = vec4f(0.0); var a13_0 = vec4f(0.0); var a13_1 = vec4f(0.0); var a13_2 = vec4f(0.0); var a13_3 = vec4f(0.0); var a14_0 = vec4f(0.0); var a14_1 = vec4f(0.0); var a14_2 = vec4f(0.0); var a14_3 = vec4f(0.0); var a15_0 = vec4f(0.0); var a15_1 = vec4f(0.0); var a15_2 = vec4f(0.0); var a15_3 = vec4f(0.0);
-  let dyImg = nb * p.cout * ohw;
+  let dyImg = p.inOff + nb * p.cout * ohw;
   // Uniform tap ranges: taps whose dy row ty / sh (ty = ry + ph − ky·dilationH) lands inside [0, oh) for
   // some row of the region, qy in [qyA, qyB]; likewise for columns. A strided conv also skips the
   // taps that do not divide evenly (STRIDED is an override constant, so a stride-1 pipeline has no

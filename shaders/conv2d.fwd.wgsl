@@ -12,6 +12,8 @@
 // Bindings: 0 params (below, i32); 1 x: f32[n, cin, h, w]; 2 wp: vec4f[K + 1, coPad4], the weight
 // packed by conv2d.wpack (row (ky·kw + kx)·cin + ci, last row = bias; coPad4 = ceil(cout / 4));
 // 3 y: f32[n, cout, oh, ow].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup (WG); grid1d(n·oh·owBlocks, WG) in x/y over (n, oy, column block) with the
 // block fastest (owBlocks = ceil(ow / 4)); z = ceil(cout / 16) output-channel blocks.
 override WG: u32 = 8;
@@ -21,6 +23,7 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,
   owBlocks: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,7 +37,7 @@ struct Params {
 fn store(nb: i32, cg: i32, oy: i32, ox: i32, v: vec4f) {
   if (ox >= p.ow) { return; }
   let ohw = p.oh * p.ow;
-  let o = ((nb * p.cout + cg * 4) * p.oh + oy) * p.ow + ox;
+  let o = p.outOff + ((nb * p.cout + cg * 4) * p.oh + oy) * p.ow + ox;
   let nc = min(4, p.cout - cg * 4);
   for (var c = 0; c < nc; c++) { y[o + c * ohw] = v[c]; }
 }
@@ -72,7 +75,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var a10 = b1; var a11 = b1; var a12 = b1; var a13 = b1;
   var a20 = b2; var a21 = b2; var a22 = b2; var a23 = b2;
   var a30 = b3; var a31 = b3; var a32 = b3; var a33 = b3;
-  let xImg = nb * p.cin * hw;
+  let xImg = p.inOff + nb * p.cin * hw;
   for (var ky = kyA; ky < kyB; ky++) {
     let rowOff = xImg + (oy * p.sh - p.ph + ky * p.dilationH) * p.w;
     for (var kx = kxA; kx < kxB; kx++) {

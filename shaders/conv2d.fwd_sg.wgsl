@@ -22,6 +22,8 @@
 // Bindings: 0 params (below, i32; coPad4 = ceil(cout / 4)); 1 x: f32[n, cin, h, w];
 // 2 wp: vec4f[K + 1, coPad4] (conv2d.wpack: row (ky·kw + kx)·cin + ci, last row = bias);
 // 3 y: f32[n, cout, oh, ow].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup 8; grid1d(n·tiles, 1) workgroups in x/y (tiles = Σ over regions of
 // ceil(pixels / 32) = pre[nr·nc]); z = ceil(coPad4 / 16) output-channel blocks.
 enable subgroups;
@@ -31,6 +33,7 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,
   tiles: i32, nr: i32, nc: i32,
   // Row / column breakpoints (nr + 1 / nc + 1 of them: 0, ..., rows / columns) and the tile prefix
   // sums of the regions (row-major over the nr × nc regions), 4 to a vec4; rb starts at byte 96
@@ -64,7 +67,7 @@ fn rowOrder(lr: i32, nrows: i32, d: i32) -> i32 {
 fn store(nb: i32, cg: i32, oy: i32, ox: i32, ok: bool, v: vec4f) {
   if (!ok) { return; }
   let ohw = p.oh * p.ow;
-  let o = (nb * p.cout + cg * 4) * ohw + oy * p.ow + ox;
+  let o = p.outOff + (nb * p.cout + cg * 4) * ohw + oy * p.ow + ox;
   let nc = min(4, p.cout - cg * 4);
   for (var c = 0; c < nc; c++) { y[o + c * ohw] = v[c]; }
 }
@@ -123,7 +126,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let b13 = subgroupBroadcast(bm1, 5u); var a13_0 = b13; var a13_1 = b13; var a13_2 = b13; var a13_3 = b13;
   let b14 = subgroupBroadcast(bm1, 6u); var a14_0 = b14; var a14_1 = b14; var a14_2 = b14; var a14_3 = b14;
   let b15 = subgroupBroadcast(bm1, 7u); var a15_0 = b15; var a15_1 = b15; var a15_2 = b15; var a15_3 = b15;
-  let xImg = nb * p.cin * hw;
+  let xImg = p.inOff + nb * p.cin * hw;
   for (var ky = kyA; ky < kyB; ky++) {
     for (var kx = kxA; kx < kxB; kx++) {
       let iy0 = oy0 * p.sh - p.ph + ky * p.dilationH; let ix0 = ox0 * p.sw - p.pw + kx * p.dilationW;

@@ -13,6 +13,8 @@
 // Bindings: 0 params (below, i32); 1 x: f32[n, cin, h, w]; 2 wp: vec4f[K + 1, coPad4], the weight
 // packed by conv2d.wpack (row (ky·kw + kx)·cin + ci, last row K = kh·kw·cin = bias; coPad4 =
 // ceil(cout / 4)); 3 y: f32[n, cout, oh, ow].
+// inOff / outOff: the element where image 0 of the input (x or dy) and of the output starts in its
+// bound slice: above the binding limit a launch covers a block of images (both 0 unsplit).
 // Dispatch: workgroup (16, 16); grid1d(ceil(n·oh·ow / 64), 1) in x/y over pixel tiles;
 // z = ceil(cout / 64) output-channel tiles.
 const TK: i32 = 16;
@@ -22,6 +24,7 @@ struct Params {
   kw: i32, sh: i32, sw: i32, ph: i32,
   pw: i32, dilationH: i32, dilationW: i32, coPad4: i32,
   kyLo: i32, kyHi: i32, kxLo: i32, kxHi: i32,
+  inOff: i32, outOff: i32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -54,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let ox = pix % p.ow;
       let oy = (pix / p.ow) % p.oh;
       let nb = pix / ohw;
-      img[j] = nb * p.cin * hw;
+      img[j] = p.inOff + nb * p.cin * hw;
       iy0[j] = oy * p.sh - p.ph;
       ix0[j] = ox * p.sw - p.pw;
       pok[j] = true;
@@ -114,7 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     var v = acc0;
     if (j == 1) { v = acc1; } else if (j == 2) { v = acc2; } else if (j == 3) { v = acc3; }
     let nb = pix / ohw;
-    let o = (nb * p.cout + cg * 4) * ohw + pix % ohw;
+    let o = p.outOff + (nb * p.cout + cg * 4) * ohw + pix % ohw;
     for (var c = 0; c < nc; c++) { y[o + c * ohw] = v[c]; }
   }
 }

@@ -6,7 +6,7 @@
 // pixels from the final reduction pass. dy and count are read here on the GPU: no readback.
 // Valid means t != ignoreIndex and 0 <= t < C, the same rule as the forward pass; when no pixel
 // is valid every dx is 0 and the division by count = 0 is never evaluated.
-// Bindings: 0 params {npix: u32 = n * hw, c: u32, hw: u32, ignoreIndex: i32};
+// Bindings: 0 params {npix: u32 = n * hw, c: u32, hw: u32, ignoreIndex: i32, xoff, loff, soff: u32};
 //   1 x: f32[n, C, hw]; 2 labels (the target): i32[n, hw]; 3 stats: vec2<f32>[npix] = (m, logsum);
 //   4 tot: vec2<f32>[1] = (sum of terms, count); 5 dy: f32[1]; 6 dx: f32[n, C, hw].
 // Dispatch: grid1d(npix, WG), one invocation per pixel writing its C gradients (a gather: no
@@ -14,7 +14,9 @@
 // once per pixel (3x faster on lavapipe at C = 21); neighbouring invocations still write
 // neighbouring s, so each store of the loop is contiguous across the workgroup.
 override WG: u32 = 64;
-struct Params { npix: u32, c: u32, hw: u32, ignoreIndex: i32 }
+struct Params { npix: u32, c: u32, hw: u32, ignoreIndex: i32, xoff: u32, loff: u32, soff: u32 }
+// Above the binding limit the images run in blocks: x and dx slices start their first image at
+// xoff, labels at loff, stats at soff (vec2s); all 0 unsplit.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
@@ -29,15 +31,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (q >= p.npix) { return; }
   let ni = q / p.hw;
   let s = q - ni * p.hw;
-  let base = ni * p.c * p.hw + s;
-  let t = labels[q];
+  let base = p.xoff + ni * p.c * p.hw + s;
+  let t = labels[p.loff + q];
   if (t == p.ignoreIndex || t < 0 || t >= i32(p.c)) {
     for (var c = 0u; c < p.c; c++) {
       dx[base + c * p.hw] = 0.0;
     }
     return;
   }
-  let st = stats[q];
+  let st = stats[p.soff + q];
   // m + logsum is logsumexp; subtracting m first keeps x - m exact for the large logits.
   let scale = dy[0] / tot[0].y;
   for (var c = 0u; c < p.c; c++) {

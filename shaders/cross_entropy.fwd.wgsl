@@ -6,14 +6,16 @@
 //   valid[q]  = 1 if t != ignoreIndex and 0 <= t < C, else 0 (term = 0 where invalid).
 // Targets outside [0, C) that are not ignoreIndex count as ignored: the data layer validates
 // labels up front, and a GPU kernel has no way to raise an error.
-// Bindings: 0 params {npix: u32 = n * hw, c: u32, hw: u32, ignoreIndex: i32};
+// Bindings: 0 params {npix: u32 = n * hw, c: u32, hw: u32, ignoreIndex: i32, xoff, loff, poff: u32};
 //   1 x: f32[n, C, hw]; 2 labels: i32[n, hw];
 //   3 pairs: vec2<f32>[npix] = (term, valid), summed next by cross_entropy.reduce.wgsl;
 //   4 stats: vec2<f32>[npix] = (m, logsum), saved for the backward pass.
+// Above the binding limit the images run in blocks, each binding slices whose first image starts
+// at xoff (x), loff (labels) and poff (pairs and stats, in vec2s); all 0 unsplit.
 // Dispatch: grid1d(npix, WG), one invocation per pixel looping over C; neighbouring invocations
 // read neighbouring s, so every step of the loop is a contiguous load across the workgroup.
 override WG: u32 = 64;
-struct Params { npix: u32, c: u32, hw: u32, ignoreIndex: i32 }
+struct Params { npix: u32, c: u32, hw: u32, ignoreIndex: i32, xoff: u32, loff: u32, poff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
@@ -26,7 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (q >= p.npix) { return; }
   let ni = q / p.hw;
   let s = q - ni * p.hw;
-  let base = ni * p.c * p.hw + s;
+  let base = p.xoff + ni * p.c * p.hw + s;
   var m = x[base];
   for (var c = 1u; c < p.c; c++) {
     m = max(m, x[base + c * p.hw]);
@@ -36,11 +38,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     sum += exp(x[base + c * p.hw] - m);
   }
   let logsum = log(sum);
-  stats[q] = vec2f(m, logsum);
-  let t = labels[q];
+  stats[p.poff + q] = vec2f(m, logsum);
+  let t = labels[p.loff + q];
   if (t == p.ignoreIndex || t < 0 || t >= i32(p.c)) {
-    pairs[q] = vec2f(0.0, 0.0);
+    pairs[p.poff + q] = vec2f(0.0, 0.0);
   } else {
-    pairs[q] = vec2f((m - x[base + u32(t) * p.hw]) + logsum, 1.0);
+    pairs[p.poff + q] = vec2f((m - x[base + u32(t) * p.hw]) + logsum, 1.0);
   }
 }

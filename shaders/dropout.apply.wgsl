@@ -4,12 +4,14 @@
 // on dy with the same seed and regenerates the forward mask exactly, so no mask is stored.
 // hash: xxHash32 of the one 32-bit word i, keyed by a PCG hash of the seed (the pre-hash keeps
 // nearby seeds, e.g. consecutive training steps, from giving index-shifted copies of one mask).
-// Bindings: 0 params {n4: u32, seed: u32, threshold: u32, scale: f32};
+// Bindings: 0 params {n4: u32, seed: u32, threshold: u32, scale: f32, base4: u32};
 //           1 src: vec4<f32>[n4] (x forward, dy backward); 2 dst: vec4<f32>[n4] (y or dx).
 // Flat over any shape, bound as ceil(size / 4) vec4s (the padding lanes compute but are unused).
-// Dispatch: grid1d(n4, WG), one invocation per 4 consecutive elements 4i .. 4i+3.
+// Dispatch: grid1d(n4, WG), one invocation per 4 consecutive elements 4i .. 4i+3. A tensor above
+// the binding limit runs as slices: base4 is the slice's first vec4 in the whole tensor (the hash
+// takes the element's index in the whole tensor, so the mask does not depend on the split).
 override WG: u32 = 64;
-struct Params { n4: u32, seed: u32, threshold: u32, scale: f32 }
+struct Params { n4: u32, seed: u32, threshold: u32, scale: f32, base4: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4f>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4f>;
@@ -35,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let i = gid.x + gid.y * (nwg.x * WG);
   if (i >= p.n4) { return; }
   let key = pcg(p.seed);
-  let e = i * 4u;
+  let e = (i + p.base4) * 4u;
   let h = vec4u(xxh32(key, e), xxh32(key, e + 1u), xxh32(key, e + 2u), xxh32(key, e + 3u));
   dst[i] = select(vec4f(0.0), src[i] * p.scale, h >= vec4u(p.threshold));
 }

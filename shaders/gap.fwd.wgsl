@@ -4,8 +4,10 @@
 // Bindings: 0 params {planes, hw: u32, scale: f32 = 1 / hw}; 1 x: f32[n·c, hw] (NCHW);
 //           2 out: f32[n·c].
 // Dispatch: grid1d(planes, WG), one invocation per (n, c) plane.
+// xoff / ooff: where plane 0 starts in the bound x and out (a block of planes above the binding
+// limit; 0 unsplit).
 override WG: u32 = 64;
-struct Params { planes: u32, hw: u32, scale: f32 }
+struct Params { planes: u32, hw: u32, scale: f32, xoff: u32, ooff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -14,7 +16,7 @@ struct Params { planes: u32, hw: u32, scale: f32 }
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let q = gid.x + gid.y * (nwg.x * WG);
   if (q >= p.planes) { return; }
-  let base = q * p.hw;
+  let base = p.xoff + q * p.hw;
   var acc = vec4f(0.0);
   var j = 0u;
   for (; j + 4u <= p.hw; j = j + 4u) {
@@ -24,5 +26,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   for (; j < p.hw; j = j + 1u) {
     tail = tail + x[base + j];
   }
-  out[q] = ((acc.x + acc.y) + (acc.z + acc.w) + tail) * p.scale;
+  out[p.ooff + q] = ((acc.x + acc.y) + (acc.z + acc.w) + tail) * p.scale;
 }

@@ -6,8 +6,10 @@
 // Bindings: 0 params {nc, h, w, oh, ow, kh, kw, sh, sw, ph, pw: u32};
 //           1 dy: f32[nc, oh, ow]; 2 idx: i32[nc, oh, ow]; 3 dx: f32[nc, h, w].
 // Dispatch: grid1d(nc * h * w, WG), one invocation per input element, iw fastest.
+// xoff / yoff: where plane 0 starts in the bound x (dx) and y, argmax (dy): a block of planes above
+// the binding limit; 0 unsplit.
 override WG: u32 = 64;
-struct Params { nc: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, ph: u32, pw: u32 }
+struct Params { nc: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, ph: u32, pw: u32, xoff: u32, yoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> idx: array<i32>;
@@ -34,7 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let at = i32(ih * p.w + iw);
   let ys = span(ih, p.kh, p.sh, p.ph, p.oh);
   let xs = span(iw, p.kw, p.sw, p.pw, p.ow);
-  let base = q * p.oh * p.ow;
+  let base = p.yoff + q * p.oh * p.ow;
   var acc = 0.0;
   for (var oy = ys.x; oy <= ys.y; oy++) {
     for (var ox = xs.x; ox <= xs.y; ox++) {
@@ -42,5 +44,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
       if (idx[o] == at) { acc += dy[o]; }
     }
   }
-  dx[i] = acc;
+  dx[p.xoff + i] = acc;
 }

@@ -10,8 +10,10 @@
 //           1 x: f32[nc, h, w]; 2 y: f32[nc, oh, ow]; 3 idx: i32[nc, oh, ow] (entry with_argmax only).
 // Dispatch: grid1d(nc * oh * ow, WG), one invocation per output element, ox fastest.
 // Entry points: `main` (inference: no indices) and `with_argmax` (training: saves idx for maxpool.dx).
+// xoff / yoff: where plane 0 starts in the bound x (dx) and y, argmax (dy): a block of planes above
+// the binding limit; 0 unsplit.
 override WG: u32 = 64;
-struct Params { nc: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, ph: u32, pw: u32 }
+struct Params { nc: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, ph: u32, pw: u32, xoff: u32, yoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -35,7 +37,7 @@ fn window_max(i: u32) -> Max {
   let w0 = u32(max(ws, 0));
   let h1 = u32(min(hs + i32(p.kh), i32(p.h)));
   let w1 = u32(min(ws + i32(p.kw), i32(p.w)));
-  let base = q * p.h * p.w;
+  let base = p.xoff + q * p.h * p.w;
   // Starting from the first element of the window is the same as ATen's start from -inf with
   // that element's index: only a larger value or a NaN replaces it.
   var m = Max(x[base + h0 * p.w + w0], h0 * p.w + w0);
@@ -53,7 +55,7 @@ fn window_max(i: u32) -> Max {
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * (nwg.x * WG);
   if (i >= p.nc * p.oh * p.ow) { return; }
-  y[i] = window_max(i).v;
+  y[p.yoff + i] = window_max(i).v;
 }
 
 @compute @workgroup_size(WG)
@@ -61,6 +63,6 @@ fn with_argmax(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
   let i = gid.x + gid.y * (nwg.x * WG);
   if (i >= p.nc * p.oh * p.ow) { return; }
   let m = window_max(i);
-  y[i] = m.v;
-  idx[i] = i32(m.at);
+  y[p.yoff + i] = m.v;
+  idx[p.yoff + i] = i32(m.at);
 }

@@ -6,11 +6,13 @@
 //     i0 = min(floor(src), in - 1), l1 = clamp(src - i0, 0, 1), i1 = min(i0 + 1, in - 1), l0 = 1 - l1
 //     (in == out is a plain copy: i0 = i1 = d, l1 = 0, as in ATen)
 //   y[q, oy, ox] = l0y * (l0x * x[q, y0, x0] + l1x * x[q, y0, x1]) + l1y * (l0x * x[q, y1, x0] + l1x * x[q, y1, x1])
-// Bindings: 0 params {nc, h, w, oh, ow: u32, scale_h, scale_w: f32, align: u32};
+// Bindings: 0 params {nc, h, w, oh, ow: u32, scale_h, scale_w: f32, align: u32, xoff, yoff: u32};
 //           1 x: f32[nc, h, w]; 2 y: f32[nc, oh, ow]   (q = n * c + channel: the planes are independent).
+// Above the binding limit the planes run in blocks, each binding a slice whose first plane starts
+// at element xoff (x) and yoff (y); 0 and 0 when unsplit.
 // Dispatch: grid1d(nc * oh * ow, WG), one invocation per output element, ox fastest.
 override WG: u32 = 64;
-struct Params { nc: u32, h: u32, w: u32, oh: u32, ow: u32, scale_h: f32, scale_w: f32, align: u32 }
+struct Params { nc: u32, h: u32, w: u32, oh: u32, ow: u32, scale_h: f32, scale_w: f32, align: u32, xoff: u32, yoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -42,11 +44,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let q = t / p.oh;
   let ty = taps(p.scale_h, oy, p.h, p.oh);
   let tx = taps(p.scale_w, ox, p.w, p.ow);
-  let base = q * p.h * p.w;
+  let base = p.xoff + q * p.h * p.w;
   let r0 = base + ty.i0 * p.w;
   let r1 = base + ty.i1 * p.w;
   let l0x = 1.0 - tx.l1;
   let top = l0x * x[r0 + tx.i0] + tx.l1 * x[r0 + tx.i1];
   let bottom = l0x * x[r1 + tx.i0] + tx.l1 * x[r1 + tx.i1];
-  y[i] = (1.0 - ty.l1) * top + ty.l1 * bottom;
+  y[p.yoff + i] = (1.0 - ty.l1) * top + ty.l1 * bottom;
 }

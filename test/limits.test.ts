@@ -9,7 +9,7 @@ describe('device limits', () => {
     engine().pool.poison = true;
   });
 
-  it('names maxStorageBufferBindingSize when a binding is too large', async () => {
+  it('names maxStorageBufferBindingSize when a launch binds too much (ops split; the engine checks)', async () => {
     await reinit({ limits: { maxStorageBufferBindingSize: 4096 } });
     expect(engine().limits.maxStorageBufferBindingSize).to.equal(4096);
     const before = engine().stats().dispatches;
@@ -17,9 +17,11 @@ describe('device limits', () => {
       const small = tensor(new Float32Array(1024), [1024]);
       expect(() => add(small, small)).not.to.throw();
       const big = tensor(new Float32Array(1025), [1025]);
-      expect(() => add(big, big)).to.throw(/maxStorageBufferBindingSize \(4096 bytes\)/);
+      const e = engine();
+      expect(() => e.run({ shader: 'add', params: { n: 1025, alpha: 1 }, bindings: [big, big, big], workgroups: e.grid1d(1025) })).to.throw(/maxStorageBufferBindingSize \(4096 bytes\)/);
+      expect(() => add(big, big)).not.to.throw(); // split into two launches
     });
-    expect(engine().stats().dispatches).to.equal(before + 1);
+    expect(engine().stats().dispatches).to.equal(before + 3);
   });
 
   it('names maxBufferSize when an allocation is too large', async () => {

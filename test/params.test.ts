@@ -11,18 +11,18 @@ import { PARAM_LAYOUTS, SHADERS } from '../src/gpu/shaders.generated.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 describe('kernel params by name', () => {
-  it('lays out each struct Params by the WGSL uniform rules (the subgroup conv tables start at byte 96)', () => {
+  it('lays out each struct Params by the WGSL uniform rules (the subgroup conv tables start at byte 112)', () => {
     const fwd = PARAM_LAYOUTS['conv2d.fwd']!;
     expect(fwd.fields.map((f) => f.name).slice(0, 4)).to.deep.equal(['n', 'cin', 'h', 'w']);
     expect(fwd.fields.find((f) => f.name === 'dilationH')).to.deep.include({ type: 'i32', offset: 13 * 4 });
-    expect(fwd.size).to.equal(21 * 4);
+    expect(fwd.size).to.equal(23 * 4); // ... owBlocks, inOff, outOff
     const sg = PARAM_LAYOUTS['conv2d.fwd_sg']!;
     const at = (name: string) => sg.fields.find((f) => f.name === name)!;
-    expect(at('nc').offset).to.equal(88);
-    expect(at('rb')).to.deep.include({ offset: 96, count: 16, comps: 4, stride: 16 });
-    expect(at('cb').offset).to.equal(160);
-    expect(at('pre')).to.deep.include({ offset: 224, count: 228 });
-    expect(sg.size).to.equal(1136);
+    expect(at('nc').offset).to.equal(96);
+    expect(at('rb')).to.deep.include({ offset: 112, count: 16, comps: 4, stride: 16 });
+    expect(at('cb').offset).to.equal(176);
+    expect(at('pre')).to.deep.include({ offset: 240, count: 228 });
+    expect(sg.size).to.equal(1152);
     expect(PARAM_LAYOUTS['add']!.fields.map((f) => [f.name, f.type])).to.deep.equal([['n', 'u32'], ['alpha', 'f32']]);
   });
 

@@ -10,7 +10,8 @@ weight decay 1e-4). One warm-up step, then the median of --repeats steps, wall c
 
     /usr/bin/python3 tools/torch_step.py --config '{"blocks": [3, 4, 6, 3], ...}' --n 2 --size 129
 
-Prints one JSON object: ms (median), first_step_ms, torch version, threads, parameters.
+Prints one JSON object: ms (median), first_step_ms, torch version, threads, parameters, peak_bytes
+(the step's peak tensor bytes, see peak_bytes()).
 """
 
 import argparse
@@ -61,7 +62,34 @@ def main():
     print(json.dumps({
         "ms": times[len(times) // 2] * 1000, "first_step_ms": first * 1000, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters()),
+        "peak_bytes": peak_bytes(model, opt, x, y, step),
     }))
+
+
+def peak_bytes(model, opt, x, y, step):
+    """Peak tensor bytes of one step: what is alive before it (parameters, gradients, momentum
+    buffers, the batch) plus the highest running sum of the step's allocations minus frees, from
+    torch.profiler's memory events (profile_memory=True; CPU PyTorch keeps no allocator peak)."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers(), x, y]}
+    for p in model.parameters():
+        if p.grad is not None:
+            tensors[id(p.grad)] = p.grad
+    for st in opt.state.values():
+        for v in st.values():
+            if torch.is_tensor(v):
+                tensors[id(v)] = v
+    base = sum(t.numel() * t.element_size() for t in tensors.values())
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # Every allocation (+bytes) and free (-bytes) of the step, in time order.
+    events = [(e.start_us(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda t: t[0])
+    run = peak = 0
+    for _, b in events:
+        run += b
+        peak = max(peak, run)
+    return base + peak
 
 
 if __name__ == "__main__":

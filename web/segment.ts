@@ -8,8 +8,11 @@ import {
 import { $, demo, drawRgb, enqueue, errText, gpuState, setStatus, updateMemory } from './page.js';
 
 const WEIGHTS_URL = 'weights/mini-shapes.safetensors';
-/** Longer image side above which a picture is downscaled before segmentation. */
+/** Longer image side above which a picture is downscaled before segmentation, when the page's
+ * "downscale" choice is on (the default); off, the whole image is segmented at its full size. */
 const MAX_SIDE = 513;
+let downscale = true;
+let imageBlob: { blob: Blob; name: string } | null = null;
 const MULTI_SCALES = [0.5, 0.75, 1, 1.25, 1.5, 1.75];
 const PALETTE = vocPalette();
 
@@ -113,7 +116,7 @@ async function decodeImage(blob: Blob, name: string): Promise<LoadedImage> {
   } catch {
     throw new Error(`'${name}' is not an image this browser can decode${blob.type ? ` (type ${blob.type})` : ''}: use a PNG, JPEG, WebP, GIF or BMP file`);
   }
-  const scale = Math.min(1, MAX_SIDE / Math.max(bmp.width, bmp.height));
+  const scale = downscale ? Math.min(1, MAX_SIDE / Math.max(bmp.width, bmp.height)) : 1;
   const width = Math.max(1, Math.round(bmp.width * scale));
   const height = Math.max(1, Math.round(bmp.height * scale));
   const canvas = document.createElement('canvas');
@@ -167,7 +170,9 @@ async function segmentCurrent(): Promise<void> {
   const runs = scales.length * (flip ? 2 : 1);
   $('seg-time').textContent = `Inference: ${ms.toFixed(0)} ms (${runs} forward pass${runs > 1 ? 'es' : ''}, output stride ${os}${flip ? ', flip' : ''}) on ${engine().adapterName}. ` +
     'The first run also compiles the kernels.';
-  const resized = img.width !== img.originalWidth ? ` (downscaled from ${img.originalWidth}×${img.originalHeight})` : '';
+  const resized = img.width !== img.originalWidth
+    ? ` (downscaled from ${img.originalWidth}×${img.originalHeight} to ${MAX_SIDE} px on the longer side; untick "Downscale" for the whole image)`
+    : downscale ? '' : ' (whole image, full size)';
   setStatus('seg-status', `${img.name}: ${img.width}×${img.height}${resized}, ${m.source}.`);
   demo.lastSegmentation = { image: img.name, width: img.width, height: img.height, labels: seg.labels, ms, outputStride: os, scales, flip };
   demo.segmentations++;
@@ -177,6 +182,7 @@ async function segmentCurrent(): Promise<void> {
 async function useImage(blob: Blob, name: string): Promise<void> {
   if (!gpuState.ready) return;
   try {
+    imageBlob = { blob, name };
     image = await decodeImage(blob, name);
   } catch (e) {
     setStatus('seg-status', errText(e), true);
@@ -253,6 +259,18 @@ export async function setupSegment(): Promise<void> {
     if (image) await runSegmentation();
   });
   for (const id of ['seg-os', 'seg-ms', 'seg-flip']) $(id).addEventListener('change', () => void runSegmentation());
+  // Large photos: downscaled to MAX_SIDE (faster) or segmented whole at full size.
+  const ds = document.createElement('label');
+  const box = document.createElement('input');
+  box.type = 'checkbox';
+  box.id = 'seg-downscale';
+  box.checked = downscale;
+  ds.append(box, ` Downscale to ${MAX_SIDE} px on the longer side (off: the whole image at full size, slower)`);
+  $('seg-run').before(ds);
+  box.addEventListener('change', () => {
+    downscale = box.checked;
+    if (imageBlob) void useImage(imageBlob.blob, imageBlob.name);
+  });
   $('seg-run').addEventListener('click', () => void runSegmentation());
   await loadShippedWeights();
   const first = samplesEl.querySelector<HTMLButtonElement>('button');

@@ -118,7 +118,12 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchResult> {
   }
 
   if (only.has('train')) {
-    const cases: TrainStepCase[] = quick ? [{ config: 'mini', n: 2, size: 33 }] : [{ config: 'paper-r50-os16', n: 2, size: 129 }, { config: 'mini', n: 16, size: 65 }];
+    const cases: TrainStepCase[] = quick ? [{ config: 'mini', n: 2, size: 33 }] : [
+      { config: 'paper-r50-os16', n: 2, size: 129 }, { config: 'mini', n: 16, size: 65 },
+      // The memory comparison's steps: peak bytes next to PyTorch's for the same step (batch 2 at
+      // 513: PyTorch refuses to train batch norm on the 1×1 image-pooling map of a batch of 1).
+      { config: 'mini', n: 2, size: 129 }, { config: 'mini', n: 2, size: 513 }, { config: 'paper-r50-os16', n: 2, size: 513 },
+    ];
     const stepRepeats = o.repeats ?? (quick ? 1 : 3);
     for (const c of cases) emit(await benchTrainStep(c, { repeats: stepRepeats, adapter }));
     if (compare.has('torch')) {

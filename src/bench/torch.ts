@@ -32,9 +32,9 @@ export function torchTrainStep(py: string, c: TrainStepCase, opts: { repeats: nu
     const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').slice(-1)[0];
     return { ...base, ms: null, gflops: null, note: `torch_step.py failed: ${why}` };
   }
-  const out = JSON.parse(r.stdout.trim().split('\n').slice(-1)[0]) as { ms: number; first_step_ms: number; torch: string; threads: number; parameters: number };
+  const out = JSON.parse(r.stdout.trim().split('\n').slice(-1)[0]) as { ms: number; first_step_ms: number; torch: string; threads: number; parameters: number; peak_bytes?: number };
   return {
-    ...base, ms: out.ms, gflops: opts.flops / (out.ms * 1e6), first_step_ms: out.first_step_ms, timing: 'cpu',
+    ...base, ms: out.ms, gflops: opts.flops / (out.ms * 1e6), first_step_ms: out.first_step_ms, timing: 'cpu', peak_bytes: out.peak_bytes ?? null,
     note: `PyTorch ${out.torch} CPU, ${out.threads} threads, ${out.parameters} parameters`,
   };
 }

@@ -19,7 +19,7 @@ import type { Command } from './main.js';
 const USAGE = [
   'usage: atrous predict --weights FILE --image IMG [--config NAME] [--output-stride N] [--scales 0.5,1,1.5]',
   '                      [--flip] [--out DIR] [--save-logits FILE] [--mean R,G,B --std R,G,B]',
-  '                      [--padding stride+1|none] [--lenient]',
+  '                      [--padding stride+1|none] [--lenient] [--window H,W [--stride H,W]] [--max-side N]',
   '',
   'Reads a PNG or JPEG upright (its EXIF orientation applied, as browsers show it), runs the model and',
   'writes into DIR (default: the current directory)',
@@ -34,6 +34,10 @@ const USAGE = [
   'names. A checkpoint that does not say (a torchvision export) gets the configuration\'s output stride,',
   'ImageNet mean/std and no padding, as torchvision runs its weights. The first line printed names each',
   'setting and where it came from.',
+  'The default is the whole image in one run, at full resolution. --window H,W runs sliding windows',
+  '(mmseg\'s slide mode: windows cover the image, the logits are averaged where they overlap; --stride',
+  'defaults to two thirds of the window); --max-side N first downscales so that the longer side is at',
+  'most N pixels. The label PNG and overlay are at the full resolution either way.',
 ].join('\n');
 
 
@@ -45,7 +49,21 @@ export const predictCommand: Command = {
       weights: { type: 'string' }, image: { type: 'string' }, config: { type: 'string' }, 'output-stride': { type: 'string' },
       scales: { type: 'string' }, flip: { type: 'boolean' }, out: { type: 'string' }, 'save-logits': { type: 'string' },
       mean: { type: 'string' }, std: { type: 'string' }, padding: { type: 'string' }, lenient: { type: 'boolean' },
+      window: { type: 'string' }, stride: { type: 'string' }, 'max-side': { type: 'string' },
     });
+    const hwPair = (flag: string): [number, number] | undefined => {
+      const v = (values as Record<string, unknown>)[flag] as string | undefined;
+      if (v === undefined) return undefined;
+      const p = v.split(',').map(Number);
+      if ((p.length !== 1 && p.length !== 2) || p.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`atrous predict: --${flag} must be H,W or N (positive integers), got '${v}'`);
+      return p.length === 1 ? [p[0], p[0]] : [p[0], p[1]];
+    };
+    const window = hwPair('window');
+    const stride = hwPair('stride');
+    if (stride && !window) throw new Error('atrous predict: --stride goes with --window');
+    const maxSideArg = values['max-side'] as string | undefined;
+    const maxSide = maxSideArg === undefined ? undefined : Number(maxSideArg);
+    if (maxSide !== undefined && !(Number.isInteger(maxSide) && maxSide >= 1)) throw new Error(`atrous predict: --max-side must be a positive integer, got '${maxSideArg}'`);
     const weights = values.weights as string | undefined;
     const imagePath = values.image as string | undefined;
     if (!weights) throw new Error('atrous predict: --weights FILE is required');
@@ -95,7 +113,7 @@ export const predictCommand: Command = {
       model.eval();
       const hw = img.width * img.height;
       const t0 = performance.now();
-      const seg = await segmentImage(model, img.data, img.height, img.width, { scales, flip: Boolean(values.flip) });
+      const seg = await segmentImage(model, img.data, img.height, img.width, { scales, flip: Boolean(values.flip), window, stride, maxSide });
       const ms = performance.now() - t0;
       const name = basename(imagePath, extname(imagePath));
       const palette = vocPalette();

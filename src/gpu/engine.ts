@@ -11,11 +11,13 @@ import { openDevice, adapterName, type DeviceOptions, type GPUContext, type Engi
 
 export type { ShaderName, ShaderParams } from './shaders.generated.js';
 
-/** Anything that can be bound as a storage buffer: a Tensor, or a raw pooled buffer. */
+/** Anything that can be bound as a storage buffer: a Tensor, or a raw pooled buffer, or a slice
+ * of one (`offset` bytes in, a multiple of `Engine.bindingAlignment`; see `Engine.slice`). */
 export interface Bindable {
   readonly buffer: GPUBuffer;
   readonly byteLength: number;
   readonly label?: string;
+  readonly offset?: number;
 }
 
 export interface KernelCall<S extends ShaderName = ShaderName> {
@@ -274,8 +276,9 @@ export class Engine {
       // Zero-sized bindings are invalid and vec4 arrays need 16 bytes; every pooled buffer has
       // at least 16 (pool.sizeClass), so an empty tensor binds those.
       const size = Math.max(16, b.byteLength);
-      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset: 0, size } });
-      key += `|${this.bufferId(b.buffer)}:${size}`;
+      const offset = b.offset ?? 0;
+      entries.push({ binding: slot++, resource: { buffer: b.buffer, offset, size } });
+      key += `|${this.bufferId(b.buffer)}:${offset}:${size}`;
     }
     let bindGroup = this.bindGroupCache.get(key);
     if (!bindGroup) {
@@ -291,6 +294,24 @@ export class Engine {
     this.pendingDispatches++;
     this.dispatches++;
     if (this.pendingDispatches >= this.maxDispatchesPerSubmit && !this.timing) this.flush();
+  }
+
+  /** The byte alignment of a binding's offset (minStorageBufferOffsetAlignment, 256 on most adapters). */
+  get bindingAlignment(): number {
+    return this.device.limits.minStorageBufferOffsetAlignment;
+  }
+
+  /** A sub-range of a binding: `bytes` bytes from `offset` (relative to the binding's own offset,
+   * which must stay a multiple of `bindingAlignment`). Split launches bind slices of one buffer. */
+  slice(b: Bindable, offset: number, bytes: number): Bindable {
+    const at = (b.offset ?? 0) + offset;
+    if (at % this.bindingAlignment !== 0) {
+      throw new Error(`atrous: internal error: ${b.label ?? 'a binding'} sliced at byte ${at}, not a multiple of ${this.bindingAlignment}`);
+    }
+    if (at + Math.max(16, bytes) > b.buffer.size) {
+      throw new Error(`atrous: internal error: ${b.label ?? 'a binding'} sliced past its buffer (${at} + ${bytes} > ${b.buffer.size} bytes)`);
+    }
+    return { buffer: b.buffer, byteLength: bytes, label: b.label, offset: at };
   }
 
   /** Whether the device has WebGPU subgroups of at least 8 invocations (kernels whose 8-invocation

@@ -23,6 +23,68 @@ export interface SegmentOptions {
    * The logits are cropped back. Default: the model's padding convention (`model.inference`,
    * from its checkpoint) at its current output stride; 0 (no padding) for a model without one. */
   padMultiple?: number;
+  /** Sliding-window inference (mmseg's `slide` mode): windows of this size [h, w] (or one number)
+   * cover the (scaled) image, each run on its own, and the logits are averaged where windows
+   * overlap. Default: none, the whole image in one run, as the paper. */
+  window?: number | [number, number];
+  /** Step between windows [h, w] (or one number). Default: two thirds of the window. */
+  stride?: number | [number, number];
+  /** Downscale so that the longer side is at most this many pixels before running (the logits
+   * and labels are resized back to the full resolution). Default: none (full resolution). */
+  maxSide?: number;
+}
+
+const pairOf = (v: number | [number, number], what: string): [number, number] => {
+  const p: [number, number] = typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || p.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`atrous: segment: ${what} must be a positive integer or a pair of them, got ${JSON.stringify(v)}`);
+  return p;
+};
+
+/** Logits [c, h, w] of one CHW image in one run: padded at the bottom and right to k·m + 1 (m > 1),
+ * run, cropped back. */
+async function runWhole(model: DeepLabV3, image: Float32Array, c: number, h: number, w: number, m: number): Promise<Float32Array> {
+  const ph = m > 1 ? Math.ceil((h - 1) / m) * m + 1 : h;
+  const pw = m > 1 ? Math.ceil((w - 1) / m) * m + 1 : w;
+  const padded = ph !== h || pw !== w ? padCHW(image, 3, h, w, ph, pw) : image;
+  const y = noGrad(() => tidy(() => model.forward(tensor(padded, [1, 3, ph, pw]))));
+  const logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, h, w);
+  y.dispose();
+  return logits;
+}
+
+/** Window origins along one axis, as mmseg: ceil((n - win) / stride) + 1 windows, the last one
+ * moved back to end at the edge. */
+function windowStarts(n: number, win: number, stride: number): number[] {
+  const count = Math.max(n - win + stride - 1, 0) / stride;
+  const grids = Math.floor(count) + 1;
+  return Array.from({ length: grids }, (_, i) => Math.max(Math.min(i * stride + win, n) - win, 0));
+}
+
+/** Logits [c, h, w] by sliding windows (mmseg's slide mode): each window run as runWhole, the
+ * logits summed and divided by the number of windows covering each pixel. */
+async function runSliding(model: DeepLabV3, image: Float32Array, c: number, h: number, w: number, m: number, win: [number, number], stride: [number, number]): Promise<Float32Array> {
+  const sum = new Float32Array(c * h * w);
+  const count = new Uint16Array(h * w);
+  for (const y0 of windowStarts(h, win[0], stride[0])) {
+    for (const x0 of windowStarts(w, win[1], stride[1])) {
+      const wh = Math.min(win[0], h - y0);
+      const ww = Math.min(win[1], w - x0);
+      const crop = new Float32Array(3 * wh * ww);
+      for (let k = 0; k < 3; k++) for (let y = 0; y < wh; y++) crop.set(image.subarray((k * h + y0 + y) * w + x0, (k * h + y0 + y) * w + x0 + ww), (k * wh + y) * ww);
+      const logits = await runWhole(model, crop, c, wh, ww, m);
+      for (let k = 0; k < c; k++) {
+        for (let y = 0; y < wh; y++) {
+          const dst = (k * h + y0 + y) * w + x0;
+          const src = (k * wh + y) * ww;
+          for (let x = 0; x < ww; x++) sum[dst + x] += logits[src + x];
+        }
+      }
+      for (let y = 0; y < wh; y++) for (let x = 0; x < ww; x++) count[(y0 + y) * w + x0 + x]++;
+    }
+  }
+  const hw = h * w;
+  for (let k = 0; k < c; k++) for (let i = 0; i < hw; i++) sum[k * hw + i] /= count[i];
+  return sum;
 }
 
 /** The padding multiple segment() uses by default for `model` (see SegmentOptions.padMultiple). */
@@ -73,27 +135,26 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
   if (image.length !== 3 * h * w) throw new Error(`atrous: segment: image has ${image.length} values, expected 3 × ${h} × ${w}`);
   const c = model.config.numClasses;
   const hw = h * w;
+  const win = opts.window === undefined ? null : pairOf(opts.window, 'window');
+  const stride = opts.stride === undefined ? (win ? ([Math.max(1, Math.ceil((win[0] * 2) / 3)), Math.max(1, Math.ceil((win[1] * 2) / 3))] as [number, number]) : null) : pairOf(opts.stride, 'stride');
+  if (opts.maxSide !== undefined && !(Number.isInteger(opts.maxSide) && opts.maxSide >= 1)) throw new Error(`atrous: segment: maxSide must be a positive integer, got ${JSON.stringify(opts.maxSide)}`);
+  const shrink = opts.maxSide !== undefined && Math.max(h, w) > opts.maxSide ? opts.maxSide / Math.max(h, w) : 1;
   const probSum = new Float32Array(c * hw);
   const logitSum = new Float32Array(c * hw);
   let runs = 0;
   for (const flipped of opts.flip ? [false, true] : [false]) {
     const input = flipped ? flipW(image, 3, h, w) : image;
     for (const s of scales) {
-      const sh = Math.max(1, Math.round(h * s));
-      const sw = Math.max(1, Math.round(w * s));
+      const sh = Math.max(1, Math.round(h * s * shrink));
+      const sw = Math.max(1, Math.round(w * s * shrink));
       const m = opts.padMultiple ?? defaultPadMultiple(model);
-      const ph = m > 1 ? Math.ceil((sh - 1) / m) * m + 1 : sh;
-      const pw = m > 1 ? Math.ceil((sw - 1) / m) * m + 1 : sw;
       let scaled = input;
       if (sh !== h || sw !== w) {
         const t = noGrad(() => tidy(() => interpolate(tensor(input, [1, 3, h, w]), { size: [sh, sw], alignCorners: false })));
         scaled = (await t.data()) as Float32Array;
         t.dispose();
       }
-      const padded = ph !== sh || pw !== sw ? padCHW(scaled, 3, sh, sw, ph, pw) : scaled;
-      const y = noGrad(() => tidy(() => model.forward(tensor(padded, [1, 3, ph, pw]))));
-      let logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, sh, sw);
-      y.dispose();
+      let logits = win ? await runSliding(model, scaled, c, sh, sw, m, win, stride!) : await runWhole(model, scaled, c, sh, sw, m);
       if (sh !== h || sw !== w) {
         const t = noGrad(() => tidy(() => interpolate(tensor(logits, [1, c, sh, sw]), { size: [h, w], alignCorners: false })));
         logits = (await t.data()) as Float32Array;

@@ -8,6 +8,7 @@ import { Tensor, empty } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 import { clone, zeros } from './elementwise.js';
+import { runFlat } from './split.js';
 
 /** Binds a tensor as ceil(size / 4) vec4s. Pool buffers are multiples of 256 bytes, so the last
  * vec4 stays inside the buffer; its lanes past `size` are padding that no tensor observes. */
@@ -24,11 +25,17 @@ export function vec4Binding(t: Tensor): Bindable {
 function runVec4(shader: 'relu.fwd' | 'relu.bwd' | 'dropout.apply', tensors: Tensor[], more: { seed: number; threshold: number; scale: number } | null = null): void {
   const n = tensors[0].size;
   if (n === 0) return;
-  const n4 = Math.ceil(n / 4);
   const e = engine();
-  // Dropout's seed changes every call: its uniform block is rewritten in place (keyed by the output
+  // Split into slices of whole vec4s when a tensor is above the binding limit (dropout's mask
+  // hashes the element index, so its launches take the slice's first vec4 as base4). Dropout's seed
+  // changes every call: an unsplit launch's uniform block is rewritten in place (keyed by the output
   // buffer, the same pooled one every step) instead of a new buffer and bind group per step.
-  e.run({ shader, params: { n4, ...more }, bindings: tensors.map(vec4Binding), workgroups: e.grid1d(n4), ...(more ? { uniformSlot: tensors[tensors.length - 1] } : {}) });
+  const total4 = Math.ceil(n / 4);
+  runFlat(total4, tensors.map(vec4Binding), tensors.map(() => 16), (bindings, base4, n4) => {
+    const slot = n4 === total4 ? { uniformSlot: tensors[tensors.length - 1] } : {};
+    if (shader === 'dropout.apply') e.run({ shader, params: { n4, base4, ...more! }, bindings, workgroups: e.grid1d(n4), ...slot });
+    else e.run({ shader, params: { n4 }, bindings, workgroups: e.grid1d(n4) });
+  });
 }
 
 /** y = max(x, 0). Backward: dx = dy where y > 0 (saves y, not x). */

@@ -25,6 +25,7 @@ import { record } from '../autograd.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 import { full, zeros } from './elementwise.js';
 import { defineVariants } from './variants.js';
+import { runBlocks } from './split.js';
 
 export interface BatchNormOptions {
   training: boolean;
@@ -68,31 +69,61 @@ type Elementwise = 'batchnorm.fwd' | 'batchnorm.dx' | 'batchnorm.dx_eval' | 'gap
 type ReductionVariant = 'tree' | 'lanes';
 type ElementwiseVariant = 'planes' | 'flat';
 
-/** Runs a per-(slice, channel) reduction kernel: `tree` (one workgroup per slice) or `lanes`. */
-function runReduction<S extends Reduction>(variant: ReductionVariant, shader: S, params: ShaderParams[S], bindings: Tensor[], c: number, s: number): void {
+type ReductionParams = { c: number; hw: number; m: number; chunk: number; s: number };
+
+/** Runs a per-(slice, channel) reduction kernel: `tree` (one workgroup per slice) or `lanes`.
+ * `images` leading bindings are [n, c, hw] tensors (the others are per-channel). Above the binding
+ * limit the slices must be whole images (see slicing()) and run per block of images. */
+function runReduction<S extends Reduction>(variant: ReductionVariant, shader: S, params: ReductionParams, bindings: Tensor[], images: number, n: number): void {
   const e = engine();
-  if (variant === 'lanes') e.run({ shader, entry: 'lanes', constants: { WG }, params, bindings, workgroups: e.grid1d(c * s, WG) });
-  else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params, bindings, workgroups: [s, c] });
+  const { c, hw } = params;
+  const per = bindings.map((_, i) => (i < images ? c * hw : 0));
+  runBlocks(OP, n, bindings, per, (bs, offs, j0, k) => {
+    const sn = offs.every((o) => o === 0) && k === n ? params.s : k;
+    if (sn !== params.s && params.chunk !== hw) throw new Error(`atrous: internal error: ${shader} split with slices that are not whole images`);
+    if (images > 1 && offs[1] !== offs[0]) throw new Error(`atrous: internal error: ${shader} split with unequal offsets`);
+    const full = { ...params, s0: sn === params.s ? 0 : j0, sn, n0: sn === params.s ? 0 : j0, xoff: offs[0] } as ShaderParams[S];
+    if (variant === 'lanes') e.run({ shader, entry: 'lanes', constants: { WG }, params: full, bindings: bs, workgroups: e.grid1d(c * sn, WG) });
+    else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params: full, bindings: bs, workgroups: [sn, c] });
+  });
 }
 
 /** Runs an element-wise kernel over x [n, c, hw]: the `planes` entry (workgroups [gx, c, n], each
  * striding over one plane) when that variant is chosen and n and c fit a dispatch, else the flat
  * `main` entry (grid1d). */
-export function runElementwise<S extends Elementwise>(variant: ElementwiseVariant, shader: S, params: ShaderParams[S], bindings: Tensor[], n: number, c: number, hw: number): void {
+export function runElementwise<S extends Elementwise>(
+  variant: ElementwiseVariant,
+  shader: S,
+  params: (offs: number[], n: number) => ShaderParams[S],
+  bindings: Tensor[],
+  per: number[],
+  n: number,
+  c: number,
+  hw: number,
+): void {
   const e = engine();
   const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
-  if (variant === 'planes' && n <= maxWg && c <= maxWg) {
-    // About 8 values per invocation: fewer, longer workgroups are cheaper on llvmpipe.
-    const gx = Math.min(maxWg, Math.max(1, Math.ceil(hw / (WG * 8))));
-    e.run({ shader, entry: 'planes', params, bindings, workgroups: [gx, c, n] });
-  } else {
-    e.run({ shader, params, bindings, workgroups: e.grid1d(n * c * hw, WG) });
-  }
+  // Images are independent: above the binding limit the launch runs per block of images (`per`:
+  // each binding's values per image, 0 for per-channel ones); the kernels take the offsets.
+  runBlocks(OP, n, bindings, per, (bs, offs, _, k) => {
+    if (variant === 'planes' && k <= maxWg && c <= maxWg) {
+      // About 8 values per invocation: fewer, longer workgroups are cheaper on llvmpipe.
+      const gx = Math.min(maxWg, Math.max(1, Math.ceil(hw / (WG * 8))));
+      e.run({ shader, entry: 'planes', params: params(offs, k), bindings: bs, workgroups: [gx, c, k] });
+    } else {
+      e.run({ shader, params: params(offs, k), bindings: bs, workgroups: e.grid1d(k * c * hw, WG) });
+    }
+  });
 }
 
 /** Splits a channel's m values into s non-empty slices of `chunk` (the last may be shorter): a
  * channel that is long while there are few channels spreads over several workgroups. */
-function slicing(m: number, c: number): { s: number; chunk: number } {
+function slicing(m: number, c: number, x: Tensor): { s: number; chunk: number } {
+  // Above the binding limit the reductions run per block of images: one slice per image.
+  if (x.byteLength > engine().limits.maxStorageBufferBindingSize && x.rank === 4) {
+    const hw = x.shape[2] * x.shape[3];
+    return { s: x.shape[0], chunk: hw };
+  }
   const want = Math.max(1, Math.min(Math.ceil(m / 2048), Math.ceil(256 / c)));
   const chunk = Math.ceil(m / want);
   return { s: Math.ceil(m / chunk), chunk };
@@ -109,9 +140,9 @@ function checkChannelVector(arg: string, t: Tensor | null, c: number, x: Tensor)
 /** Per-channel Σdy and Σ(dy·xhat) (dbias, dweight) for backward. */
 function gradSums(reduction: ReductionVariant, dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
   const e = engine();
-  const { s, chunk } = slicing(m, c);
+  const { s, chunk } = slicing(m, c, x);
   const part = empty([c, s, 2]);
-  runReduction(reduction, 'batchnorm.dsum', { c, hw, m, chunk, s }, [dy, x, mean, invstd, part], c, s);
+  runReduction(reduction, 'batchnorm.dsum', { c, hw, m, chunk, s }, [dy, x, mean, invstd, part], 2, x.shape[0]);
   const dbias = empty([c]);
   const dweight = empty([c]);
   e.run({ shader: 'batchnorm.dfinal', params: { c, s }, bindings: [part, dbias, dweight], workgroups: e.grid1d(c) });
@@ -174,9 +205,9 @@ export function batchNorm(
   const mean = empty([2, c]);
   const invstd = empty([c]);
   if (training) {
-    const { s, chunk } = slicing(m, c);
+    const { s, chunk } = slicing(m, c, x);
     const part = empty([c, s, 3]);
-    runReduction(reduction, 'batchnorm.stats', { c, hw, m, chunk, s }, [x, part], c, s);
+    runReduction(reduction, 'batchnorm.stats', { c, hw, m, chunk, s }, [x, part], 1, n);
     const params = { c, m, chunk, s, eps, momentum };
     if (runningMean && runningVar) {
       e.run({ shader: 'batchnorm.final', entry: 'running', params, bindings: [part, mean, invstd, runningMean, runningVar], workgroups: e.grid1d(c) });
@@ -188,7 +219,8 @@ export function batchNorm(
     e.run({ shader: 'batchnorm.evalstats', params: { c, eps }, bindings: [runningMean!, runningVar!, mean, invstd], workgroups: e.grid1d(c) });
   }
   const y = empty(x.shape);
-  runElementwise(elementwise, 'batchnorm.fwd', { total: x.size, c, hw }, [x, mean, invstd, w, b, y], n, c, hw);
+  const img = c * hw;
+  runElementwise(elementwise, 'batchnorm.fwd', ([off], k) => ({ total: k * img, c, hw, off }), [x, mean, invstd, w, b, y], [img, 0, 0, 0, 0, img], n, c, hw);
   if (!bias) b.dispose();
 
   const inputs = [x];
@@ -209,9 +241,9 @@ export function batchNorm(
     if (needX) {
       dx = empty(x.shape);
       if (training) {
-        runElementwise(elementwise, 'batchnorm.dx', { total: x.size, c, hw, m }, [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx', ([off], k) => ({ total: k * img, c, hw, m, off }), [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], [img, img, 0, 0, 0, 0, 0, img], n, c, hw);
       } else {
-        runElementwise(elementwise, 'batchnorm.dx_eval', { total: x.size, c, hw }, [dy, sInvstd, sW, dx], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx_eval', ([off], k) => ({ total: k * img, c, hw, off }), [dy, sInvstd, sW, dx], [img, 0, 0, img], n, c, hw);
       }
     }
     if (!needW) dweight?.dispose();

@@ -11,6 +11,7 @@ import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, OpError } from './check.js';
+import { runBlocks } from './split.js';
 
 /** torch.cat(xs, dim) for rank-4 NCHW f32 tensors along the channel dimension (dim 1, or -3). */
 export function cat(xs: Tensor[], dim = 1): Tensor {
@@ -41,13 +42,16 @@ export function cat(xs: Tensor[], dim = 1): Tensor {
   xs.forEach((x, i) => {
     const chw = (cs[i] * hw) / v;
     if (n * chw === 0) return;
-    e.run({
-      shader: 'concat.fwd',
-      entry: v === 4 ? 'main4' : 'main',
-      params: { chw_x: chw, chw_y: (cy * hw) / v, off: (c0s[i] * hw) / v },
-      bindings: [x, y],
-      workgroups: [Math.min(Math.ceil(chw / 64), 4096), n],
-    });
+    // Images are independent: above the binding limit they run in blocks of images (offsets in
+    // floats are multiples of 4 whenever v = 4: image starts and aligned slice starts are).
+    runBlocks(op, n, [x, y], [cs[i] * hw, cy * hw], (bindings, [xoff, yoff], _, k) =>
+      e.run({
+        shader: 'concat.fwd',
+        entry: v === 4 ? 'main4' : 'main',
+        params: { chw_x: chw, chw_y: (cy * hw) / v, off: (yoff + c0s[i] * hw) / v, xoff: xoff / v },
+        bindings,
+        workgroups: [Math.min(Math.ceil(chw / 64), 4096), k],
+      }));
   });
   return record(op, y, xs, [], (dy, _saved, needs) => {
     const eb = engine();

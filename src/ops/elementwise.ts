@@ -5,11 +5,12 @@ import { engine } from '../gpu/engine.js';
 import { Tensor, empty } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, checkSameShape } from './check.js';
+import { runFlat } from './split.js';
 
 function addKernel(a: Tensor, b: Tensor, alpha: number): Tensor {
   const out = empty(a.shape);
   const e = engine();
-  e.run({ shader: 'add', params: { n: a.size, alpha }, bindings: [a, b, out], workgroups: e.grid1d(a.size) });
+  runFlat(a.size, [a, b, out], [4, 4, 4], (bs, _, n) => e.run({ shader: 'add', params: { n, alpha }, bindings: bs, workgroups: e.grid1d(n) }));
   return out;
 }
 
@@ -17,7 +18,7 @@ function addKernel(a: Tensor, b: Tensor, alpha: number): Tensor {
 export function full(shape: readonly number[], value: number): Tensor {
   const t = empty(shape);
   const e = engine();
-  e.run({ shader: 'fill', params: { n: t.size, value }, bindings: [t], workgroups: e.grid1d(t.size) });
+  runFlat(t.size, [t], [4], (bs, _, n) => e.run({ shader: 'fill', params: { n, value }, bindings: bs, workgroups: e.grid1d(n) }));
   return t;
 }
 
@@ -44,7 +45,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 export function axpy_(y: Tensor, x: Tensor, alpha = 1): void {
   checkSameShape('axpy_', 'y', y, 'x', x);
   const e = engine();
-  e.run({ shader: 'axpy', params: { n: x.size, alpha }, bindings: [x, y], workgroups: e.grid1d(x.size) });
+  runFlat(x.size, [x, y], [4, 4], (bs, _, n) => e.run({ shader: 'axpy', params: { n, alpha }, bindings: bs, workgroups: e.grid1d(n) }));
 }
 
 /** A view with another shape; the gradient is reshaped back. */

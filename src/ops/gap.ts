@@ -6,6 +6,7 @@ import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, OpError } from './check.js';
+import { runBlocks } from './split.js';
 import { runElementwise, batchNormElementwiseVariants } from './batchnorm.js';
 
 const OP = 'adaptiveAvgPool2d';
@@ -28,10 +29,12 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
   // Backward's kernel variant, planes | flat (batch norm's element-wise kernels' choice).
   const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
   const out = empty([n, c, 1, 1]);
-  e.run({ shader: 'gap.fwd', params: { planes, hw, scale }, bindings: [x, out], workgroups: e.grid1d(planes) });
+  // Planes are independent: above the binding limit they run in blocks of planes.
+  runBlocks(OP, planes, [x, out], [hw, 1], (bindings, [xoff, ooff], _, k) =>
+    e.run({ shader: 'gap.fwd', params: { planes: k, hw, scale, xoff, ooff }, bindings, workgroups: e.grid1d(k) }));
   return record(OP, out, [x], [], (dy) => {
     const dx = empty(x.shape);
-    runElementwise(elementwise, 'gap.dx', { total: x.size, c, hw, scale }, [dy, dx], n, c, hw);
+    runElementwise(elementwise, 'gap.dx', ([dyoff, off], k) => ({ total: k * c * hw, c, hw, scale, off, dyoff }), [dy, dx], [c, c * hw], n, c, hw);
     return [dx];
   });
 }

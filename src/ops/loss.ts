@@ -6,6 +6,7 @@
 import { engine, type Bindable } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
+import { runBlocks } from './split.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 
 export interface CrossEntropyOptions {
@@ -17,6 +18,32 @@ export interface CrossEntropyOptions {
 /** Workgroup size and elements per invocation of cross_entropy.reduce.wgsl. */
 const REDUCE_WG = 256;
 const REDUCE_K = 8;
+
+/** One pass of the (sum, count) reduction: `groups` workgroups, each summing REDUCE_WG * REDUCE_K
+ * consecutive pairs of src into dst[group]. Above the binding limit the groups run in chunks that
+ * bind slices of src and dst; each group sums the same pairs in the same order as unsplit. */
+function reducePass(src: Tensor, dst: Tensor, loss: Tensor, n: number, groups: number, final: number): void {
+  const e = engine();
+  const per = REDUCE_WG * REDUCE_K; // pairs per group
+  const max = e.limits.maxStorageBufferBindingSize;
+  const run = (bindings: Bindable[], count: number, groupCount: number, doff: number) =>
+    e.run({ shader: 'cross_entropy.reduce', constants: { WG: REDUCE_WG }, params: { n: count, final_pass: final, doff }, bindings, workgroups: [groupCount] });
+  if (src.byteLength <= max && dst.byteLength <= max) {
+    run([src, dst, loss], n, groups, 0);
+    return;
+  }
+  // src slices start at a group (per * 8 = 16 KiB, aligned); dst slices start at an aligned pair
+  // up to alignment / 8 - 1 pairs before the chunk's first group (doff).
+  const slack = e.bindingAlignment / 8 - 1;
+  const chunk = Math.min(Math.floor(max / (per * 8)), Math.floor(max / 8) - slack);
+  if (chunk < 1) throw new Error(`atrous: crossEntropy: maxStorageBufferBindingSize (${max} bytes) is below one group of the loss reduction (${per * 8} bytes)`);
+  for (let g0 = 0; g0 < groups; g0 += chunk) {
+    const gn = Math.min(chunk, groups - g0);
+    const count = Math.min(gn * per, n - g0 * per);
+    const at = Math.floor(g0 / (slack + 1)) * (slack + 1);
+    run([e.slice(src, g0 * per * 8, count * 8), e.slice(dst, at * 8, (g0 - at + gn) * 8), loss], count, gn, g0 - at);
+  }
+}
 
 /**
  * Mean over valid pixels of logsumexp_c(x) - x_target, for logits x f32 [n, C, h, w] (or [n, C],
@@ -46,7 +73,9 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
 
   const pairs = empty([npix, 2]);
   const stats = empty([npix, 2]);
-  e.run({ shader: 'cross_entropy.fwd', params: { npix, c, hw, ignoreIndex }, bindings: [x, target, pairs, stats], workgroups: e.grid1d(npix) });
+  // Images are independent: above the binding limit they run in blocks of images.
+  runBlocks('crossEntropy', x.shape[0], [x, target, pairs, stats], [c * hw, hw, 2 * hw, 2 * hw], (bindings, [xoff, loff, poff], _, k) =>
+    e.run({ shader: 'cross_entropy.fwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, poff: poff / 2 }, bindings, workgroups: e.grid1d(k * hw) }));
 
   // Passes of WG * K elements per workgroup until a single workgroup writes (sum, count) and loss.
   const loss = empty([]);
@@ -56,8 +85,7 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
     const groups = Math.ceil(n / (REDUCE_WG * REDUCE_K));
     const dst = empty([groups, 2]);
     const final = groups === 1 ? 1 : 0;
-    const bindings: Bindable[] = [src, dst, loss];
-    e.run({ shader: 'cross_entropy.reduce', constants: { WG: REDUCE_WG }, params: { n, final_pass: final }, bindings, workgroups: [groups] });
+    reducePass(src, dst, loss, n, groups, final);
     src.dispose();
     src = dst;
     n = groups;
@@ -68,7 +96,8 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
   const out = record('crossEntropy', loss, [x], [x, target, stats, tot], (dy, [xs, ts, ss, totals]) => {
     const dx = empty(xs.shape);
     const eb = engine();
-    eb.run({ shader: 'cross_entropy.bwd', params: { npix, c, hw, ignoreIndex }, bindings: [xs, ts, ss, totals, dy, dx], workgroups: eb.grid1d(npix) });
+    runBlocks('crossEntropy backward', xs.shape[0], [xs, ts, ss, totals, dy, dx], [c * hw, hw, 2 * hw, 0, 0, c * hw], (bindings, [xoff, loff, soff], _, k) =>
+      eb.run({ shader: 'cross_entropy.bwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, soff: soff / 2 }, bindings, workgroups: eb.grid1d(k * hw) }));
     return [dx];
   });
   // The node holds its own references; without one (no gradient needed) these are freed now.

@@ -6,6 +6,7 @@ import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record, isGradEnabled } from '../autograd.js';
 import { checkTensor, pair, OpError } from './check.js';
+import { runBlocks } from './split.js';
 
 export interface MaxPool2dOptions {
   kernelSize: number | [number, number];
@@ -36,18 +37,21 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const params = { nc: n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw };
   const e = engine();
   const y = empty([n, c, oh, ow]);
-  const workgroups = e.grid1d(y.size);
   if (!isGradEnabled() || !x.requiresGrad) {
-    e.run({ shader: 'maxpool.fwd', params, bindings: [x, y], workgroups });
+    runBlocks(op, n * c, [x, y], [h * w, oh * ow], (bindings, [xoff, yoff], _, k) =>
+      e.run({ shader: 'maxpool.fwd', params: { ...params, nc: k, xoff, yoff }, bindings, workgroups: e.grid1d(k * oh * ow) }));
     return y;
   }
   // The argmax (flat index ih * w + iw within each plane) is all the backward needs.
   const argmax = empty([n, c, oh, ow], 'i32');
-  e.run({ shader: 'maxpool.fwd', entry: 'with_argmax', params, bindings: [x, y, argmax], workgroups });
+  // Planes are independent: above the binding limit they run in blocks of planes.
+  runBlocks(op, n * c, [x, y, argmax], [h * w, oh * ow, oh * ow], (bindings, [xoff, yoff], _, k) =>
+    e.run({ shader: 'maxpool.fwd', entry: 'with_argmax', params: { ...params, nc: k, xoff, yoff }, bindings, workgroups: e.grid1d(k * oh * ow) }));
   const out = record(op, y, [x], [argmax], (dy, [idx]) => {
     const dx = empty(x.shape);
     const eb = engine();
-    eb.run({ shader: 'maxpool.dx', params, bindings: [dy, idx, dx], workgroups: eb.grid1d(dx.size) });
+    runBlocks(op, n * c, [dy, idx, dx], [oh * ow, oh * ow, h * w], (bindings, [yoff, , xoff], _, k) =>
+      eb.run({ shader: 'maxpool.dx', params: { ...params, nc: k, xoff, yoff }, bindings, workgroups: eb.grid1d(k * h * w) }));
     return [dx];
   });
   // The node holds its own handle on the argmax storage.

@@ -6,6 +6,7 @@ import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, pair, OpError } from './check.js';
+import { runBlocks } from './split.js';
 
 export interface InterpolateOptions {
   size: number | [number, number];
@@ -52,7 +53,9 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   const common = { nc, h, w, oh, ow, scale_h: scaleOf(h, oh, alignCorners), scale_w: scaleOf(w, ow, alignCorners), align: alignCorners ? 1 : 0 };
   const y = empty([n, c, oh, ow]);
   const e = engine();
-  e.run({ shader: 'resize_bilinear.fwd', params: common, bindings: [x, y], workgroups: e.grid1d(y.size) });
+  // Planes are independent: above the binding limit they run in blocks of planes.
+  runBlocks(op, nc, [x, y], [h * w, oh * ow], (bindings, [xoff, yoff], _, k) =>
+    e.run({ shader: 'resize_bilinear.fwd', params: { ...common, nc: k, xoff, yoff }, bindings, workgroups: e.grid1d(k * oh * ow) }));
 
   return record(op, y, [x], [], (dy) => {
     const dx = empty(x.shape);
@@ -60,7 +63,8 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
     const [a_h, b_h, c_h] = spanOf(h, oh, alignCorners);
     const [a_w, b_w, c_w] = spanOf(w, ow, alignCorners);
     const params = { ...common, a_h, b_h, c_h, a_w, b_w, c_w };
-    e.run({ shader: 'resize_bilinear.dx', params, bindings: [dy, dx], workgroups: e.grid1d(dx.size) });
+    runBlocks(op, nc, [dy, dx], [oh * ow, h * w], (bindings, [dyoff, dxoff], _, k) =>
+      e.run({ shader: 'resize_bilinear.dx', params: { ...params, nc: k, dyoff, dxoff }, bindings, workgroups: e.grid1d(k * h * w) }));
     return [dx];
   });
 }

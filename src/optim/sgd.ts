@@ -7,6 +7,7 @@ import { keep } from '../scope.js';
 import { zeroGrad } from '../autograd.js';
 import { checkNumber, OpError } from '../ops/check.js';
 import { vec4Binding } from '../ops/activation.js';
+import { runFlat } from '../ops/split.js';
 
 /** Parameters that share a learning-rate multiplier (torch.optim.SGD's param groups, with the
  * group's lr given relative to the optimizer's, as mmseg's lr_mult). */
@@ -101,7 +102,8 @@ export class SGD {
       // lr × 1 is lr exactly: one group updates bit for bit as before groups existed.
       const params = { n4, lr: mults[j] === 1 ? lr : lr * mults[j], momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov ? 1 : 0 };
       if (this.momentum === 0) {
-        e.run({ shader: 'sgd', entry: 'plain', params: { ...params, first: 0 }, bindings: [vec4Binding(g), vec4Binding(p)], workgroups: e.grid1d(n4), uniformSlot: p });
+        runFlat(n4, [vec4Binding(g), vec4Binding(p)], [16, 16], (bindings, _, k) =>
+          e.run({ shader: 'sgd', entry: 'plain', params: { ...params, n4: k, first: 0 }, bindings, workgroups: e.grid1d(k), ...(k === n4 ? { uniformSlot: p } : {}) }));
         continue;
       }
       let buf = this.buffers.get(p);
@@ -111,8 +113,10 @@ export class SGD {
         buf.label = `${p.label ?? 'param'}.momentum_buffer`;
         this.buffers.set(p, buf);
       }
-      // uniformSlot: the lr changes every step (poly schedule); one uniform buffer per parameter, rewritten in place.
-      e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, first }, bindings: [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], workgroups: e.grid1d(n4), uniformSlot: p });
+      // uniformSlot: the lr changes every step (poly schedule); an unsplit launch has one uniform
+      // buffer per parameter, rewritten in place.
+      runFlat(n4, [vec4Binding(g), vec4Binding(p), vec4Binding(buf)], [16, 16, 16], (bindings, _, k) =>
+        e.run({ shader: 'sgd', entry: 'momentum', params: { ...params, n4: k, first }, bindings, workgroups: e.grid1d(k), ...(k === n4 ? { uniformSlot: p } : {}) }));
     }
   }
 

@@ -19,9 +19,10 @@
 // bounds test and a broadcast is a register shuffle (docs/software-gpu.md). Needs the 'subgroups'
 // device feature and subgroups of >= 8 invocations.
 
-import { engine } from '../../gpu/engine.js';
+import { engine, type Bindable } from '../../gpu/engine.js';
 import { Tensor, empty } from '../../tensor.js';
-import { zeros } from '../elementwise.js';
+import { zeros, axpy_ } from '../elementwise.js';
+import { runBlocks } from '../split.js';
 import { ceilDiv, type Conv2dGeometry } from './geometry.js';
 import { forwardRegions, backwardDataRegions } from './regions.js';
 
@@ -91,17 +92,23 @@ export function packForwardWeight(weight: Tensor, bias: Tensor | null, g: Conv2d
 /** Records the forward GEMM kernel of one variant (exactly that kernel, no fallback): y =
  * conv(x, packed weight wp). */
 export function runForwardKernel(variant: Conv2dVariant, x: Tensor, wp: Tensor, y: Tensor, g: Conv2dGeometry): void {
+  // Images are independent: above the binding limit the launch runs per block of images.
+  runBlocks('conv2d', g.n, [x, wp, y], [g.cin * g.h * g.w, 0, g.cout * g.oh * g.ow], ([xs, wps, ys], [inOff, , outOff], _, n) =>
+    forwardLaunch(variant, xs, wps, ys, { ...g, n }, inOff, outOff));
+}
+
+function forwardLaunch(variant: Conv2dVariant, x: Bindable, wp: Bindable, y: Bindable, g: Conv2dGeometry, inOff: number, outOff: number): void {
   const e = engine();
   const coPad4 = ceilDiv(g.cout, 4);
   if (variant === 'tiled') {
     const [gx, gy] = e.grid1d(ceilDiv(g.n * g.oh * g.ow, TILED_PIX), 1);
-    e.run({ shader: 'conv2d.fwd_tiled', params: { ...g, coPad4 }, bindings: [x, wp, y], workgroups: [gx, gy, ceilDiv(g.cout, TILED_CO)] });
+    e.run({ shader: 'conv2d.fwd_tiled', params: { ...g, coPad4, inOff, outOff }, bindings: [x, wp, y], workgroups: [gx, gy, ceilDiv(g.cout, TILED_CO)] });
     return;
   }
   if (variant === 'subgroup') {
     const regions = forwardRegions(g);
     const [gx, gy] = e.grid1d(g.n * regions.tiles, 1);
-    e.run({ shader: 'conv2d.fwd_sg', params: { ...g, coPad4, ...regions }, bindings: [x, wp, y], workgroups: [gx, gy, ceilDiv(coPad4, SG_GROUPS)] });
+    e.run({ shader: 'conv2d.fwd_sg', params: { ...g, coPad4, inOff, outOff, ...regions }, bindings: [x, wp, y], workgroups: [gx, gy, ceilDiv(coPad4, SG_GROUPS)] });
     return;
   }
   const owBlocks = ceilDiv(g.ow, COLS);
@@ -109,7 +116,7 @@ export function runForwardKernel(variant: Conv2dVariant, x: Tensor, wp: Tensor, 
   e.run({
     shader: 'conv2d.fwd',
     constants: { WG: WG_GEMM },
-    params: { ...g, coPad4, owBlocks },
+    params: { ...g, coPad4, owBlocks, inOff, outOff },
     bindings: [x, wp, y],
     workgroups: [gx, gy, ceilDiv(g.cout, FWD_CO)],
   });
@@ -141,38 +148,42 @@ export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry
     bindings: [weight, wq],
     workgroups: rowGrid(ciPad4, g.cout, 64),
   });
-  if (family(variant, 'backward-data', g) === 'subgroup') {
-    const regions = backwardDataRegions(g);
-    const [gx, gy] = e.grid1d(g.n * g.sh * g.sw * regions.tiles, 1);
-    e.run({
-      shader: 'conv2d.dx_sg',
-      constants: { STRIDED: g.sh > 1 || g.sw > 1 ? 1 : 0 },
-      params: { ...g, ciPad4, ...regions },
-      bindings: [dy, wq, dx],
-      workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
-    });
-  } else {
-    const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
-    const [gx, gy] = e.grid1d(g.n * g.h * g.sw * qBlocks, WG_GEMM);
-    e.run({
-      shader: 'conv2d.dx',
-      constants: { WG: WG_GEMM },
-      params: { ...g, ciPad4, qBlocks },
-      bindings: [dy, wq, dx],
-      workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
-    });
-  }
+  const sg = family(variant, 'backward-data', g) === 'subgroup';
+  // Images are independent: above the binding limit the launch runs per block of images.
+  runBlocks('conv2d backward', g.n, [dy, wq, dx], [g.cout * g.oh * g.ow, 0, g.cin * g.h * g.w], (bindings, [inOff, , outOff], _, n) => {
+    const gb = { ...g, n };
+    if (sg) {
+      const regions = backwardDataRegions(gb);
+      const [gx, gy] = e.grid1d(n * g.sh * g.sw * regions.tiles, 1);
+      e.run({
+        shader: 'conv2d.dx_sg',
+        constants: { STRIDED: g.sh > 1 || g.sw > 1 ? 1 : 0 },
+        params: { ...gb, ciPad4, inOff, outOff, ...regions },
+        bindings,
+        workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
+      });
+    } else {
+      const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
+      const [gx, gy] = e.grid1d(n * g.h * g.sw * qBlocks, WG_GEMM);
+      e.run({
+        shader: 'conv2d.dx',
+        constants: { WG: WG_GEMM },
+        params: { ...gb, ciPad4, qBlocks, inOff, outOff },
+        bindings,
+        workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
+      });
+    }
+  });
   wq.dispose();
   return dx;
 }
 
 /** NCHW → channels-last [n, h·w, cPad] with the channels zero-padded to a multiple of 4. */
-function channelsLast(t: Tensor): Tensor {
+function channelsLast(t: Bindable, n: number, c: number, hw: number, soff: number): Tensor {
   const e = engine();
-  const [n, c, h, w] = t.shape;
   const cPad = ceilDiv(c, 4) * 4;
-  const out = empty([n, h * w, cPad]);
-  e.run({ shader: 'conv2d.nhwc', params: { n, c, hw: h * w, cPad }, bindings: [t, out], workgroups: e.grid1d(out.size / 4, 64) });
+  const out = empty([n, hw, cPad]);
+  e.run({ shader: 'conv2d.nhwc', params: { n, c, hw, cPad, soff }, bindings: [t, out], workgroups: e.grid1d(out.size / 4, 64) });
   return out;
 }
 
@@ -186,15 +197,67 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
   if (g.n === 0) return zeros([g.cout, g.cin, g.kh, g.kw]);
   const dw = empty([g.cout, g.cin, g.kh, g.kw]);
   if (dw.size === 0) return dw;
-  const xT = channelsLast(x);
-  const dyT = channelsLast(dy);
+  // A sum over images: above the binding limit (of x, dy or their channels-last copies) each block
+  // of images is summed into its own dw and the blocks are added in order.
+  const cPadIn = ceilDiv(g.cin, 4) * 4;
+  const cPadOut = ceilDiv(g.cout, 4) * 4;
+  const perX = g.cin * g.h * g.w;
+  const perDy = g.cout * g.oh * g.ow;
+  const max = e.limits.maxStorageBufferBindingSize;
+  const fits = Math.max(perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut) * 4 * g.n <= max;
+  const maxEl = Math.floor(max / 4) - (e.bindingAlignment / 4 - 1);
+  const nb = Math.min(...[perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut].map((k) => Math.floor(maxEl / k)));
+  let first = true;
+  const blocks = (fn: (xs: Bindable, dys: Bindable, xoff: number, dyoff: number, n: number) => void): void => {
+    if (fits) return fn(x, dy, 0, 0, g.n);
+    if (nb < 1) {
+      throw new Error(
+        `atrous: conv2d weight gradient: ${x.label ?? 'x'} (${x.byteLength} bytes) and ${dy.label ?? 'dy'} (${dy.byteLength} bytes): one image's ` +
+          `${Math.max(perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut) * 4} bytes are above the device limit maxStorageBufferBindingSize (${max} bytes)`,
+      );
+    }
+    for (let j0 = 0; j0 < g.n; j0 += nb) {
+      const n = Math.min(nb, g.n - j0);
+      const xs = sub(x, j0 * perX, n * perX);
+      const dys = sub(dy, j0 * perDy, n * perDy);
+      fn(xs, dys, xs.lead, dys.lead, n);
+    }
+  };
+  blocks((xs, dys, xoff, dyoff, n) => {
+    const gb = { ...g, n };
+    const xT = channelsLast(xs, n, g.cin, g.h * g.w, xoff);
+    const dyT = channelsLast(dys, n, g.cout, g.oh * g.ow, dyoff);
+    const out = first ? dw : empty(dw.shape);
+    dwKernel(variant, xT, dyT, out, gb);
+    xT.dispose();
+    dyT.dispose();
+    if (!first) {
+      axpy_(dw, out);
+      out.dispose();
+    }
+    first = false;
+  });
+  return dw;
+}
+
+/** A tensor's elements [start, start + count) as a binding from an aligned element at or before
+ * start, with the element offset of start in it (the `sub` of a split). */
+function sub(t: Tensor, start: number, count: number): Bindable & { lead: number } {
+  const e = engine();
+  const align = e.bindingAlignment / 4;
+  const at = Math.floor(start / align) * align;
+  return { ...e.slice(t, at * 4, (start - at + count) * 4), lead: start - at };
+}
+
+function dwKernel(variant: Conv2dVariant, xT: Tensor, dyT: Tensor, dw: Tensor, g: Conv2dGeometry): void {
+  const e = engine();
   const ciPad4 = ceilDiv(g.cin, 4);
   if (family(variant, 'backward-weight', g) === 'subgroup') {
     const ciBlocks = ceilDiv(ciPad4, SG_DW_CI_GROUPS);
     const [gx, gy] = e.grid1d(g.kh * g.kw * ciBlocks, 1);
     e.run({
       shader: 'conv2d.dw_sg',
-      params: { ...g, ciBlocks },
+      params: { ...g, ciBlocks, inOff: 0, outOff: 0 },
       bindings: [xT, dyT, dw],
       workgroups: [gx, gy, ceilDiv(ceilDiv(g.cout, 4), SG_DW_CO_GROUPS)],
     });
@@ -209,21 +272,23 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
       workgroups: [gx, gy, ceilDiv(g.cout, DW_CO)],
     });
   }
-  xT.dispose();
-  dyT.dispose();
-  return dw;
 }
 
 /** Bias gradient: db[co] = Σ_{n, oy, ox} dy[n, co, oy, ox]. */
 export function conv2dBackwardBias(dy: Tensor, g: Conv2dGeometry): Tensor {
   const e = engine();
   const db = empty([g.cout]);
-  e.run({
-    shader: 'conv2d.db',
-    constants: { WG: WG_DB },
-    params: { n: g.n, cout: g.cout, ohw: g.oh * g.ow },
-    bindings: [dy, db],
-    workgroups: [g.cout],
+  // A sum over images: above the binding limit each block of images is summed into its own db and
+  // the blocks are added in order.
+  let first = true;
+  runBlocks('conv2d bias gradient', g.n, [dy, db], [g.cout * g.oh * g.ow, 0], ([dys], [off], _, n) => {
+    const out = first ? db : empty([g.cout]);
+    e.run({ shader: 'conv2d.db', constants: { WG: WG_DB }, params: { n, cout: g.cout, ohw: g.oh * g.ow, off }, bindings: [dys, out], workgroups: [g.cout] });
+    if (!first) {
+      axpy_(db, out);
+      out.dispose();
+    }
+    first = false;
   });
   return db;
 }
