@@ -5,7 +5,7 @@
 // Photos are decoded by the browser, upright (imageOrientation 'from-image', as the Segment panel);
 // label PNGs by atrous's own decoder, so their raw palette indices are read exactly as the CLI reads them.
 import { openDropped, unzipFiles, type DroppedDataset } from '../src/index.js';
-import { $, demo, errText, setStatus } from './page.js';
+import { $, demo, dropZone, errText, setStatus } from './page.js';
 import { decodePhoto } from './decode.js';
 
 let current: (DroppedDataset & { entries: [string, Uint8Array][]; heldOutEvery: number }) | null = null;
@@ -95,15 +95,7 @@ export function setupData(): void {
     if (f) void useFiles([{ path: f.name, file: f }], f.name);
     zip.value = '';
   });
-  const drop = $('data-drop');
-  drop.addEventListener('dragover', (ev) => {
-    ev.preventDefault();
-    drop.classList.add('over');
-  });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (ev) => {
-    ev.preventDefault();
-    drop.classList.remove('over');
+  dropZone('data-drop', (ev) => {
     const items = [...(ev.dataTransfer?.items ?? [])].map((it) => it.webkitGetAsEntry?.()).filter((e): e is FileSystemEntry => !!e);
     void (async () => {
       const files: { path: string; file: File }[] = [];

@@ -119,3 +119,19 @@ export function drawRgb(canvasId: string, rgb: Uint8Array, width: number, height
   }
   c.getContext('2d')!.putImageData(img, 0, 0);
 }
+
+/** Makes element #id a drop zone: highlighted while something is dragged over it, `onDrop` called
+ * with the drop event (the page's window-wide handler keeps stray drops from navigating away). */
+export function dropZone(id: string, onDrop: (ev: DragEvent) => void): void {
+  const el = $(id);
+  el.addEventListener('dragover', (ev) => {
+    ev.preventDefault();
+    el.classList.add('over');
+  });
+  el.addEventListener('dragleave', () => el.classList.remove('over'));
+  el.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    el.classList.remove('over');
+    onDrop(ev);
+  });
+}

@@ -5,7 +5,7 @@ import {
   engine, readCheckpoint, modelFromCheckpoint, segmentImage, describeInference, vocPalette, overlayLabels, CHECKPOINT_FORMAT,
   type DeepLabV3, type DeepLabV3Config,
 } from '../src/index.js';
-import { $, demo, drawRgb, enqueue, errText, gpuState, setStatus, updateMemory } from './page.js';
+import { $, demo, drawRgb, dropZone, enqueue, errText, gpuState, setStatus, updateMemory } from './page.js';
 
 const WEIGHTS_URL = 'weights/mini-shapes.safetensors';
 /** Longer image side above which a picture is downscaled before segmentation, when the page's
@@ -229,15 +229,7 @@ export async function setupSegment(): Promise<void> {
     const f = (ev.target as HTMLInputElement).files?.[0];
     if (f) void useImage(f, f.name);
   });
-  const drop = $('seg-drop');
-  drop.addEventListener('dragover', (ev) => {
-    ev.preventDefault();
-    drop.classList.add('over');
-  });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (ev) => {
-    ev.preventDefault();
-    drop.classList.remove('over');
+  dropZone('seg-drop', (ev) => {
     const f = ev.dataTransfer?.files?.[0];
     if (f) void useImage(f, f.name);
     else setStatus('seg-status', 'Nothing to segment in what was dropped: drop an image file.', true);
