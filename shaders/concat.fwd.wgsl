@@ -2,8 +2,9 @@
 //   y[b, off + ch, s] = x[b, ch, s]   for b < n, ch < cx, s < h * w,
 // that is y[b * chw_y + off + j] = x[b * chw_x + j] for j < chw_x, with chw_x = cx * h * w,
 // chw_y = cy * h * w and off = (channel offset) * h * w: one contiguous block per image.
-// Bindings: 0 params {chw_x, chw_y, off: u32}; 1 x: f32[n, cx, h, w]; 2 y: f32[n, cy, h, w].
-// Entry `main` counts in floats; `main4` in vec4s (all three params divided by 4), used when h * w
+// Bindings: 0 params {chw_x, chw_y, off, xoff: u32} (xoff: below); 1 x: f32[n, cx, h, w];
+// 2 y: f32[n, cy, h, w].
+// Entry `main` counts in floats; `main4` in vec4s (all four params divided by 4), used when h * w
 // is a multiple of 4: four times fewer bounds-checked loads and stores.
 // Dispatch: [gx, n]: image b = gid.y, and the gx * WG invocations of that row stride over j
 // (gx = min(ceil(chw_x / WG), 4096)). No integer division per element (slow on CPU "GPUs").

@@ -4,7 +4,7 @@
 // tag); every way must give the same upright pixels and the same label map. The page does the same
 // in Chromium (test/browser/browser.test.ts).
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,7 @@ function expectImageError(fn: () => unknown, ...parts: string[]): void {
 
 describe('photos with an EXIF orientation are read upright', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atrous-orient-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
   // 16 wide × 24 tall, every byte different from its neighbours: any wrong pixel shows.
   const W = 16;
   const H = 24;

@@ -273,7 +273,11 @@ describe('reliability: one writer per run, stop signals', function () {
           p.kill(sig);
         }
       });
-      const code = await new Promise<number | null>((resolve) => p.on('close', (c) => resolve(c)));
+      // A run whose progress line never shows (its format changed, say) is killed and fails here,
+      // not at mocha's timeout with a 500-step process left running.
+      const guard = setTimeout(() => p.kill('SIGKILL'), 240_000);
+      const code = await new Promise<number | null>((resolve) => p.on('close', (c) => resolve(c))).finally(() => clearTimeout(guard));
+      expect(sent, `no progress line seen to signal after:\n${out}\n${err}`).to.be.above(0);
       expect(code, `${out}\n${err}`).to.equal(status);
       const run = RunDir.open(dir);
       const step = run.latest()?.step ?? 0;

@@ -154,8 +154,15 @@ def evaluate(model, samples, num_classes, pad_multiple):
 def stages_of(args, recipe, default_os):
     """[(steps, lr, output stride, freeze batch norm)] from --steps/--lr/--output-stride or the
     recipe file's "stages" (flags win: --steps with a staged recipe is an error)."""
-    if recipe.get("stages") and args.steps is None and args.lr is None:
-        return [(st["steps"], st["lr"], st.get("outputStride", default_os), bool(st.get("freezeBatchNorm", False))) for st in recipe["stages"]]
+    if recipe.get("stages"):
+        if args.steps is not None or args.lr is not None:
+            raise SystemExit("torch_ddp_train.py: the recipe has stages, each with its own steps and lr; drop --steps and --lr")
+        unsupported = [k for k in ("freezeBackbone", "headLrMult") if k in recipe or any(k in st for st in recipe["stages"])]
+        if unsupported:
+            raise SystemExit(f"torch_ddp_train.py: the recipe sets {', '.join(unsupported)}, which this script does not implement")
+        # A stage without an output stride takes the recipe's, else the one the checkpoint was trained at.
+        base_os = recipe.get("outputStride") or default_os
+        return [(st["steps"], st["lr"], st.get("outputStride", base_os), bool(st.get("freezeBatchNorm", recipe.get("freezeBatchNorm", False)))) for st in recipe["stages"]]
     steps = args.steps if args.steps is not None else recipe.get("steps")
     if steps is None:
         raise SystemExit("torch_ddp_train.py: give --steps (or a --recipe with steps or stages)")

@@ -31,11 +31,16 @@ async function run(video: HTMLVideoElement): Promise<void> {
     const side = Number($<HTMLSelectElement>('cam-size').value);
     const f = frameRgb(video, side);
     const t0 = performance.now();
-    const seg = await enqueue(() => {
-      m.model.setOutputStride(m.outputStride);
-      return segmentImage(m.model, f.rgb, f.height, f.width, {});
+    // The model is looked up again inside the queued task: a model load queued before this frame
+    // may have replaced (and freed) the one seen above.
+    const seg = await enqueue(async () => {
+      const cur = currentModel();
+      if (!cur) return null;
+      cur.model.setOutputStride(cur.outputStride);
+      return segmentImage(cur.model, f.rgb, f.height, f.width, {});
     });
     if (!stream) break;
+    if (!seg) continue;
     drawRgb('cam-overlay', overlayLabels(f.rgb, seg.labels, PALETTE), f.width, f.height);
     const now = performance.now();
     times.push(now);
@@ -63,8 +68,15 @@ async function start(): Promise<void> {
   }
   const video = $<HTMLVideoElement>('cam-video');
   video.srcObject = stream;
-  await video.play();
   $<HTMLButtonElement>('cam-stop').disabled = false;
+  try {
+    await video.play();
+  } catch (e) {
+    // The stream is open: release it, or the camera stays on with no way to stop it.
+    await stop();
+    setStatus('cam-status', `The camera's video could not play: ${errText(e)}`, true);
+    return;
+  }
   loop = run(video).catch((e) => {
     demo.camera = { ...demo.camera, state: 'error', message: errText(e) };
     setStatus('cam-status', `Camera segmentation failed: ${errText(e)}`, true);

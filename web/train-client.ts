@@ -30,6 +30,9 @@ function theWorker(): Worker {
     const err = new Error(`the training worker failed: ${ev.message || 'no message'}`);
     for (const p of pending.values()) p.reject(err);
     pending.clear();
+    // A worker that failed (its script did not load, say) is dropped: the next call starts a new one.
+    worker?.terminate();
+    worker = null;
   };
   return worker;
 }

@@ -326,20 +326,36 @@ async function restoreSavedRun(): Promise<void> {
   updateTrainButtons();
 }
 
+/** Start and Restore each create a session in the worker: one at a time, or a double click (or
+ * Restore during Start) would make two, and the first would never be freed. */
+let creating = false;
+async function oneCreateAtATime(create: () => Promise<void>): Promise<void> {
+  if (creating) return;
+  creating = true;
+  $<HTMLButtonElement>('train-restore').disabled = true;
+  try {
+    await create();
+  } finally {
+    creating = false;
+    $<HTMLButtonElement>('train-restore').disabled = false;
+  }
+}
+
 export function setupTrain(): void {
   $('train-restore').addEventListener('click', () => {
-    restoreSavedRun().catch((e) => {
+    void oneCreateAtATime(() => restoreSavedRun().catch((e) => {
       demo.train.state = 'error';
       setStatus('train-status', `Could not restore the saved run: ${errText(e)}`, true);
       updateTrainButtons();
-    });
+    }));
   });
   $('train-discard').addEventListener('click', async () => {
     await deleteRun();
     await offerSavedRun();
   });
   fillTrainForm();
-  $('train-start').addEventListener('click', async () => {
+  $('train-start').addEventListener('click', () => void oneCreateAtATime(startRun));
+  async function startRun(): Promise<void> {
     let opts: Partial<SessionOptions>;
     try {
       opts = readTrainOptions();
@@ -383,7 +399,7 @@ export function setupTrain(): void {
     demo.train.started++;
     drawCurve();
     runSession(init !== undefined);
-  });
+  }
   $('train-pause').addEventListener('click', () => {
     session?.pause();
     $<HTMLButtonElement>('train-pause').disabled = true;

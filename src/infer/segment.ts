@@ -64,7 +64,7 @@ function windowStarts(n: number, win: number, stride: number): number[] {
  * logits summed and divided by the number of windows covering each pixel. */
 async function runSliding(model: DeepLabV3, image: Float32Array, c: number, h: number, w: number, m: number, win: [number, number], stride: [number, number]): Promise<Float32Array> {
   const sum = new Float32Array(c * h * w);
-  const count = new Uint16Array(h * w);
+  const count = new Uint32Array(h * w); // windows covering each pixel (a small stride makes many)
   for (const y0 of windowStarts(h, win[0], stride[0])) {
     for (const x0 of windowStarts(w, win[1], stride[1])) {
       const wh = Math.min(win[0], h - y0);

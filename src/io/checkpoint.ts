@@ -167,8 +167,9 @@ export function resolveInference(stated: Partial<InferenceSettings>, config: Dee
   return { values: values as unknown as InferenceSettings, sources, ...(sources.classes === 'default' ? { classesNote: guess.note } : {}) };
 }
 
-/** One line naming each setting and where it came from, e.g. "output stride 8 (checkpoint),
- * padding to k×8+1 (checkpoint), ImageNet normalisation (default), 7 classes (checkpoint)". */
+/** One line naming each setting and where it came from, e.g. "output stride 8 (from the
+ * checkpoint); inputs padded to k×8+1 (from the checkpoint); ImageNet mean/std (default); 7 classes
+ * (from the checkpoint)". */
 export function describeInference(r: ResolvedInference): string {
   const v = r.values;
   const s = r.sources;

@@ -149,6 +149,7 @@ export class TrainSession {
     const ck = resume ? readCheckpoint(resume.model, 'saved session') : init ? readCheckpoint(init.bytes, init.source) : null;
     const cfg = ck?.config ? { ...ck.config, numClasses: this.train.numClasses } : modelConfig(o.config, { numClasses: this.train.numClasses });
     this.model = new DeepLabV3(cfg);
+    let opt: SGD | null = null;
     try {
       if (resume) {
         // The saved model (the class count and configuration were checked when it was saved).
@@ -168,10 +169,11 @@ export class TrainSession {
       // The parameter groups of the Node trainer: the head (classifier.*, aux_classifier.*) at lr × headLrMult.
       const named = this.model.namedParameters();
       const isHead = (n: string) => n.startsWith('classifier.') || n.startsWith('aux_classifier.');
-      this.opt = new SGD([
+      opt = new SGD([
         { params: named.filter(([n]) => !isHead(n)).map(([, p]) => p) },
         { params: named.filter(([n]) => isHead(n)).map(([, p]) => p), lrMult: o.headLrMult },
       ], { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+      this.opt = opt;
       if (resume) {
         const mom = readCheckpoint(resume.optimizer, 'saved session optimizer').state;
         for (const [name, p] of named) {
@@ -185,6 +187,8 @@ export class TrainSession {
       }
       this.lossBuf = keep(empty([1]));
     } catch (err) {
+      // The optimizer's momentum buffers (restored ones included) live outside every scope.
+      opt?.dispose();
       this.model.dispose();
       throw err;
     }

@@ -131,6 +131,8 @@ describe('browser demo in Chromium (WebGPU on SwiftShader)', function () {
     }
     const t0 = performance.now();
     tmp = mkdtempSync(join(tmpdir(), 'atrous-browser-'));
+    // Emptied first, so that the screenshots checked at the end are this run's.
+    rmSync(SHOTS, { recursive: true, force: true });
     mkdirSync(SHOTS, { recursive: true });
     const { buildWeb } = await import(pathToFileURL(join(ROOT, 'scripts', 'build-web.mjs')).href);
     await buildWeb({ log: () => undefined });

@@ -53,7 +53,7 @@ export function clearConv2dAutotune(): void {
   tuned.clear();
 }
 
-/** A hash of the two kernels' sources and the tuning shapes: a cached choice is only valid for
+/** A hash of the forward kernels' sources (fwd, fwd_tiled, fwd_sg) and the tuning shapes: a cached choice is only valid for
  * the kernels and shapes it timed. */
 function kernelsHash(): string {
   let h = 0x811c9dc5;

@@ -128,8 +128,14 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
   const wp = packForwardWeight(weight, bias, g);
-  runForwardKernel(family(variant, 'forward', g), x, wp, y, g);
-  wp.dispose();
+  try {
+    runForwardKernel(family(variant, 'forward', g), x, wp, y, g);
+  } catch (e) {
+    y.dispose();
+    throw e;
+  } finally {
+    wp.dispose();
+  }
   return y;
 }
 
