@@ -9,7 +9,7 @@ import { readCheckpoint } from '../src/index.js';
 import { RunDir, train, type RunInfo, type TrainOptions } from '../src/train/index.js';
 import { runTraining } from '../src/cli/train.js';
 import { stateDictToSafetensors } from '../src/io/checkpoint.js';
-import { FileWriteError } from '../src/io/files.js';
+import { FileWriteError, processAlive } from '../src/io/files.js';
 import { runCli as atrous, tinyOptions as tiny, newRun } from './helpers.js';
 
 const tinyOptions = (o: Partial<TrainOptions> = {}): TrainOptions => tiny({ steps: 4, batch: 1, checkpointEvery: 2, logEvery: 1, ...o });
@@ -49,6 +49,27 @@ describe('reliability: run directories after crashes and full disks', function (
     await train(newRun(trained, tinyOptions()));
   });
   after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('a killed writer that is still a zombie (not yet reaped) counts as gone, so its lock is taken over', async function () {
+    if (process.platform !== 'linux') this.skip();
+    // `sleep 0` exits at once, and the shell it belonged to becomes `sleep 3`, which never reaps it.
+    const p = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 3'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const pid = Number(await new Promise<string>((resolve) => p.stdout.once('data', (d) => resolve(String(d).trim()))));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      expect(readFileSync(`/proc/${pid}/stat`, 'latin1'), 'the child is a zombie').to.match(/\) Z /);
+      expect(processAlive(pid)).to.equal(false);
+      expect(processAlive(p.pid!)).to.equal(true);
+      const dir = join(root, 'zombie-lock');
+      const run = newRun(dir, tiny());
+      writeFileSync(join(dir, 'train.lock'), `${JSON.stringify({ pid, host: hostname(), started: new Date().toISOString(), command: 'atrous train (killed)' })}\n`);
+      run.lock();
+      expect(JSON.parse(readFileSync(join(dir, 'train.lock'), 'utf8')).pid).to.equal(process.pid);
+      run.unlock();
+    } finally {
+      p.kill('SIGKILL');
+    }
+  });
 
   it('leftovers of a killed writer (*.tmp-PID files and checkpoint directories) are removed on the next start; live ones are kept', async () => {
     const dir = join(root, 'leftovers');

@@ -10,7 +10,7 @@
 // For tests, ATROUS_FAULT_ENOSPC=SUBSTRING makes every write to a path containing SUBSTRING fail
 // half-way with ENOSPC, as a full disk does (a child process can be given it too).
 
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -146,9 +146,16 @@ export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A killed process stays a zombie until its parent reaps it, and signal 0 still reaches a zombie:
+  // on Linux its state in /proc/PID/stat is 'Z' (the field after the parenthesised command name).
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc (macOS): signal 0 is all there is
   }
 }
 
