@@ -34,7 +34,7 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
     e.run({ shader: 'gap.fwd', params: { planes: k, hw, scale, xoff, ooff }, bindings, workgroups: e.grid1d(k) }));
   return record(OP, out, [x], [], (dy) => {
     const dx = empty(x.shape);
-    runElementwise(elementwise, 'gap.dx', ([dyoff, off], k) => ({ total: k * c * hw, c, hw, scale, off, dyoff }), [dy, dx], [c, c * hw], n, c, hw);
+    runElementwise(elementwise, 'gap.dx', ([dyoff, off], pt) => ({ total: pt.n * pt.cb * pt.len, c: pt.cb, hw: pt.len, scale, off, dyoff }), [dy, dx], ['vector', 'plane'], n, c, hw);
     return [dx];
   });
 }

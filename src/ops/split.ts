@@ -85,3 +85,89 @@ export function runBlocks(
     launch(bs, offs, j0, n);
   }
 }
+
+/** How a binding of an op over planes is laid out: 'plane' holds [n, c, hw] (4-byte elements,
+ * NCHW), 'vector' one element per plane [n, c], 'whole' is bound whole in every launch. */
+export type PlaneKind = 'plane' | 'vector' | 'whole';
+
+/** The part of [n, c, hw] tensors one launch of runPlanes covers: images [n0, n0 + n); channels
+ * [c0, c0 + cb) of each (cb = c when n > 1); positions [p0, p0 + len) of each plane (p0 = 0 and
+ * len = hw unless one plane alone is above the limit, when n = cb = 1). */
+export interface PlanePart {
+  n0: number;
+  n: number;
+  c0: number;
+  cb: number;
+  p0: number;
+  len: number;
+}
+
+/** The length of the position ranges runPlanes cuts a plane of hw values into when one plane is
+ * above the binding limit (equal ranges, the last possibly shorter), else hw. */
+export function planeRange(hw: number): number {
+  const e = engine();
+  const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
+  if (hw <= maxEl) return hw;
+  if (maxEl < 1) throw new Error(`atrous: maxStorageBufferBindingSize (${e.limits.maxStorageBufferBindingSize} bytes) is below one aligned element`);
+  return Math.ceil(hw / Math.ceil(hw / maxEl));
+}
+
+/**
+ * Runs a launch over the n·c planes of hw values of [n, c, hw] tensors (`kinds` says how each
+ * binding is laid out). When every binding fits the device limit, `launch(bindings, zeros, whole)`
+ * runs once. Otherwise the launch runs per block of whole images when one image fits, else per
+ * block of channels of one image (contiguous in NCHW) when one plane fits, else per range of
+ * positions of one plane (ranges of planeRange(hw)). Each 'plane' / 'vector' binding is sliced from
+ * an aligned element at most alignment / 4 - 1 elements before the part's first value, and offs[i]
+ * says where in the slice that value is (kernels add it to their indices). A 'whole' binding above
+ * the limit is an error naming it, its bytes and the limit.
+ */
+export function runPlanes(
+  op: string,
+  n: number,
+  c: number,
+  hw: number,
+  bindings: readonly Bindable[],
+  kinds: readonly PlaneKind[],
+  launch: (b: Bindable[], offs: number[], part: PlanePart) => void,
+): void {
+  const e = engine();
+  const max = e.limits.maxStorageBufferBindingSize;
+  if (bindings.every((b) => b.byteLength <= max)) {
+    launch([...bindings], bindings.map(() => 0), { n0: 0, n, c0: 0, cb: c, p0: 0, len: hw });
+    return;
+  }
+  bindings.forEach((b, i) => {
+    if (kinds[i] === 'whole' && b.byteLength > max) {
+      throw new Error(`atrous: ${op}: ${b.label ?? `binding ${i}`} is ${b.byteLength} bytes, above the device limit maxStorageBufferBindingSize (${max} bytes), and cannot be split`);
+    }
+  });
+  const align = e.bindingAlignment / 4;
+  const maxEl = Math.floor(max / 4) - (align - 1);
+  if (c * hw <= maxEl) {
+    const per = kinds.map((k) => (k === 'plane' ? c * hw : k === 'vector' ? c : 0));
+    runBlocks(op, n, bindings, per, (bs, offs, n0, k) => launch(bs, offs, { n0, n: k, c0: 0, cb: c, p0: 0, len: hw }));
+    return;
+  }
+  const part = (ni: number, c0: number, cb: number, p0: number, len: number) => {
+    const offs: number[] = [];
+    const bs = bindings.map((b, i) => {
+      if (kinds[i] === 'whole') {
+        offs.push(0);
+        return b;
+      }
+      const [start, count] = kinds[i] === 'plane' ? [(ni * c + c0) * hw + p0, (cb - 1) * hw + len] : [ni * c + c0, cb];
+      const at = Math.floor(start / align) * align;
+      offs.push(start - at);
+      return e.slice(b, at * 4, (start - at + count) * 4);
+    });
+    launch(bs, offs, { n0: ni, n: 1, c0, cb, p0, len });
+  };
+  if (hw <= maxEl) {
+    const cbMax = Math.floor(maxEl / hw);
+    for (let ni = 0; ni < n; ni++) for (let c0 = 0; c0 < c; c0 += cbMax) part(ni, c0, Math.min(cbMax, c - c0), 0, hw);
+    return;
+  }
+  const len = planeRange(hw);
+  for (let ni = 0; ni < n; ni++) for (let ci = 0; ci < c; ci++) for (let p0 = 0; p0 < hw; p0 += len) part(ni, ci, 1, p0, Math.min(len, hw - p0));
+}

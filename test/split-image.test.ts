@@ -1,0 +1,115 @@
+// Launches above maxStorageBufferBindingSize where ONE image (and, for the position splits, one
+// plane) does not fit the binding limit: each op runs on the same engine at the default limits (one
+// launch) and with the limit lowered to a few KiB, and must match the unsplit run: to the last bit
+// where the order of every sum is unchanged, else within 1e-6 of the tensor's max-abs.
+import { expect } from 'chai';
+import { reinit, engine, tensor, parameter, tidy, backward, interpolate, crossEntropy, Tensor } from '../src/index.js';
+import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
+import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
+import { randn, relErr } from './helpers.js';
+
+const LOW = 2048; // bytes: 512 f32 per binding
+
+/** Runs `fn` at the default limits and with the binding limit lowered (on the same engine, as
+ * `init({ limits })` would set it), returning both results and the dispatch counts. */
+async function both(fn: () => Promise<ArrayLike<number>[]>, low = LOW): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
+  const limits = engine().limits as { maxStorageBufferBindingSize: number };
+  const saved = limits.maxStorageBufferBindingSize;
+  let d0 = engine().stats().dispatches;
+  const full = await fn();
+  const n0 = engine().stats().dispatches - d0;
+  limits.maxStorageBufferBindingSize = low;
+  try {
+    d0 = engine().stats().dispatches;
+    const split = await fn();
+    const n1 = engine().stats().dispatches - d0;
+    return { full, split, launches: [n0, n1] };
+  } finally {
+    limits.maxStorageBufferBindingSize = saved;
+  }
+}
+
+function expectBitEqual(a: ArrayLike<number>[], b: ArrayLike<number>[]): void {
+  expect(a.length).to.equal(b.length);
+  for (let k = 0; k < a.length; k++) {
+    expect(a[k].length).to.equal(b[k].length);
+    let bad = -1;
+    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) { bad = i; break; }
+    expect(bad, `result ${k}: first difference at ${bad}: ${a[k][bad]} vs ${b[k][bad]}`).to.equal(-1);
+  }
+}
+
+async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
+  const out: ArrayLike<number>[] = [];
+  for (const t of ts) {
+    out.push(await t.data());
+    t.dispose();
+  }
+  return out;
+}
+
+/** Checks that one image of `shape` is above LOW and, when `planeToo`, one plane as well. */
+function expectTooLarge(shape: number[], planeToo: boolean): void {
+  const [, c, h, w] = shape;
+  expect(c * h * w * 4, 'one image above the lowered limit').to.be.above(LOW);
+  if (planeToo) expect(h * w * 4, 'one plane above the lowered limit').to.be.above(LOW);
+  else expect(h * w * 4, 'one plane within the lowered limit').to.be.below(LOW / 2);
+}
+
+describe('split launches inside one image (binding limit lowered below one image)', () => {
+  before(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+  after(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+
+  // Channel blocks of one image; position ranges of one plane.
+  const shapes = (n: number): Array<[number[], string]> => [
+    [[n, 6, 9, 11], 'channel blocks'],
+    [[n, 3, 23, 29], 'position ranges'],
+  ];
+
+  for (const [reduction, elementwise] of [['lanes', 'planes'], ['tree', 'flat']] as const) {
+    for (const n of [1, 2]) {
+      for (const [shape, what] of shapes(n)) {
+        it(`batch norm (${reduction} / ${elementwise}), batch ${n}, ${what}: training <= 1e-6, eval y, dx and running statistics to the last bit`, async () => {
+          expectTooLarge(shape, what === 'position ranges');
+          const c = shape[1];
+          const size = shape.reduce((a, b) => a * b, 1);
+          batchNormReductionVariants.force(reduction);
+          batchNormElementwiseVariants.force(elementwise);
+          try {
+            const r = await both(async () => {
+              const out: ArrayLike<number>[] = [];
+              for (const training of [true, false]) {
+                const x = parameter(randn(size, 31, 2, 3), shape);
+                const wt = parameter(randn(c, 32, 0.5, 1), [c]);
+                const b = parameter(randn(c, 33), [c]);
+                const rm = tensor(randn(c, 34, 0.1), [c]);
+                const rv = tensor(randn(c, 35, 0.1, 1), [c]);
+                const y = tidy(() => {
+                  const y = batchNorm(x, wt, b, rm, rv, { training, momentum: 0.1 });
+                  const k = y.ref();
+                  backward(y, tensor(randn(size, 36), y.shape));
+                  return k;
+                });
+                out.push(...(await read(y, x.grad!, wt.grad!, b.grad!, rm, rv)));
+                for (const t of [x, wt, b]) t.dispose();
+              }
+              return out;
+            });
+            expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 6);
+            for (const k of [0, 1, 2, 3, 4, 5, 8, 9]) expect(relErr(r.split[k], r.full[k]), `result ${k}`).to.be.below(1e-6);
+            expectBitEqual([6, 7, 10, 11].map((k) => r.full[k]), [6, 7, 10, 11].map((k) => r.split[k]));
+          } finally {
+            batchNormReductionVariants.force(null);
+            batchNormElementwiseVariants.force(null);
+          }
+        });
+      }
+    }
+  }
+});
