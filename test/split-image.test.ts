@@ -112,4 +112,32 @@ describe('split launches inside one image (binding limit lowered below one image
       }
     }
   }
+
+  for (const n of [1, 2]) {
+    for (const [shape, what] of [[[n, 5, 30, 31], 'class blocks'], [[n, 3, 50, 47], 'position ranges of one class plane']] as const) {
+      it(`cross-entropy, batch ${n}, ${what}: loss and gradient to the last bit`, async () => {
+        const [, c, h, w] = shape;
+        // The loss reduction needs 16 KiB (one group of 2048 pairs) per launch.
+        const low = 16384;
+        expect(c * h * w * 4).to.be.above(low);
+        if (what !== 'class blocks') expect(h * w * 8).to.be.above(low);
+        const size = n * c * h * w;
+        const labels = Int32Array.from({ length: n * h * w }, (_, i) => (i % 7 === 0 ? 255 : i % 11 === 0 ? c + 2 : (i * 31) % c));
+        const r = await both(async () => {
+          const x = parameter(randn(size, 14, 3), [...shape]);
+          const loss = tidy(() => {
+            const l = crossEntropy(x, tensor(labels, [n, h, w], 'i32'));
+            const k = l.ref();
+            backward(l);
+            return k;
+          });
+          const res = await read(loss, x.grad!);
+          x.dispose();
+          return res;
+        }, low);
+        expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 3);
+        expectBitEqual(r.full, r.split);
+      });
+    }
+  }
 });
