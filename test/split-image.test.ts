@@ -140,4 +140,28 @@ describe('split launches inside one image (binding limit lowered below one image
       });
     }
   }
+
+  for (const n of [1, 2]) {
+    for (const [h, w] of [[12, 16], [9, 13]]) {
+      it(`concat along channels, batch ${n}, ${h}x${w} (${(h * w) % 4 === 0 ? 'vec4' : 'scalar'} kernel): chunks of one image, forward and backward to the last bit`, async () => {
+        expect(6 * h * w * 4).to.be.above(LOW);
+        const r = await both(async () => {
+          const a = parameter(randn(n * 6 * h * w, 51), [n, 6, h, w]);
+          const b = parameter(randn(n * 4 * h * w, 52), [n, 4, h, w]);
+          const y = tidy(() => {
+            const y = cat([a, b], 1);
+            const k = y.ref();
+            backward(y, tensor(randn(y.size, 53), y.shape));
+            return k;
+          });
+          const res = await read(y, a.grad!, b.grad!);
+          a.dispose();
+          b.dispose();
+          return res;
+        });
+        expect(r.launches[1]).to.be.greaterThan(r.launches[0]);
+        expectBitEqual(r.full, r.split);
+      });
+    }
+  }
 });

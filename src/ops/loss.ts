@@ -10,7 +10,7 @@
 import { engine, type Bindable } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
-import { runBlocks } from './split.js';
+import { runBlocks, sliceFrom as window } from './split.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 
 export interface CrossEntropyOptions {
@@ -87,15 +87,6 @@ function classBlocks(n: number, c: number, hw: number): ClassBlock[][] {
     }
   }
   return out;
-}
-
-/** A slice of t from element `start` (of `size` bytes) for `count` elements, from the aligned
- * element before it, and where `start` is in the slice. */
-function window(t: Tensor, start: number, count: number, size: number): [Bindable, number] {
-  const e = engine();
-  const align = e.bindingAlignment / size;
-  const at = Math.floor(start / align) * align;
-  return [e.slice(t, at * size, (start - at + count) * size), start - at];
 }
 
 /**

@@ -86,6 +86,15 @@ export function runBlocks(
   }
 }
 
+/** A slice of `b` holding `count` elements of `size` bytes from element `start`, bound from the
+ * aligned element at or before it; returns the slice and where `start` is in it (elements). */
+export function sliceFrom(b: Bindable, start: number, count: number, size = 4): [Bindable, number] {
+  const e = engine();
+  const align = Math.max(1, e.bindingAlignment / size);
+  const at = Math.floor(start / align) * align;
+  return [e.slice(b, at * size, (start - at + count) * size), start - at];
+}
+
 /** How a binding of an op over planes is laid out: 'plane' holds [n, c, hw] (4-byte elements,
  * NCHW), 'vector' one element per plane [n, c], 'whole' is bound whole in every launch. */
 export type PlaneKind = 'plane' | 'vector' | 'whole';
