@@ -7,6 +7,12 @@ import { reinit, engine, tensor, parameter, tidy, backward, interpolate, crossEn
 import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
 import { randn, relErr } from './helpers.js';
+import { mkdtempSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../src/cli/main.js';
+import { encodePng } from '../src/io/image.js';
 
 const LOW = 2048; // bytes: 512 f32 per binding
 
@@ -164,4 +170,44 @@ describe('split launches inside one image (binding limit lowered below one image
       });
     }
   }
+});
+
+describe('tensors above maxBufferSize: errors that name the tensor', () => {
+  after(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+
+  it('an allocation names the tensor (shape, dtype), its bytes and the limit', async () => {
+    await reinit({ limits: { maxBufferSize: 1 << 16 } });
+    expect(() => tensor(new Float32Array(1 << 15), [4, 8, 32, 32])).to.throw(/a tensor \[4, 8, 32, 32\] \(f32\) needs 131072 bytes, above the device limit maxBufferSize \(65536 bytes\)/);
+  });
+
+  it('atrous predict refuses, before any GPU work, a photo whose logits would exceed maxBufferSize', async () => {
+    // The fixture model's largest weight is 36864 bytes; its largest tensor on a 160x120 photo is
+    // the logits [1, 4, 120, 160] (307200 bytes).
+    await reinit({ limits: { maxBufferSize: 1 << 16 } });
+    const weights = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'model', 'small_weights.safetensors');
+    const dir = mkdtempSync(join(tmpdir(), 'atrous-bigphoto-'));
+    const [h, w] = [120, 160];
+    const image = join(dir, 'photo.png');
+    writeFileSync(image, encodePng(new Uint8Array(h * w * 3).map((_, i) => (i * 31) % 256), w, h));
+    const out = join(dir, 'out');
+    const errors: string[] = [];
+    const [log, err] = [console.log, console.error];
+    console.log = () => {};
+    console.error = (...a: unknown[]) => errors.push(a.join(' '));
+    const before = engine().stats().dispatches;
+    let code: number;
+    try {
+      code = await run(['predict', '--weights', weights, '--image', image, '--out', out]);
+    } finally {
+      console.log = log;
+      console.error = err;
+    }
+    expect(code).to.equal(1);
+    expect(errors.join('\n')).to.match(/the logits \[1, 4, 120, 160\] \(f32\) for this 160x120 image needs 307200 bytes, above the device limit maxBufferSize \(65536 bytes\)/);
+    expect(engine().stats().dispatches).to.equal(before);
+    expect(existsSync(out) ? readdirSync(out) : []).to.deep.equal([]);
+  });
 });
