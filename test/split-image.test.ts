@@ -170,6 +170,29 @@ describe('split launches inside one image (binding limit lowered below one image
       });
     }
   }
+
+  for (const n of [1, 2]) {
+    for (const [shape, what] of shapes(n)) {
+      it(`global average pooling, batch ${n}, ${what}: forward and backward to the last bit`, async () => {
+        expectTooLarge(shape, what === 'position ranges');
+        const size = shape.reduce((a, b) => a * b, 1);
+        const r = await both(async () => {
+          const x = parameter(randn(size, 41), shape);
+          const y = tidy(() => {
+            const y = adaptiveAvgPool2d(x, 1);
+            const k = y.ref();
+            backward(y, tensor(randn(y.size, 42), y.shape));
+            return k;
+          });
+          const res = await read(y, x.grad!);
+          x.dispose();
+          return res;
+        });
+        expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 1);
+        expectBitEqual(r.full, r.split);
+      });
+    }
+  }
 });
 
 describe('tensors above maxBufferSize: errors that name the tensor', () => {
