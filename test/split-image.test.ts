@@ -193,6 +193,39 @@ describe('split launches inside one image (binding limit lowered below one image
       });
     }
   }
+
+  for (const n of [1, 2]) {
+    for (const [opts, what] of [
+      [{ kernelSize: 3, stride: 2, padding: 1 }, '3x3 stride 2 padding 1'],
+      [{ kernelSize: 2, stride: 2, padding: 0 }, '2x2 stride 2'],
+      [{ kernelSize: 3, stride: 1, padding: 1 }, '3x3 stride 1 padding 1'],
+    ] as const) {
+      it(`max pooling (${what}), batch ${n}, row blocks of one plane: forward (with and without argmax) and backward to the last bit`, async () => {
+        const shape = [n, 3, 23, 29];
+        expectTooLarge(shape, true);
+        const size = shape.reduce((a, b) => a * b, 1);
+        const data = randn(size, 61);
+        for (let i = 0; i < size; i += 13) data[i] = data[i + 1 < size ? i + 1 : i]; // ties
+        const r = await both(async () => {
+          const x = parameter(data, shape);
+          const y = tidy(() => {
+            const y = maxPool2d(x, opts);
+            const k = y.ref();
+            backward(y, tensor(randn(y.size, 62), y.shape));
+            return k;
+          });
+          const x2 = tensor(data, shape);
+          const y2 = maxPool2d(x2, opts);
+          x2.dispose();
+          const res = await read(y, x.grad!, y2);
+          x.dispose();
+          return res;
+        });
+        expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 3);
+        expectBitEqual(r.full, r.split);
+      });
+    }
+  }
 });
 
 describe('tensors above maxBufferSize: errors that name the tensor', () => {

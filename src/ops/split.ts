@@ -180,3 +180,43 @@ export function runPlanes(
   const len = planeRange(hw);
   for (let ni = 0; ni < n; ni++) for (let ci = 0; ci < c; ci++) for (let p0 = 0; p0 < hw; p0 += len) part(ni, ci, 1, p0, Math.min(len, hw - p0));
 }
+
+/** One launch of a plane split by rows: output rows [r0, r0 + rows) and the band [b0, b1) of input
+ * rows they read. */
+export interface RowBlock {
+  r0: number;
+  rows: number;
+  b0: number;
+  b1: number;
+}
+
+/**
+ * Splits a plane of `outRows` rows of `outLen` values, each block of rows reading a band of input
+ * rows of `inLen` values (`band(r0, r1)`: the input rows [b0, b1) that output rows [r0, r1) read),
+ * into blocks whose output rows and input band both fit the binding limit (with the slack of an
+ * aligned slice start). A single output row whose band does not fit is an error that names `op`,
+ * `what`, the band's bytes and the limit.
+ */
+export function rowBlocks(op: string, what: string, outRows: number, outLen: number, inLen: number, band: (r0: number, r1: number) => [number, number]): RowBlock[] {
+  const e = engine();
+  const max = e.limits.maxStorageBufferBindingSize;
+  const maxEl = Math.floor(max / 4) - (e.bindingAlignment / 4 - 1);
+  const out: RowBlock[] = [];
+  for (let r0 = 0; r0 < outRows; ) {
+    let rows = Math.min(outRows - r0, Math.floor(maxEl / outLen));
+    if (rows < 1) throw new Error(`atrous: ${op}: one output row of ${what} (${outLen * 4} bytes) is above the device limit maxStorageBufferBindingSize (${max} bytes)`);
+    for (;;) {
+      const [b0, b1] = band(r0, r0 + rows);
+      if ((b1 - b0) * inLen <= maxEl) {
+        out.push({ r0, rows, b0, b1 });
+        break;
+      }
+      if (rows === 1) {
+        throw new Error(`atrous: ${op}: the ${b1 - b0} input rows of ${what} that one output row reads (${(b1 - b0) * inLen * 4} bytes) are above the device limit maxStorageBufferBindingSize (${max} bytes)`);
+      }
+      rows = Math.max(1, Math.min(rows - 1, Math.floor(rows * 0.9)));
+    }
+    r0 += rows;
+  }
+  return out;
+}
