@@ -16,6 +16,8 @@ import { encodePng } from '../src/io/image.js';
 
 const LOW = 2048; // bytes: 512 f32 per binding
 
+const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+
 /** Runs `fn` at the default limits and with the binding limit lowered (on the same engine, as
  * `init({ limits })` would set it), returning both results and the dispatch counts. */
 async function both(fn: () => Promise<ArrayLike<number>[]>, low = LOW): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
@@ -222,6 +224,35 @@ describe('split launches inside one image (binding limit lowered below one image
           return res;
         });
         expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 3);
+        expectBitEqual(r.full, r.split);
+      });
+    }
+  }
+
+  for (const alignCorners of [false, true]) {
+    for (const [shape, size] of [
+      [[1, 3, 23, 29], [41, 53]],
+      [[2, 3, 23, 29], [11, 13]],
+      [[2, 2, 9, 11], [29, 37]],
+      [[1, 2, 30, 31], [30, 31]],
+    ] as const) {
+      it(`bilinear resize (alignCorners ${alignCorners}) ${fmt(shape)} to ${size.join('x')}: row blocks of one plane, forward and backward to the last bit`, async () => {
+        const [, , h, w] = shape;
+        expect(Math.max(h * w, size[0] * size[1]) * 4).to.be.above(LOW);
+        const n = (shape as readonly number[]).reduce((a, b) => a * b, 1);
+        const r = await both(async () => {
+          const x = parameter(randn(n, 12), [...shape]);
+          const y = tidy(() => {
+            const y = interpolate(x, { size: [...size], alignCorners });
+            const k = y.ref();
+            backward(y, tensor(randn(y.size, 13), y.shape));
+            return k;
+          });
+          const res = await read(y, x.grad!);
+          x.dispose();
+          return res;
+        });
+        expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 2);
         expectBitEqual(r.full, r.split);
       });
     }
