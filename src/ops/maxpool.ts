@@ -38,11 +38,12 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
 
   const params = { nc: n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw };
   const e = engine();
-  const y = empty([n, c, oh, ow]);
   const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
   // One plane above the binding limit: per plane, blocks of output rows with the band of input
-  // rows their windows read (else blocks of whole planes).
+  // rows their windows read (else blocks of whole planes); planned before y is allocated.
   const byRows = h * w > maxEl || oh * ow > maxEl;
+  const blocks = byRows ? rowBlocks(op, x.label ?? `x ${fmtShape(x.shape)}`, oh, ow, w, (r0, r1) => [Math.max(0, r0 * sh - ph), Math.min(h, (r1 - 1) * sh - ph + kh)]) : [];
+  const y = empty([n, c, oh, ow]);
   const forward = (entry: 'main' | 'with_argmax', outs: Tensor[]) => {
     if (!byRows) {
       // Planes are independent: above the binding limit they run in blocks of planes.
@@ -50,7 +51,6 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
         e.run({ shader: 'maxpool.fwd', entry, params: { ...params, nc: k, xoff, yoff, r0: 0, rows: oh, b0: 0 }, bindings, workgroups: e.grid1d(k * oh * ow) }));
       return;
     }
-    const blocks = rowBlocks(op, x.label ?? `x ${fmtShape(x.shape)}`, oh, ow, w, (r0, r1) => [Math.max(0, r0 * sh - ph), Math.min(h, (r1 - 1) * sh - ph + kh)]);
     for (let q = 0; q < n * c; q++) {
       for (const { r0, rows, b0, b1 } of blocks) {
         const [xs, xoff] = sliceFrom(x, q * h * w + b0 * w, (b1 - b0) * w);
@@ -67,17 +67,18 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const argmax = empty([n, c, oh, ow], 'i32');
   forward('with_argmax', [y, argmax]);
   const out = record(op, y, [x], [argmax], (dy, [idx]) => {
-    const dx = empty(x.shape);
     const eb = engine();
+    // Input rows [r0, r1) receive gradient from output rows [lo, hi]: the windows that cover them
+    // (planned before dx is allocated).
+    const lo = (i: number) => (i + ph + 1 > kh ? Math.ceil((i + ph + 1 - kh) / sh) : 0);
+    const hi = (i: number) => Math.min(Math.floor((i + ph) / sh), oh - 1);
+    const blocks = byRows ? rowBlocks(op, `the gradient of ${fmtShape(y.shape)}`, h, w, ow, (r0, r1) => [Math.max(0, Math.min(lo(r0), hi(r1 - 1))), hi(r1 - 1) + 1]) : [];
+    const dx = empty(x.shape);
     if (!byRows) {
       runBlocks(op, n * c, [dy, idx, dx], [oh * ow, oh * ow, h * w], (bindings, [yoff, , xoff], _, k) =>
         eb.run({ shader: 'maxpool.dx', params: { ...params, nc: k, xoff, yoff, r0: 0, rows: h, b0: 0 }, bindings, workgroups: eb.grid1d(k * h * w) }));
       return [dx];
     }
-    // Input rows [r0, r1) receive gradient from output rows [lo, hi]: the windows that cover them.
-    const lo = (i: number) => (i + ph + 1 > kh ? Math.ceil((i + ph + 1 - kh) / sh) : 0);
-    const hi = (i: number) => Math.min(Math.floor((i + ph) / sh), oh - 1);
-    const blocks = rowBlocks(op, `the gradient of ${fmtShape(y.shape)}`, h, w, ow, (r0, r1) => [Math.max(0, Math.min(lo(r0), hi(r1 - 1))), hi(r1 - 1) + 1]);
     for (let q = 0; q < n * c; q++) {
       for (const { r0, rows, b0, b1 } of blocks) {
         const [dys, yoff] = sliceFrom(dy, q * oh * ow + b0 * ow, (b1 - b0) * ow);

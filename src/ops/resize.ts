@@ -54,22 +54,23 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
 
   const nc = n * c;
   const common = { nc, h, w, oh, ow, scale_h: scaleOf(h, oh, alignCorners), scale_w: scaleOf(w, ow, alignCorners), align: alignCorners ? 1 : 0 };
-  const y = empty([n, c, oh, ow]);
   const e = engine();
   const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
   const byRows = h * w > maxEl || oh * ow > maxEl;
   // Source row of output row d (f64; the kernel's f32 value is within a row of it, and the bands
   // below keep a margin of a row or two on each side).
   const src = (d: number) => Math.max(0, alignCorners ? common.scale_h * d : common.scale_h * (d + 0.5) - 0.5);
+  // One plane above the limit: blocks of output rows, x bound as the band of rows they read
+  // (planned before y is allocated: a row whose band cannot fit is an error).
+  const band = (r0: number, r1: number): [number, number] =>
+    h === oh ? [r0, r1] : [Math.max(0, Math.floor(src(r0)) - 1), Math.min(h, Math.floor(src(r1 - 1)) + 3)];
+  const blocks = byRows ? rowBlocks(op, x.label ?? `x ${fmtShape(x.shape)}`, oh, ow, w, band) : [];
+  const y = empty([n, c, oh, ow]);
   if (!byRows) {
     // Planes are independent: above the binding limit they run in blocks of planes.
     runBlocks(op, nc, [x, y], [h * w, oh * ow], (bindings, [xoff, yoff], _, k) =>
       e.run({ shader: 'resize_bilinear.fwd', params: { ...common, nc: k, xoff, yoff, r0: 0, rows: oh, b0: 0 }, bindings, workgroups: e.grid1d(k * oh * ow) }));
   } else {
-    // One plane above the limit: blocks of output rows, x bound as the band of rows they read.
-    const band = (r0: number, r1: number): [number, number] =>
-      h === oh ? [r0, r1] : [Math.max(0, Math.floor(src(r0)) - 1), Math.min(h, Math.floor(src(r1 - 1)) + 3)];
-    const blocks = rowBlocks(op, x.label ?? `x ${fmtShape(x.shape)}`, oh, ow, w, band);
     for (let q = 0; q < nc; q++) {
       for (const { r0, rows, b0, b1 } of blocks) {
         const [xs, xoff] = sliceFrom(x, q * h * w + b0 * w, (b1 - b0) * w);
@@ -80,25 +81,26 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   }
 
   return record(op, y, [x], [], (dy) => {
-    const dx = empty(x.shape);
     const e = engine();
     const [a_h, b_h, c_h] = spanOf(h, oh, alignCorners);
     const [a_w, b_w, c_w] = spanOf(w, ow, alignCorners);
     const params = { ...common, a_h, b_h, c_h, a_w, b_w, c_w };
-    if (!byRows) {
-      runBlocks(op, nc, [dy, dx], [oh * ow, h * w], (bindings, [dyoff, dxoff], _, k) =>
-        e.run({ shader: 'resize_bilinear.dx', params: { ...params, nc: k, dyoff, dxoff, r0: 0, rows: h, b0: 0 }, bindings, workgroups: e.grid1d(k * h * w) }));
-      return [dx];
-    }
     // One plane above the limit: blocks of input rows, dy bound as the band of output rows whose
     // taps can reach them (the kernel's span, widened by a row each side against f32 rounding;
-    // rows 0 and 1 are read by every output whose source was clamped to 0).
+    // rows 0 and 1 are read by every output whose source was clamped to 0). Planned before dx is
+    // allocated.
     const band = (r0: number, r1: number): [number, number] => {
       if (h === oh) return [r0, r1];
       const lo = r0 <= 1 ? 0 : Math.max(0, Math.floor(a_h * r0 + b_h) - 1);
       return [lo, Math.min(oh, Math.ceil(a_h * (r1 - 1) + c_h) + 2)];
     };
-    const blocks = rowBlocks(op, `the gradient of ${fmtShape(y.shape)}`, h, w, ow, band);
+    const blocks = byRows ? rowBlocks(op, `the gradient of ${fmtShape(y.shape)}`, h, w, ow, band) : [];
+    const dx = empty(x.shape);
+    if (!byRows) {
+      runBlocks(op, nc, [dy, dx], [oh * ow, h * w], (bindings, [dyoff, dxoff], _, k) =>
+        e.run({ shader: 'resize_bilinear.dx', params: { ...params, nc: k, dyoff, dxoff, r0: 0, rows: h, b0: 0 }, bindings, workgroups: e.grid1d(k * h * w) }));
+      return [dx];
+    }
     for (let q = 0; q < nc; q++) {
       for (const { r0, rows, b0, b1 } of blocks) {
         const [dys, dyoff] = sliceFrom(dy, q * oh * ow + b0 * ow, (b1 - b0) * ow);
