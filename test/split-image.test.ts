@@ -3,7 +3,7 @@
 // launch) and with the limit lowered to a few KiB, and must match the unsplit run: to the last bit
 // where the order of every sum is unchanged, else within 1e-6 of the tensor's max-abs.
 import { expect } from 'chai';
-import { reinit, engine, tensor, parameter, tidy, backward, interpolate, crossEntropy, Tensor } from '../src/index.js';
+import { reinit, engine, tensor, parameter, tidy, backward, interpolate, crossEntropy, matmul, Tensor } from '../src/index.js';
 import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
 import { randn, relErr } from './helpers.js';
@@ -256,6 +256,25 @@ describe('split launches inside one image (binding limit lowered below one image
         expectBitEqual(r.full, r.split);
       });
     }
+  }
+
+  for (const [m, k, n, what] of [
+    [37, 24, 44, 'row blocks of a and c, column blocks of b (b above the limit)'],
+    [50, 8, 16, 'row blocks of a and c (b fits)'],
+  ] as const) {
+    it(`matmul [${m}, ${k}] x [${k}, ${n}]: ${what}, to the last bit`, async () => {
+      expect(m * n * 4).to.be.above(LOW);
+      const r = await both(async () => {
+        const a = tensor(randn(m * k, 71), [m, k]);
+        const b = tensor(randn(k * n, 72), [k, n]);
+        const c = matmul(a, b);
+        a.dispose();
+        b.dispose();
+        return read(c);
+      });
+      expect(r.launches[1]).to.be.greaterThan(r.launches[0]);
+      expectBitEqual(r.full, r.split);
+    });
   }
 });
 
