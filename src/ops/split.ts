@@ -2,6 +2,11 @@
 // binding may be any aligned sub-range of a buffer (buffers go up to maxBufferSize), so a launch
 // over a large tensor becomes several launches, each binding a slice that fits. A launch whose
 // bindings all fit is left exactly as it was (same kernel, same bindings, same numerics).
+// runFlat: flat chunks. runBlocks: blocks of independent items (images, planes). runPlanes: ops over
+// [n, c, hw] planes, by blocks of images, else of channels of one image, else of positions of one
+// plane. rowBlocks: one plane by blocks of rows, each with the band of rows it reads. sliceFrom:
+// one aligned slice. Ops with other layouts (cross-entropy's class blocks, concat's chunks, matmul)
+// build their launches from sliceFrom.
 
 import { engine, type Bindable } from '../gpu/engine.js';
 
