@@ -2,18 +2,37 @@
 //   a = Σ dy,  b = Σ dy · xhat,  xhat = ((x − hi) − lo) · invstd,
 // over slice s of channel ci (the slicing of batchnorm.stats: S slices of `chunk` values of the
 // channel's M = n·h·w, value m at ((m / hw)·c + ci)·hw + m % hw). batchnorm.dfinal adds the slices.
-// Bindings: 0 params {c, hw, m, chunk, s, s0, sn, n0, xoff: u32}; 1 dy: f32[n, c, hw]; 2 x: f32[n, c, hw];
+// Bindings: 0 params {c, hw, m, chunk, s, q, s0, sn, n0, c0, cb, p0, xoff: u32}; 1 dy: f32[n, c, hw]; 2 x: f32[n, c, hw];
 //           3 mean: f32[2, c] (hi, lo); 4 invstd: f32[c]; 5 part: f32[c, s, 2] = (a, b).
 // Entry points as in batchnorm.stats (fixed order, no atomics):
 //   tree:  workgroups [s, c]; WG threads stride over the slice, then a tree reduction in
 //          workgroup memory (WG a power of two). For real GPUs.
 //   lanes: grid1d(c·s, WG); one invocation per slice, no workgroup memory. For software adapters.
-// Above the binding limit a launch covers slices [s0, s0 + sn) of whole images [n0, ...): x (and dy)
-// are bound from an aligned element xoff before image n0's first value. Unsplit: s0 = 0, sn = s,
-// n0 = 0, xoff = 0.
+// Above the binding limit the slices are pieces of one plane (q = pieces per plane, chunk = the
+// piece length; slice s is piece s % q of image s / q) and a launch covers slices [s0, s0 + sn) and
+// channels [c0, c0 + cb): whole images [n0, n0 + sn) (q = 1, cb = c), or channels [c0, c0 + cb) of
+// image n0 (sn = 1), or positions [p0, p0 + chunk) of one plane (cb = 1). x (and dy) are bound
+// from an aligned element xoff before the launch's first value. Unsplit: q = 0, s0 = 0, sn = s,
+// n0 = c0 = p0 = xoff = 0, cb = c. Dispatch: tree [sn, cb], lanes grid1d(cb·sn, WG).
+
 override WG: u32 = 64;
-struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, s0: u32, sn: u32, n0: u32, xoff: u32 }
+struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, q: u32, s0: u32, sn: u32, n0: u32, c0: u32, cb: u32, p0: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
+
+// Values [m0, m1) of a channel in slice s: `chunk` values from s·chunk (q = 0), or piece s % q of
+// image s / q's plane (q > 0: every slice inside one plane).
+fn bounds(s: u32) -> vec2u {
+  if (p.q == 0u) { return vec2u(s * p.chunk, min(p.m, (s + 1u) * p.chunk)); }
+  let ni = s / p.q;
+  let m0 = ni * p.hw + (s - ni * p.q) * p.chunk;
+  return vec2u(m0, min((ni + 1u) * p.hw, m0 + p.chunk));
+}
+
+// Index in the bound x (and dy) of value sp of plane (ni, ci).
+fn at(ni: u32, ci: u32, sp: u32) -> u32 {
+  return p.xoff + ((ni - p.n0) * p.c + (ci - p.c0)) * p.hw + (sp - p.p0);
+}
+
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
@@ -36,9 +55,10 @@ fn store(ci: u32, s: u32, sums: vec2f) {
 @compute @workgroup_size(WG)
 fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let s = wid.x + p.s0;
-  let ci = wid.y;
-  let m0 = s * p.chunk;
-  let m1 = min(p.m, m0 + p.chunk);
+  let ci = p.c0 + wid.y;
+  let b = bounds(s);
+  let m0 = b.x;
+  let m1 = b.y;
   let hi = mean[ci];
   let lo = mean[p.c + ci];
   let inv = invstd[ci];
@@ -50,7 +70,7 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var sp = first - ni * p.hw;
   var acc = vec2f(0.0);
   for (var m = first; m < m1; m = m + WG) {
-    acc = acc + term(p.xoff + ((ni - p.n0) * p.c + ci) * p.hw + sp, hi, lo, inv);
+    acc = acc + term(at(ni, ci, sp), hi, lo, inv);
     ni = ni + stepN;
     sp = sp + stepS;
     if (sp >= p.hw) { sp = sp - p.hw; ni = ni + 1u; }
@@ -67,17 +87,19 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 @compute @workgroup_size(WG)
 fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.x + gid.y * (nwg.x * WG);
-  if (t >= p.c * p.sn) { return; }
-  let ci = t / p.sn;
-  let s = p.s0 + t - ci * p.sn;
-  let m0 = s * p.chunk;
-  let m1 = min(p.m, m0 + p.chunk);
+  if (t >= p.cb * p.sn) { return; }
+  let cl = t / p.sn;
+  let ci = p.c0 + cl;
+  let s = p.s0 + t - cl * p.sn;
+  let b = bounds(s);
+  let m0 = b.x;
+  let m1 = b.y;
   let hi = mean[ci];
   let lo = mean[p.c + ci];
   let inv = invstd[ci];
   let ni0 = m0 / p.hw;
   var sp = m0 - ni0 * p.hw;
-  var i = p.xoff + ((ni0 - p.n0) * p.c + ci) * p.hw + sp;
+  var i = at(ni0, ci, sp);
   var acc = vec2f(0.0);
   for (var m = m0; m < m1; m = m + 1u) {
     acc = acc + term(i, hi, lo, inv);

@@ -2,16 +2,18 @@
 //   dx = weight · invstd · (dy − Σdy / M − xhat · Σ(dy · xhat) / M),  xhat = ((x − hi) − lo) · invstd
 // (the mean's and the variance's gradients folded in; d var / d mean = 0 since Σ(x − mean) = 0).
 // Σdy and Σ(dy · xhat) are dbias and dweight from batchnorm.dfinal.
-// Bindings: 0 params {total, c, hw, m, off: u32}; 1 dy: f32[n, c, hw]; 2 x: f32[n, c, hw];
+// Bindings: 0 params {total, c, cb, c0, hw, m, off: u32}; 1 dy: f32[n, c, hw]; 2 x: f32[n, c, hw];
 //           3 mean: f32[2, c] (hi, lo); 4 invstd: f32[c]; 5 weight: f32[c];
 //           6 dbias: f32[c]; 7 dweight: f32[c]; 8 dx: f32[n, c, hw].
 // Two entry points, same bindings (see batchnorm.fwd):
 //   planes: workgroups [gx, c, n], workgroup (·, ci, ni) strides over plane (ni, ci).
 //   main:   grid1d(total, WG), one invocation per element, ci = (i / hw) % c.
-// off: where image 0 starts in the bound x / y / dy / dx (a block of images above the binding limit;
-// 0 unsplit).
+// Above the binding limit a launch covers part of x (images, channels [c0, c0 + cb) of one image,
+// or `hw` positions of one plane: src/ops/split.ts runPlanes) and off is where its first value is
+// in the bound x / y / dy / dx; the per-channel vectors are bound whole (c channels). Unsplit:
+// cb = c, c0 = 0, off = 0. Workgroups [gx, cb, n] for `planes`.
 override WG: u32 = 64;
-struct Params { total: u32, c: u32, hw: u32, m: u32, off: u32 }
+struct Params { total: u32, c: u32, cb: u32, c0: u32, hw: u32, m: u32, off: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -38,8 +40,8 @@ fn grad(i: u32, q: Chan) -> f32 {
 
 @compute @workgroup_size(WG)
 fn planes(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let ci = wid.y;
-  let base = p.off + (wid.z * p.c + ci) * p.hw;
+  let ci = p.c0 + wid.y;
+  let base = p.off + (wid.z * p.cb + wid.y) * p.hw;
   let q = chan(ci);
   for (var sp = gid.x; sp < p.hw; sp = sp + nwg.x * WG) {
     dx[base + sp] = grad(base + sp, q);
@@ -50,5 +52,5 @@ fn planes(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid:
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * (nwg.x * WG);
   if (i >= p.total) { return; }
-  dx[p.off + i] = grad(p.off + i, chan((i / p.hw) % p.c));
+  dx[p.off + i] = grad(p.off + i, chan(p.c0 + (i / p.hw) % p.cb));
 }

@@ -10,12 +10,12 @@
 // `running`: rm ← (1 − momentum)·rm + momentum·mean;
 //            rv ← (1 − momentum)·rv + momentum·var·M/(M − 1), left unchanged when M == 1
 //            (the unbiased variance of one value is undefined; PyTorch raises there).
-// Bindings: 0 params {c, m, chunk, s: u32, eps, momentum: f32}; 1 part: f32[c, s, 3];
+// Bindings: 0 params {c, m, hw, chunk, s, q: u32, eps, momentum: f32}; 1 part: f32[c, s, 3];
 //           2 mean: f32[2, c] (row 0 hi, row 1 lo); 3 invstd: f32[c];
 //           `running` only: 4 rm: f32[c], 5 rv: f32[c] (read-write).
 // Dispatch: grid1d(c, WG), one invocation per channel; slices summed in order (deterministic).
 override WG: u32 = 64;
-struct Params { c: u32, m: u32, chunk: u32, s: u32, eps: f32, momentum: f32 }
+struct Params { c: u32, m: u32, hw: u32, chunk: u32, s: u32, q: u32, eps: f32, momentum: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
@@ -23,8 +23,11 @@ struct Params { c: u32, m: u32, chunk: u32, s: u32, eps: f32, momentum: f32 }
 @group(0) @binding(4) var<storage, read_write> rm: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rv: array<f32>;
 
+// Values in slice s (batchnorm.stats's slicing: uniform chunks when q = 0, else q pieces per plane).
 fn count(s: u32) -> f32 {
-  return f32(min(p.m, (s + 1u) * p.chunk) - s * p.chunk);
+  if (p.q == 0u) { return f32(min(p.m, (s + 1u) * p.chunk) - s * p.chunk); }
+  let k = s % p.q;
+  return f32(min(p.hw, (k + 1u) * p.chunk) - k * p.chunk);
 }
 
 // Writes mean (hi, lo) and invstd of channel ci; returns (mean as one f32, biased variance).

@@ -7,7 +7,7 @@
 // x − ctr is exact in f32 when x and ctr are within a factor of 2 (Sterbenz), so s1 and s2 keep
 // full precision even for x = 1000 + 0.01·noise, where Σx² − (Σx)²/k would lose every digit.
 // batchnorm.final combines the slices.
-// Bindings: 0 params {c, hw, m, chunk, s, s0, sn, n0, xoff: u32}; 1 x: f32[n, c, hw] (NCHW);
+// Bindings: 0 params {c, hw, m, chunk, s, q, s0, sn, n0, c0, cb, p0, xoff: u32}; 1 x: f32[n, c, hw] (NCHW);
 //           2 part: f32[c, s, 3] = (ctr, s1, s2) per slice.
 // Two entry points, same result layout, both deterministic (no atomics):
 //   tree:  workgroups [s, c]; WG threads stride over the slice, then a tree reduction in
@@ -15,12 +15,31 @@
 //   lanes: grid1d(c·s, WG); one invocation walks one whole slice, no workgroup memory or
 //          barriers. For software adapters (llvmpipe runs a workgroup on one CPU thread and a
 //          barrier is a coroutine switch: measured 2-4x faster than `tree` there).
-// Above the binding limit a launch covers slices [s0, s0 + sn) of whole images [n0, ...): x (and dy)
-// are bound from an aligned element xoff before image n0's first value. Unsplit: s0 = 0, sn = s,
-// n0 = 0, xoff = 0.
+// Above the binding limit the slices are pieces of one plane (q = pieces per plane, chunk = the
+// piece length; slice s is piece s % q of image s / q) and a launch covers slices [s0, s0 + sn) and
+// channels [c0, c0 + cb): whole images [n0, n0 + sn) (q = 1, cb = c), or channels [c0, c0 + cb) of
+// image n0 (sn = 1), or positions [p0, p0 + chunk) of one plane (cb = 1). x (and dy) are bound
+// from an aligned element xoff before the launch's first value. Unsplit: q = 0, s0 = 0, sn = s,
+// n0 = c0 = p0 = xoff = 0, cb = c. Dispatch: tree [sn, cb], lanes grid1d(cb·sn, WG).
+
 override WG: u32 = 64;
-struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, s0: u32, sn: u32, n0: u32, xoff: u32 }
+struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, q: u32, s0: u32, sn: u32, n0: u32, c0: u32, cb: u32, p0: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
+
+// Values [m0, m1) of a channel in slice s: `chunk` values from s·chunk (q = 0), or piece s % q of
+// image s / q's plane (q > 0: every slice inside one plane).
+fn bounds(s: u32) -> vec2u {
+  if (p.q == 0u) { return vec2u(s * p.chunk, min(p.m, (s + 1u) * p.chunk)); }
+  let ni = s / p.q;
+  let m0 = ni * p.hw + (s - ni * p.q) * p.chunk;
+  return vec2u(m0, min((ni + 1u) * p.hw, m0 + p.chunk));
+}
+
+// Index in the bound x (and dy) of value sp of plane (ni, ci).
+fn at(ni: u32, ci: u32, sp: u32) -> u32 {
+  return p.xoff + ((ni - p.n0) * p.c + (ci - p.c0)) * p.hw + (sp - p.p0);
+}
+
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 
@@ -50,9 +69,10 @@ fn store(ci: u32, s: u32, ctr: f32, sums: vec2f) {
 @compute @workgroup_size(WG)
 fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let s = wid.x + p.s0;
-  let ci = wid.y;
-  let m0 = s * p.chunk;
-  let m1 = min(p.m, m0 + p.chunk);
+  let ci = p.c0 + wid.y;
+  let b = bounds(s);
+  let m0 = b.x;
+  let m1 = b.y;
   // Walk m = m0 + lid, m0 + lid + WG, ... as (image ni, pixel sp) without a division per value.
   let stepN = WG / p.hw;
   let stepS = WG % p.hw;
@@ -64,7 +84,7 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var ni = ni0;
   var sp = sp0;
   for (var m = first; m < m1; m = m + WG) {
-    acc = acc + x[p.xoff + ((ni - p.n0) * p.c + ci) * p.hw + sp];
+    acc = acc + x[at(ni, ci, sp)];
     ni = ni + stepN;
     sp = sp + stepS;
     if (sp >= p.hw) { sp = sp - p.hw; ni = ni + 1u; }
@@ -75,7 +95,7 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   ni = ni0;
   sp = sp0;
   for (var m = first; m < m1; m = m + WG) {
-    let v = x[p.xoff + ((ni - p.n0) * p.c + ci) * p.hw + sp] - ctr;
+    let v = x[at(ni, ci, sp)] - ctr;
     d = d + vec2f(v, v * v);
     ni = ni + stepN;
     sp = sp + stepS;
@@ -88,16 +108,18 @@ fn tree(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 @compute @workgroup_size(WG)
 fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.x + gid.y * (nwg.x * WG);
-  if (t >= p.c * p.sn) { return; }
-  let ci = t / p.sn;
-  let s = p.s0 + t - ci * p.sn;
-  let m0 = s * p.chunk;
-  let m1 = min(p.m, m0 + p.chunk);
+  if (t >= p.cb * p.sn) { return; }
+  let cl = t / p.sn;
+  let ci = p.c0 + cl;
+  let s = p.s0 + t - cl * p.sn;
+  let b = bounds(s);
+  let m0 = b.x;
+  let m1 = b.y;
   let ni0 = m0 / p.hw;
   let sp0 = m0 - ni0 * p.hw;
 
   var acc = 0.0;
-  var i = p.xoff + ((ni0 - p.n0) * p.c + ci) * p.hw + sp0;
+  var i = at(ni0, ci, sp0);
   var sp = sp0;
   for (var m = m0; m < m1; m = m + 1u) {
     acc = acc + x[i];
@@ -109,7 +131,7 @@ fn lanes(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
   let ctr = acc / f32(m1 - m0);
 
   var d = vec2f(0.0);
-  i = p.xoff + ((ni0 - p.n0) * p.c + ci) * p.hw + sp0;
+  i = at(ni0, ci, sp0);
   sp = sp0;
   for (var m = m0; m < m1; m = m + 1u) {
     let v = x[i] - ctr;

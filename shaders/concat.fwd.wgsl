@@ -10,6 +10,8 @@
 // (gx = min(ceil(chw_x / WG), 4096)). No integer division per element (slow on CPU "GPUs").
 // Above the binding limit the images run in blocks: x and y are bound as slices; xoff is where
 // image 0 of x starts in its slice, and off includes where image 0 of y starts in its (0 unsplit).
+// When one image of y is above the limit, a launch copies a chunk of one image's block (n = 1:
+// chw_x = the chunk's length, chw_y unused).
 override WG: u32 = 64;
 struct Params { chw_x: u32, chw_y: u32, off: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;

@@ -9,14 +9,18 @@
 // one candidate wider on each side, which absorbs the f32 rounding of src and of this bound (from 0
 // when iy <= 1: see span), and tests every candidate exactly; the same for columns.
 // Bindings: 0 params {nc, h, w, oh, ow: u32, scale_h, scale_w: f32, align: u32,
-//                     a_h, b_h, c_h, a_w, b_w, c_w: f32, dyoff, dxoff: u32};
+//                     a_h, b_h, c_h, a_w, b_w, c_w: f32, dyoff, dxoff, r0, rows, b0: u32};
 //           1 dy: f32[nc, oh, ow]; 2 dx: f32[nc, h, w]. Above the binding limit the planes run in
 //           blocks, each binding a slice whose first plane starts at dyoff / dxoff (0 unsplit).
-// Dispatch: grid1d(nc * h * w, WG), one invocation per input element, ix fastest.
+//           r0, rows: the launch covers input rows [r0, r0 + rows) of each plane (unsplit 0 and h);
+//           when one plane is above the limit a launch covers one plane's row block, dy bound from
+//           row b0 of the band of output rows that read them (else b0 = 0).
+// Dispatch: grid1d(nc * rows * w, WG), one invocation per input element, ix fastest.
 override WG: u32 = 64;
 struct Params {
   nc: u32, h: u32, w: u32, oh: u32, ow: u32, scale_h: f32, scale_w: f32, align: u32,
   a_h: f32, b_h: f32, c_h: f32, a_w: f32, b_w: f32, c_w: f32, dyoff: u32, dxoff: u32,
+  r0: u32, rows: u32, b0: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
@@ -61,14 +65,14 @@ fn span(a: f32, b: f32, c: f32, i: u32, n_out: u32) -> vec2i {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * (nwg.x * WG);
-  if (i >= p.nc * p.h * p.w) { return; }
+  if (i >= p.nc * p.rows * p.w) { return; }
   let ix = i % p.w;
   let t = i / p.w;
-  let iy = t % p.h;
-  let q = t / p.h;
+  let iy = p.r0 + t % p.rows;
+  let q = t / p.rows;
   let ys = span(p.a_h, p.b_h, p.c_h, iy, p.oh);
   let xs = span(p.a_w, p.b_w, p.c_w, ix, p.ow);
-  let base = p.dyoff + q * p.oh * p.ow;
+  let base = p.dyoff + q * p.oh * p.ow - p.b0 * p.ow;
   var acc = 0.0;
   for (var oy = ys.x; oy <= ys.y; oy++) {
     let wy = weight(taps(p.scale_h, u32(oy), p.h, p.oh), iy);

@@ -185,15 +185,17 @@ describe('split launches (binding limit lowered)', () => {
     expectBitEqual(r.full, r.split);
   });
 
-  it('names the tensor, its bytes and the limit when one independent part cannot fit', async () => {
+  it('names the tensor, its bytes and the limit when the smallest part of a launch cannot fit', async () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };
     const saved = limits.maxStorageBufferBindingSize;
     limits.maxStorageBufferBindingSize = LOW;
-    const x = tensor(randn(2 * 40 * 40), [2, 1, 40, 40]);
+    // One plane is above the limit, so the resize runs by rows; one output row reads two input rows
+    // of 2000 values (16000 bytes), which cannot be split further.
+    const x = tensor(randn(2 * 2000), [1, 1, 2, 2000]);
     x.label = 'photo';
     const before = engine().stats().dispatches;
     try {
-      expect(() => interpolate(x, { size: [8, 8] })).to.throw(/interpolate: photo is 12800 bytes and one of its 2 independent parts \(6400 bytes\) is above the device limit maxStorageBufferBindingSize \(4096 bytes\)/);
+      expect(() => interpolate(x, { size: [8, 8] })).to.throw(/interpolate: the 2 input rows of photo that one output row reads \(16000 bytes\) are above the device limit maxStorageBufferBindingSize \(4096 bytes\)/);
       expect(engine().stats().dispatches).to.equal(before);
     } finally {
       limits.maxStorageBufferBindingSize = saved;

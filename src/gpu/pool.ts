@@ -58,11 +58,12 @@ export class BufferPool {
     private maxBufferSize: number,
   ) {}
 
-  /** A buffer of at least `bytes`; `what` describes its use for an out-of-memory report. */
+  /** A buffer of at least `bytes`; `what` describes its use (e.g. "a tensor [1, 21, 512, 512] (f32)")
+   * for the error when `bytes` is above maxBufferSize and for an out-of-memory report. */
   acquire(bytes: number, what?: () => string): GPUBuffer {
     const size = sizeClass(bytes);
     if (size > this.maxBufferSize) {
-      throw new Error(`atrous: a buffer of ${bytes} bytes exceeds the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
+      throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
     }
     const list = this.free.get(size);
     let buf = list?.pop();

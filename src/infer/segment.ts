@@ -3,7 +3,10 @@
 // align_corners false, as torchvision); flipping and the softmax average run on the CPU, where
 // the logits arrive anyway. No Node built-ins: the browser demo uses this too.
 
-import { tensor } from '../tensor.js';
+import { tensor, fmtShape } from '../tensor.js';
+import { engine } from '../gpu/engine.js';
+import { sizeClass } from '../gpu/pool.js';
+import { ShapeTracer, type Shape, type ConvArgs } from '../nn/module.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
 import { interpolate } from '../ops/resize.js';
@@ -43,8 +46,7 @@ const pairOf = (v: number | [number, number], what: string): [number, number] =>
 /** Logits [c, h, w] of one CHW image in one run: padded at the bottom and right to k·m + 1 (m > 1),
  * run, cropped back. */
 async function runWhole(model: DeepLabV3, image: Float32Array, c: number, h: number, w: number, m: number): Promise<Float32Array> {
-  const ph = m > 1 ? Math.ceil((h - 1) / m) * m + 1 : h;
-  const pw = m > 1 ? Math.ceil((w - 1) / m) * m + 1 : w;
+  const [ph, pw] = paddedSize(h, w, m);
   const padded = ph !== h || pw !== w ? padCHW(image, 3, h, w, ph, pw) : image;
   const y = noGrad(() => tidy(() => model.forward(tensor(padded, [1, 3, ph, pw]))));
   const logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, h, w);
@@ -85,6 +87,80 @@ async function runSliding(model: DeepLabV3, image: Float32Array, c: number, h: n
   const hw = h * w;
   for (let k = 0; k < c; k++) for (let i = 0; i < hw; i++) sum[k * hw + i] /= count[i];
   return sum;
+}
+
+/** A shape tracer that also remembers the largest tensor it produced and which op made it. */
+class LargestTracer extends ShapeTracer {
+  largest: { t: Shape; what: string } | null = null;
+  private note(t: Shape, what: string): Shape {
+    const size = (s: Shape) => s.shape.reduce((a, b) => a * b, 1);
+    if (!this.largest || size(t) > size(this.largest.t)) this.largest = { t, what };
+    return t;
+  }
+  override conv2d(x: Shape, w: Shape, b: Shape | null, a: ConvArgs): Shape {
+    return this.note(super.conv2d(x, w, b, a), 'a convolution output');
+  }
+  override batchNorm(x: Shape): Shape {
+    return this.note(super.batchNorm(x), 'a batch-norm output');
+  }
+  override add(a: Shape, b: Shape): Shape {
+    return this.note(super.add(a, b), 'a residual sum');
+  }
+  override cat(xs: Shape[]): Shape {
+    return this.note(super.cat(xs), 'a concatenation');
+  }
+  override resize(x: Shape, size: [number, number]): Shape {
+    return this.note(super.resize(x, size), 'a resized tensor');
+  }
+  override globalAvgPool(x: Shape): Shape {
+    return this.note(super.globalAvgPool(x), 'a pooled tensor');
+  }
+  override maxPool2d(x: Shape, o: { kernelSize: number; stride: number; padding: number }): Shape {
+    return this.note(super.maxPool2d(x, o), 'a max-pooling output');
+  }
+}
+
+/** Checks, without GPU work, that every tensor segment() will allocate for an h × w image fits
+ * the device's maxBufferSize: the input at each scale, every activation of the model on each
+ * (padded) run, the logits, and the logits resized back. Throws naming the largest tensor that does
+ * not fit (shape, bytes) and the limit. `runs`: the padded input sizes [h, w] of the model's runs;
+ * `extra`: the other tensors, named. */
+function checkBufferSizes(model: DeepLabV3, h: number, w: number, runs: Array<[number, number]>, extra: Array<{ what: string; shape: number[] }>): void {
+  const max = engine().limits.maxBufferSize;
+  let worst: { what: string; shape: number[] } | null = null;
+  const consider = (what: string, shape: number[]) => {
+    const bytes = shape.reduce((a, b) => a * b, 4);
+    if (sizeClass(bytes) > max && (!worst || bytes > worst.shape.reduce((a, b) => a * b, 4))) worst = { what, shape };
+  };
+  for (const x of extra) consider(x.what, x.shape);
+  const seen = new Set<string>();
+  for (const [ph, pw] of runs) {
+    if (seen.has(`${ph},${pw}`)) continue;
+    seen.add(`${ph},${pw}`);
+    consider('the input', [1, 3, ph, pw]);
+    const tracer = new LargestTracer();
+    let out: Shape;
+    try {
+      out = model.run<Shape>({ shape: [1, 3, ph, pw] }, tracer, false).out;
+    } catch {
+      continue; // too small for the model: the forward pass reports it
+    }
+    const l = tracer.largest;
+    if (l) consider(l.t === out ? 'the logits' : l.what, l.t.shape);
+  }
+  if (worst) {
+    const { what, shape } = worst as { what: string; shape: number[] };
+    const bytes = shape.reduce((a, b) => a * b, 4);
+    throw new Error(
+      `atrous: segment: ${what} ${fmtShape(shape)} (f32) for this ${w}x${h} image needs ${bytes} bytes, above the device limit ` +
+        `maxBufferSize (${max} bytes); use a smaller image, maxSide (--max-side) or sliding windows (--window)`,
+    );
+  }
+}
+
+/** Padded size of an h × w run: k·m + 1 when m > 1 (see runWhole). */
+function paddedSize(h: number, w: number, m: number): [number, number] {
+  return m > 1 ? [Math.ceil((h - 1) / m) * m + 1, Math.ceil((w - 1) / m) * m + 1] : [h, w];
 }
 
 /** The padding multiple segment() uses by default for `model` (see SegmentOptions.padMultiple). */
@@ -139,6 +215,21 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
   const stride = opts.stride === undefined ? (win ? ([Math.max(1, Math.ceil((win[0] * 2) / 3)), Math.max(1, Math.ceil((win[1] * 2) / 3))] as [number, number]) : null) : pairOf(opts.stride, 'stride');
   if (opts.maxSide !== undefined && !(Number.isInteger(opts.maxSide) && opts.maxSide >= 1)) throw new Error(`atrous: segment: maxSide must be a positive integer, got ${JSON.stringify(opts.maxSide)}`);
   const shrink = opts.maxSide !== undefined && Math.max(h, w) > opts.maxSide ? opts.maxSide / Math.max(h, w) : 1;
+  // Every tensor must fit maxBufferSize: checked for all runs before any GPU work.
+  const m = opts.padMultiple ?? defaultPadMultiple(model);
+  const sizes: Array<[number, number]> = [];
+  const extra: Array<{ what: string; shape: number[] }> = [];
+  for (const s of scales) {
+    const sh = Math.max(1, Math.round(h * s * shrink));
+    const sw = Math.max(1, Math.round(w * s * shrink));
+    if (sh !== h || sw !== w) extra.push({ what: 'the image', shape: [1, 3, h, w] }, { what: 'the logits resized back', shape: [1, c, h, w] });
+    if (win) {
+      for (const y0 of windowStarts(sh, win[0], stride![0])) for (const x0 of windowStarts(sw, win[1], stride![1])) sizes.push(paddedSize(Math.min(win[0], sh - y0), Math.min(win[1], sw - x0), m));
+    } else {
+      sizes.push(paddedSize(sh, sw, m));
+    }
+  }
+  checkBufferSizes(model, h, w, sizes, extra);
   const probSum = new Float32Array(c * hw);
   const logitSum = new Float32Array(c * hw);
   let runs = 0;
@@ -147,7 +238,6 @@ export async function segment(model: DeepLabV3, image: Float32Array, h: number, 
     for (const s of scales) {
       const sh = Math.max(1, Math.round(h * s * shrink));
       const sw = Math.max(1, Math.round(w * s * shrink));
-      const m = opts.padMultiple ?? defaultPadMultiple(model);
       let scaled = input;
       if (sh !== h || sw !== w) {
         const t = noGrad(() => tidy(() => interpolate(tensor(input, [1, 3, h, w]), { size: [sh, sw], alignCorners: false })));

@@ -25,7 +25,7 @@ import { record } from '../autograd.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 import { full, zeros } from './elementwise.js';
 import { defineVariants } from './variants.js';
-import { runBlocks } from './split.js';
+import { runPlanes, planeRange, type PlaneKind, type PlanePart } from './split.js';
 
 export interface BatchNormOptions {
   training: boolean;
@@ -69,64 +69,73 @@ type Elementwise = 'batchnorm.fwd' | 'batchnorm.dx' | 'batchnorm.dx_eval' | 'gap
 type ReductionVariant = 'tree' | 'lanes';
 type ElementwiseVariant = 'planes' | 'flat';
 
-type ReductionParams = { c: number; hw: number; m: number; chunk: number; s: number };
+type ReductionParams = { c: number; hw: number; m: number; chunk: number; s: number; q: number };
 
 /** Runs a per-(slice, channel) reduction kernel: `tree` (one workgroup per slice) or `lanes`.
  * `images` leading bindings are [n, c, hw] tensors (the others are per-channel). Above the binding
- * limit the slices must be whole images (see slicing()) and run per block of images. */
+ * limit the slices are pieces of one plane (q > 0, see slicing()) and the launch runs per block of
+ * images, of channels of one image, or per piece of one plane (runPlanes). */
 function runReduction<S extends Reduction>(variant: ReductionVariant, shader: S, params: ReductionParams, bindings: Tensor[], images: number, n: number): void {
   const e = engine();
-  const { c, hw } = params;
-  const per = bindings.map((_, i) => (i < images ? c * hw : 0));
-  runBlocks(OP, n, bindings, per, (bs, offs, j0, k) => {
-    const sn = offs.every((o) => o === 0) && k === n ? params.s : k;
-    if (sn !== params.s && params.chunk !== hw) throw new Error(`atrous: internal error: ${shader} split with slices that are not whole images`);
+  const { c, hw, q } = params;
+  const kinds = bindings.map((_, i) => (i < images ? 'plane' : 'whole') as PlaneKind);
+  runPlanes(OP, n, c, hw, bindings, kinds, (bs, offs, part) => {
     if (images > 1 && offs[1] !== offs[0]) throw new Error(`atrous: internal error: ${shader} split with unequal offsets`);
-    const full = { ...params, s0: sn === params.s ? 0 : j0, sn, n0: sn === params.s ? 0 : j0, xoff: offs[0] } as ShaderParams[S];
-    if (variant === 'lanes') e.run({ shader, entry: 'lanes', constants: { WG }, params: full, bindings: bs, workgroups: e.grid1d(c * sn, WG) });
-    else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params: full, bindings: bs, workgroups: [sn, c] });
+    const whole = part.n === n && part.cb === c && part.len === hw;
+    if (!whole && (q === 0 || (part.len !== hw && part.len > params.chunk) || (part.len === hw && params.chunk !== hw))) {
+      throw new Error(`atrous: internal error: ${shader} split with slices that are not pieces of one plane`);
+    }
+    // Slices of this launch: every piece of the part's images, or the one piece of a position range.
+    const s0 = whole ? 0 : part.n0 * q + part.p0 / params.chunk;
+    const sn = whole ? params.s : part.len === hw ? part.n * q : 1;
+    const full = { ...params, s0, sn, n0: part.n0, c0: part.c0, cb: part.cb, p0: part.p0, xoff: offs[0] } as ShaderParams[S];
+    if (variant === 'lanes') e.run({ shader, entry: 'lanes', constants: { WG }, params: full, bindings: bs, workgroups: e.grid1d(part.cb * sn, WG) });
+    else e.run({ shader, entry: 'tree', constants: { WG: TREE_WG }, params: full, bindings: bs, workgroups: [sn, part.cb] });
   });
 }
 
-/** Runs an element-wise kernel over x [n, c, hw]: the `planes` entry (workgroups [gx, c, n], each
- * striding over one plane) when that variant is chosen and n and c fit a dispatch, else the flat
- * `main` entry (grid1d). */
+/** Runs an element-wise kernel over [n, c, hw] tensors: the `planes` entry (workgroups
+ * [gx, cb, n], each striding over one plane) when that variant is chosen and the part fits a
+ * dispatch, else the flat `main` entry (grid1d). `kinds` lays out the bindings (runPlanes); above
+ * the binding limit the launch runs per part, and `params` gets the offsets and the part. */
 export function runElementwise<S extends Elementwise>(
   variant: ElementwiseVariant,
   shader: S,
-  params: (offs: number[], n: number) => ShaderParams[S],
+  params: (offs: number[], part: PlanePart) => ShaderParams[S],
   bindings: Tensor[],
-  per: number[],
+  kinds: PlaneKind[],
   n: number,
   c: number,
   hw: number,
 ): void {
   const e = engine();
   const maxWg = e.limits.maxComputeWorkgroupsPerDimension;
-  // Images are independent: above the binding limit the launch runs per block of images (`per`:
-  // each binding's values per image, 0 for per-channel ones); the kernels take the offsets.
-  runBlocks(OP, n, bindings, per, (bs, offs, _, k) => {
-    if (variant === 'planes' && k <= maxWg && c <= maxWg) {
+  runPlanes(OP, n, c, hw, bindings, kinds, (bs, offs, part) => {
+    const { n: k, cb, len } = part;
+    if (variant === 'planes' && k <= maxWg && cb <= maxWg) {
       // About 8 values per invocation: fewer, longer workgroups are cheaper on llvmpipe.
-      const gx = Math.min(maxWg, Math.max(1, Math.ceil(hw / (WG * 8))));
-      e.run({ shader, entry: 'planes', params: params(offs, k), bindings: bs, workgroups: [gx, c, k] });
+      const gx = Math.min(maxWg, Math.max(1, Math.ceil(len / (WG * 8))));
+      e.run({ shader, entry: 'planes', params: params(offs, part), bindings: bs, workgroups: [gx, cb, k] });
     } else {
-      e.run({ shader, params: params(offs, k), bindings: bs, workgroups: e.grid1d(k * c * hw, WG) });
+      e.run({ shader, params: params(offs, part), bindings: bs, workgroups: e.grid1d(k * cb * len, WG) });
     }
   });
 }
 
 /** Splits a channel's m values into s non-empty slices of `chunk` (the last may be shorter): a
- * channel that is long while there are few channels spreads over several workgroups. */
-function slicing(m: number, c: number, x: Tensor): { s: number; chunk: number } {
-  // Above the binding limit the reductions run per block of images: one slice per image.
-  if (x.byteLength > engine().limits.maxStorageBufferBindingSize && x.rank === 4) {
-    const hw = x.shape[2] * x.shape[3];
-    return { s: x.shape[0], chunk: hw };
+ * channel that is long while there are few channels spreads over several workgroups. Above the
+ * binding limit every slice lies inside one plane: q pieces of `chunk` per plane (runPlanes's
+ * position ranges, or q = 1 whole planes), s = n·q; else q = 0 (uniform chunks across images). */
+function slicing(m: number, c: number, x: Tensor): { s: number; chunk: number; q: number } {
+  if (x.byteLength > engine().limits.maxStorageBufferBindingSize) {
+    const hw = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
+    const chunk = planeRange(hw);
+    const q = Math.ceil(hw / chunk);
+    return { s: x.shape[0] * q, chunk, q };
   }
   const want = Math.max(1, Math.min(Math.ceil(m / 2048), Math.ceil(256 / c)));
   const chunk = Math.ceil(m / want);
-  return { s: Math.ceil(m / chunk), chunk };
+  return { s: Math.ceil(m / chunk), chunk, q: 0 };
 }
 
 function checkChannelVector(arg: string, t: Tensor | null, c: number, x: Tensor): void {
@@ -140,9 +149,9 @@ function checkChannelVector(arg: string, t: Tensor | null, c: number, x: Tensor)
 /** Per-channel Σdy and Σ(dy·xhat) (dbias, dweight) for backward. */
 function gradSums(reduction: ReductionVariant, dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, c: number, hw: number, m: number): [Tensor, Tensor] {
   const e = engine();
-  const { s, chunk } = slicing(m, c, x);
+  const { s, chunk, q } = slicing(m, c, x);
   const part = empty([c, s, 2]);
-  runReduction(reduction, 'batchnorm.dsum', { c, hw, m, chunk, s }, [dy, x, mean, invstd, part], 2, x.shape[0]);
+  runReduction(reduction, 'batchnorm.dsum', { c, hw, m, chunk, s, q }, [dy, x, mean, invstd, part], 2, x.shape[0]);
   const dbias = empty([c]);
   const dweight = empty([c]);
   e.run({ shader: 'batchnorm.dfinal', params: { c, s }, bindings: [part, dbias, dweight], workgroups: e.grid1d(c) });
@@ -205,10 +214,10 @@ export function batchNorm(
   const mean = empty([2, c]);
   const invstd = empty([c]);
   if (training) {
-    const { s, chunk } = slicing(m, c, x);
+    const { s, chunk, q } = slicing(m, c, x);
     const part = empty([c, s, 3]);
-    runReduction(reduction, 'batchnorm.stats', { c, hw, m, chunk, s }, [x, part], 1, n);
-    const params = { c, m, chunk, s, eps, momentum };
+    runReduction(reduction, 'batchnorm.stats', { c, hw, m, chunk, s, q }, [x, part], 1, n);
+    const params = { c, m, hw, chunk, s, q, eps, momentum };
     if (runningMean && runningVar) {
       e.run({ shader: 'batchnorm.final', entry: 'running', params, bindings: [part, mean, invstd, runningMean, runningVar], workgroups: e.grid1d(c) });
     } else {
@@ -219,8 +228,7 @@ export function batchNorm(
     e.run({ shader: 'batchnorm.evalstats', params: { c, eps }, bindings: [runningMean!, runningVar!, mean, invstd], workgroups: e.grid1d(c) });
   }
   const y = empty(x.shape);
-  const img = c * hw;
-  runElementwise(elementwise, 'batchnorm.fwd', ([off], k) => ({ total: k * img, c, hw, off }), [x, mean, invstd, w, b, y], [img, 0, 0, 0, 0, img], n, c, hw);
+  runElementwise(elementwise, 'batchnorm.fwd', ([off], pt) => ({ total: pt.n * pt.cb * pt.len, c, cb: pt.cb, c0: pt.c0, hw: pt.len, off }), [x, mean, invstd, w, b, y], ['plane', 'whole', 'whole', 'whole', 'whole', 'plane'], n, c, hw);
   if (!bias) b.dispose();
 
   const inputs = [x];
@@ -241,9 +249,9 @@ export function batchNorm(
     if (needX) {
       dx = empty(x.shape);
       if (training) {
-        runElementwise(elementwise, 'batchnorm.dx', ([off], k) => ({ total: k * img, c, hw, m, off }), [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], [img, img, 0, 0, 0, 0, 0, img], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx', ([off], pt) => ({ total: pt.n * pt.cb * pt.len, c, cb: pt.cb, c0: pt.c0, hw: pt.len, m, off }), [dy, sX, sMean, sInvstd, sW, dbias!, dweight!, dx], ['plane', 'plane', 'whole', 'whole', 'whole', 'whole', 'whole', 'plane'], n, c, hw);
       } else {
-        runElementwise(elementwise, 'batchnorm.dx_eval', ([off], k) => ({ total: k * img, c, hw, off }), [dy, sInvstd, sW, dx], [img, 0, 0, img], n, c, hw);
+        runElementwise(elementwise, 'batchnorm.dx_eval', ([off], pt) => ({ total: pt.n * pt.cb * pt.len, c, cb: pt.cb, c0: pt.c0, hw: pt.len, off }), [dy, sInvstd, sW, dx], ['plane', 'whole', 'whole', 'plane'], n, c, hw);
       }
     }
     if (!needW) dweight?.dispose();

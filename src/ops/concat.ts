@@ -5,13 +5,14 @@
 // Why the two differ: on lavapipe the copies measured faster than a copy kernel
 // (docs/software-gpu.md), but a copy ends the open compute pass and Engine.timeGpu times one pass,
 // so the forward stays a kernel (a model's forward can then be timed whole); the backward already
-// records copies elsewhere (add's clone).
+// records copies elsewhere (add's clone). Above the binding limit the forward runs per block of
+// images, or, when one image of the output is above the limit, per chunk of each input's block.
 
 import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, OpError } from './check.js';
-import { runBlocks } from './split.js';
+import { runBlocks, sliceFrom } from './split.js';
 
 /** torch.cat(xs, dim) for rank-4 NCHW f32 tensors along the channel dimension (dim 1, or -3). */
 export function cat(xs: Tensor[], dim = 1): Tensor {
@@ -39,9 +40,32 @@ export function cat(xs: Tensor[], dim = 1): Tensor {
   const e = engine();
   // vec4 units when every block length and offset is a multiple of 4 floats.
   const v = hw % 4 === 0 ? 4 : 1;
+  const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
   xs.forEach((x, i) => {
     const chw = (cs[i] * hw) / v;
     if (n * chw === 0) return;
+    if (cy * hw > maxEl) {
+      // One image of y above the binding limit: input i's block in image b is contiguous in x and
+      // in y, so it is copied in chunks (multiples of 4 floats, so that v = 4 keeps every offset
+      // a whole vec4), each launch binding a slice of x and of y.
+      const chunk = Math.floor(maxEl / 4) * 4;
+      const cx = cs[i] * hw;
+      for (let b = 0; b < n; b++) {
+        for (let j0 = 0; j0 < cx; j0 += chunk) {
+          const count = Math.min(chunk, cx - j0);
+          const [xs, xoff] = sliceFrom(x, b * cx + j0, count);
+          const [ys, yoff] = sliceFrom(y, (b * cy + c0s[i]) * hw + j0, count);
+          e.run({
+            shader: 'concat.fwd',
+            entry: v === 4 ? 'main4' : 'main',
+            params: { chw_x: count / v, chw_y: 0, off: yoff / v, xoff: xoff / v },
+            bindings: [xs, ys],
+            workgroups: [Math.min(Math.ceil(count / v / 64), 4096), 1],
+          });
+        }
+      }
+      return;
+    }
     // Images are independent: above the binding limit they run in blocks of images (offsets in
     // floats are multiples of 4 whenever v = 4: image starts and aligned slice starts are).
     runBlocks(op, n, [x, y], [cs[i] * hw, cy * hw], (bindings, [xoff, yoff], _, k) =>

@@ -1,12 +1,14 @@
 // Global average pooling (torch.nn.functional.adaptive_avg_pool2d with output size 1), the
 // image-level branch of DeepLabv3's ASPP: out[n, c, 0, 0] = mean over h·w of x[n, c].
 // Backward: dx[n, c, h, w] = dy[n, c, 0, 0] / (h·w). Kernels: shaders/gap.fwd.wgsl, gap.dx.wgsl.
+// Above the binding limit: blocks of planes; one plane above the limit is summed in parts that
+// carry the partial sums (the same bits), and backward runs per block of channels or positions.
 
 import { engine } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, OpError } from './check.js';
-import { runBlocks } from './split.js';
+import { runBlocks, sliceFrom } from './split.js';
 import { runElementwise, batchNormElementwiseVariants } from './batchnorm.js';
 
 const OP = 'adaptiveAvgPool2d';
@@ -29,12 +31,32 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
   // Backward's kernel variant, planes | flat (batch norm's element-wise kernels' choice).
   const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
   const out = empty([n, c, 1, 1]);
-  // Planes are independent: above the binding limit they run in blocks of planes.
-  runBlocks(OP, planes, [x, out], [hw, 1], (bindings, [xoff, ooff], _, k) =>
-    e.run({ shader: 'gap.fwd', params: { planes: k, hw, scale, xoff, ooff }, bindings, workgroups: e.grid1d(k) }));
+  const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
+  if (hw <= maxEl) {
+    // Planes are independent: above the binding limit they run in blocks of planes.
+    runBlocks(OP, planes, [x, out], [hw, 1], (bindings, [xoff, ooff], _, k) =>
+      e.run({ shader: 'gap.fwd', params: { planes: k, hw, scale, xoff, ooff, j0: 0, jn: 0 }, bindings, workgroups: e.grid1d(k) }));
+  } else {
+    // One plane above the limit: parts of a multiple of 4 values, the partial sums carried from
+    // part to part (the order of the unsplit sum).
+    const chunk = Math.floor(maxEl / 4) * 4;
+    const carry = empty([8]);
+    try {
+      for (let q = 0; q < planes; q++) {
+        const [os, ooff] = sliceFrom(out, q, 1);
+        for (let j0 = 0; j0 < hw; j0 += chunk) {
+          const jn = Math.min(chunk, hw - j0);
+          const [xs, xoff] = sliceFrom(x, q * hw + j0, jn);
+          e.run({ shader: 'gap.fwd', entry: 'part', params: { planes: 1, hw, scale, xoff, ooff, j0, jn }, bindings: [xs, os, carry], workgroups: [1] });
+        }
+      }
+    } finally {
+      carry.dispose();
+    }
+  }
   return record(OP, out, [x], [], (dy) => {
     const dx = empty(x.shape);
-    runElementwise(elementwise, 'gap.dx', ([dyoff, off], k) => ({ total: k * c * hw, c, hw, scale, off, dyoff }), [dy, dx], [c, c * hw], n, c, hw);
+    runElementwise(elementwise, 'gap.dx', ([dyoff, off], pt) => ({ total: pt.n * pt.cb * pt.len, c: pt.cb, hw: pt.len, scale, off, dyoff }), [dy, dx], ['vector', 'plane'], n, c, hw);
     return [dx];
   });
 }

@@ -2,11 +2,15 @@
 // Kernels: shaders/cross_entropy.fwd.wgsl (per pixel), cross_entropy.reduce.wgsl (fixed-order
 // tree reduction to the scalar, no atomics), cross_entropy.bwd.wgsl (per pixel). Nothing is read
 // back to the CPU: the valid-pixel count and the upstream gradient stay on the GPU.
+// Above the binding limit the per-pixel passes run per block of whole images, or, when one image
+// is above the limit, per range of positions of one image and per block of classes (one image's
+// logits are strided by h·w per class): a running maximum, then a running sum of exp in class order,
+// then dx per class block; the same bits as unsplit.
 
 import { engine, type Bindable } from '../gpu/engine.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
-import { runBlocks } from './split.js';
+import { runBlocks, sliceFrom as window } from './split.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
 
 export interface CrossEntropyOptions {
@@ -45,6 +49,46 @@ function reducePass(src: Tensor, dst: Tensor, loss: Tensor, n: number, groups: n
   }
 }
 
+/** Whether the per-pixel passes can run per block of whole images (every binding's image fits). */
+function imagesFit(c: number, hw: number): boolean {
+  const e = engine();
+  const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
+  return c * hw <= maxEl && 2 * hw <= maxEl;
+}
+
+/** One launch's part when one image is above the binding limit: positions [s0, s0 + sn) of image
+ * ni and classes [k0, k0 + kn). */
+interface ClassBlock {
+  ni: number;
+  s0: number;
+  sn: number;
+  k0: number;
+  kn: number;
+}
+
+/** The parts of x [n, c, hw] (one image above the binding limit) in launch order: per image, per
+ * range of positions whose vec2 slices (pairs, stats) fit, class blocks in class order, each a
+ * window of (kn - 1)·hw + sn values of x that fits. */
+function classBlocks(n: number, c: number, hw: number): ClassBlock[][] {
+  const e = engine();
+  const max = e.limits.maxStorageBufferBindingSize;
+  const align = e.bindingAlignment;
+  const maxEl = Math.floor(max / 4) - (align / 4 - 1);
+  const sb = Math.min(hw, Math.floor((max - align) / 8));
+  if (sb < 1) throw new Error(`atrous: crossEntropy: maxStorageBufferBindingSize (${max} bytes) is below one aligned slice`);
+  const kb = Math.max(1, Math.min(c, 1 + Math.floor((maxEl - sb) / hw)));
+  const out: ClassBlock[][] = [];
+  for (let ni = 0; ni < n; ni++) {
+    for (let s0 = 0; s0 < hw; s0 += sb) {
+      const sn = Math.min(sb, hw - s0);
+      const blocks: ClassBlock[] = [];
+      for (let k0 = 0; k0 < c; k0 += kb) blocks.push({ ni, s0, sn, k0, kn: Math.min(kb, c - k0) });
+      out.push(blocks);
+    }
+  }
+  return out;
+}
+
 /**
  * Mean over valid pixels of logsumexp_c(x) - x_target, for logits x f32 [n, C, h, w] (or [n, C],
  * or any [n, C, ...]) and target i32 [n, h, w] (or [n], ...). A pixel is valid when its target is
@@ -73,9 +117,26 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
 
   const pairs = empty([npix, 2]);
   const stats = empty([npix, 2]);
-  // Images are independent: above the binding limit they run in blocks of images.
-  runBlocks('crossEntropy', x.shape[0], [x, target, pairs, stats], [c * hw, hw, 2 * hw, 2 * hw], (bindings, [xoff, loff, poff], _, k) =>
-    e.run({ shader: 'cross_entropy.fwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, poff: poff / 2 }, bindings, workgroups: e.grid1d(k * hw) }));
+  if (imagesFit(c, hw)) {
+    // Images are independent: above the binding limit they run in blocks of images.
+    runBlocks('crossEntropy', x.shape[0], [x, target, pairs, stats], [c * hw, hw, 2 * hw, 2 * hw], (bindings, [xoff, loff, poff], _, k) =>
+      e.run({ shader: 'cross_entropy.fwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, poff: poff / 2, k0: 0, kn: c, phase: 0 }, bindings, workgroups: e.grid1d(k * hw) }));
+  } else {
+    // One image above the limit: per range of positions, a running maximum over the class blocks,
+    // then a running sum of exp in class order (the order of the unsplit kernel: same bits).
+    for (const blocks of classBlocks(x.shape[0], c, hw)) {
+      for (const phase of [0, 1]) {
+        for (const { ni, s0, sn, k0, kn } of blocks) {
+          const [xs, xoff] = window(x, (ni * c + k0) * hw + s0, (kn - 1) * hw + sn, 4);
+          const [ls, loff] = window(target, ni * hw + s0, sn, 4);
+          const [ps, poff] = window(pairs, ni * hw + s0, sn, 8);
+          const [ss, soff] = window(stats, ni * hw + s0, sn, 8);
+          if (soff !== poff) throw new Error('atrous: internal error: crossEntropy pairs and stats windows differ');
+          e.run({ shader: 'cross_entropy.fwd', entry: 'block', params: { npix: sn, c, hw, ignoreIndex, xoff, loff, poff, k0, kn, phase }, bindings: [xs, ls, ps, ss], workgroups: e.grid1d(sn) });
+        }
+      }
+    }
+  }
 
   // Passes of WG * K elements per workgroup until a single workgroup writes (sum, count) and loss.
   const loss = empty([]);
@@ -96,8 +157,21 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
   const out = record('crossEntropy', loss, [x], [x, target, stats, tot], (dy, [xs, ts, ss, totals]) => {
     const dx = empty(xs.shape);
     const eb = engine();
-    runBlocks('crossEntropy backward', xs.shape[0], [xs, ts, ss, totals, dy, dx], [c * hw, hw, 2 * hw, 0, 0, c * hw], (bindings, [xoff, loff, soff], _, k) =>
-      eb.run({ shader: 'cross_entropy.bwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, soff: soff / 2 }, bindings, workgroups: eb.grid1d(k * hw) }));
+    if (imagesFit(c, hw)) {
+      runBlocks('crossEntropy backward', xs.shape[0], [xs, ts, ss, totals, dy, dx], [c * hw, hw, 2 * hw, 0, 0, c * hw], (bindings, [xoff, loff, soff], _, k) =>
+        eb.run({ shader: 'cross_entropy.bwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, soff: soff / 2, k0: 0, kn: c }, bindings, workgroups: eb.grid1d(k * hw) }));
+    } else {
+      // One image above the limit: dx = softmax - onehot per class block, from the saved logsumexp.
+      for (const blocks of classBlocks(xs.shape[0], c, hw)) {
+        for (const { ni, s0, sn, k0, kn } of blocks) {
+          const [xw, xoff] = window(xs, (ni * c + k0) * hw + s0, (kn - 1) * hw + sn, 4);
+          const [dw] = window(dx, (ni * c + k0) * hw + s0, (kn - 1) * hw + sn, 4);
+          const [lw, loff] = window(ts, ni * hw + s0, sn, 4);
+          const [sw, soff] = window(ss, ni * hw + s0, sn, 8);
+          eb.run({ shader: 'cross_entropy.bwd', entry: 'block', params: { npix: sn, c, hw, ignoreIndex, xoff, loff, soff, k0, kn }, bindings: [xw, lw, sw, totals, dy, dw], workgroups: eb.grid1d(sn) });
+        }
+      }
+    }
     return [dx];
   });
   // The node holds its own references; without one (no gradient needed) these are freed now.
