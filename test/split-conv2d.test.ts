@@ -1,0 +1,157 @@
+// conv2d split inside one image: with the binding limit lowered below one image of x, y, dy or dx
+// (a batch-1 photo above 128 MiB), the three passes run per block of channels of each image. Each
+// case runs twice on the same adapter, at the default limits (one launch per pass) and with the
+// limit lowered, and the results are compared: sums split across channel or image blocks within
+// 1e-6 of the tensor's max-abs, results that sum nothing across the split to the last bit.
+import { expect } from 'chai';
+import { reinit, engine, tensor, parameter, tidy, backward, conv2d, Tensor } from '../src/index.js';
+import { setConv2dVariant, type Conv2dOptions } from '../src/ops/conv2d/index.js';
+import { randn } from './helpers.js';
+
+/** Runs `fn` at the default limits and with maxStorageBufferBindingSize lowered to `low` bytes on
+ * the same engine (what `init({ limits })` sets), returning both results and the dispatch counts. */
+async function both(fn: () => Promise<ArrayLike<number>[]>, low: number): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
+  const limits = engine().limits as { maxStorageBufferBindingSize: number };
+  const saved = limits.maxStorageBufferBindingSize;
+  let d0 = engine().stats().dispatches;
+  const full = await fn();
+  const n0 = engine().stats().dispatches - d0;
+  limits.maxStorageBufferBindingSize = low;
+  try {
+    d0 = engine().stats().dispatches;
+    const split = await fn();
+    const n1 = engine().stats().dispatches - d0;
+    return { full, split, launches: [n0, n1] };
+  } finally {
+    limits.maxStorageBufferBindingSize = saved;
+  }
+}
+
+function expectBitEqual(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
+  expect(a.length, what).to.equal(b.length);
+  let bad = -1;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) { bad = i; break; }
+  expect(bad, `${what}: first difference at ${bad}: ${a[bad]} vs ${b[bad]}`).to.equal(-1);
+}
+
+/** max |a − b| <= tol · max |b|, and no non-finite value. */
+function expectNear(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string): void {
+  expect(a.length, what).to.equal(b.length);
+  let m = 0;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    expect(Number.isFinite(a[i]), `${what}: element ${i} is ${a[i]}`).to.equal(true);
+    m = Math.max(m, Math.abs(b[i]));
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+  }
+  expect(m, `${what}: all zero`).to.be.greaterThan(0);
+  expect(d / m, `${what}: max abs difference ${d} against max abs ${m}`).to.be.at.most(tol);
+}
+
+async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
+  const out: ArrayLike<number>[] = [];
+  for (const t of ts) {
+    out.push(await t.data());
+    t.dispose();
+  }
+  return out;
+}
+
+/** y, dx, dw (and db) of one conv2d with a seeded upstream gradient. */
+function convCase(shape: [number, number, number, number, number], opts: Conv2dOptions, withBias: boolean, seed: number): () => Promise<ArrayLike<number>[]> {
+  const [n, cin, cout, h, w] = shape;
+  return async () => {
+    const x = parameter(randn(n * cin * h * w, seed), [n, cin, h, w]);
+    const wt = parameter(randn(cout * cin * 9, seed + 1, 0.1), [cout, cin, 3, 3]);
+    const b = withBias ? parameter(randn(cout, seed + 2), [cout]) : null;
+    const y = tidy(() => {
+      const y = conv2d(x, wt, b, opts);
+      const k = y.ref();
+      backward(y, tensor(randn(y.size, seed + 3), y.shape));
+      return k;
+    });
+    const res = await read(y, x.grad!, wt.grad!, ...(b ? [b.grad!] : []));
+    for (const t of [x, wt, b]) t?.dispose();
+    return res;
+  };
+}
+
+describe('conv2d split inside one image (binding limit below one image)', () => {
+  before(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+  after(async () => {
+    await reinit();
+    engine().pool.poison = true;
+  });
+
+  // 37 input and 38 output channels on 17×19: one image of x is 47804 bytes, of y 49096 at stride
+  // 1. The limit leaves 32 channels of a 17×19 plane per slice, so the subgroup kernels run on the
+  // 32-channel blocks (their tiles half full or more) and the register ones on the ragged rest.
+  const align = () => engine().bindingAlignment;
+  const low = () => (32 * 17 * 19 + align() / 4 - 1) * 4;
+  const cases: [Conv2dOptions, boolean, string][] = [
+    [{ padding: 1 }, true, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, false, 'stride 2, padding 1, no bias'],
+    [{ dilation: 2, padding: 2 }, true, 'dilation 2, padding 2, bias'],
+    [{ dilation: [3, 2], padding: [1, 2], stride: [1, 2] }, false, 'dilation 3×2, stride 1×2, padding 1×2, no bias'],
+  ];
+  for (const variant of ['register', 'tiled', 'subgroup'] as const) {
+    for (const n of [1, 2]) {
+      for (const [opts, withBias, what] of cases) {
+        it(`${variant}, batch ${n}, ${what}: y, dx, dw${withBias ? ', db' : ''} within 1e-6 of the unsplit run`, async function () {
+          if (variant === 'subgroup' && !engine().hasSubgroups) this.skip();
+          setConv2dVariant(variant);
+          try {
+            const r = await both(convCase([n, 37, 38, 17, 19], opts, withBias, 100 + n), low());
+            expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + 6);
+            const names = ['y', 'dx', 'dw', 'db'];
+            for (let k = 0; k < r.full.length; k++) expectNear(r.split[k], r.full[k], 1e-6, names[k]);
+          } finally {
+            setConv2dVariant('auto');
+          }
+        });
+      }
+    }
+  }
+
+  // 5 input channels fit one slice whole, 38 output channels do not: y is split by output channel
+  // blocks only and sums nothing across them (the same kernel on every block for register and
+  // tiled), so it is bit-identical.
+  for (const variant of ['register', 'tiled'] as const) {
+    for (const n of [1, 2]) {
+      it(`${variant}, batch ${n}: output channel blocks alone give y to the last bit`, async () => {
+        setConv2dVariant(variant);
+        try {
+          const r = await both(convCase([n, 5, 38, 17, 19], { padding: 1 }, true, 200 + n), low());
+          expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + 4);
+          expectBitEqual(r.split[0], r.full[0], 'y');
+          for (let k = 1; k < 4; k++) expectNear(r.split[k], r.full[k], 1e-6, ['y', 'dx', 'dw', 'db'][k]);
+        } finally {
+          setConv2dVariant('auto');
+        }
+      });
+    }
+  }
+
+  it('names the tensor, its bytes and the limit when one channel plane cannot fit, before any GPU work', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const x = tensor(randn(2 * 40 * 40, 7), [1, 2, 40, 40]);
+    x.label = 'photo';
+    const wt = tensor(randn(4 * 2 * 9, 8), [4, 2, 3, 3]);
+    limits.maxStorageBufferBindingSize = 4096;
+    const before = engine().stats().dispatches;
+    try {
+      expect(() => conv2d(x, wt, null, { padding: 1 })).to.throw(
+        /conv2d: photo is 12800 bytes and one channel plane of one image \(6400 bytes\) is above the device limit maxStorageBufferBindingSize \(4096 bytes\)/,
+      );
+      expect(engine().stats().dispatches).to.equal(before);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      x.dispose();
+      wt.dispose();
+    }
+  });
+});
