@@ -135,17 +135,48 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
     }
   }
 
-  it('names the tensor, its bytes and the limit when one channel plane cannot fit, before any GPU work', () => {
+  // One channel plane (29×13 = 377 elements) above the 300 elements a slice holds: bands of
+  // output rows, each band a conv of its own (channel blocks inside it); neighbouring bands share
+  // input rows (dx adds them). The weight gradient's channels-last copies (4 channels) make its
+  // bands smaller still.
+  const lowBand = () => (300 + engine().bindingAlignment / 4 - 1) * 4;
+  const bandCases: [Conv2dOptions, boolean, string][] = [
+    [{ padding: 1 }, true, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, true, 'stride 2, padding 1, bias'],
+    [{ dilation: 2, padding: 2 }, false, 'dilation 2, padding 2, no bias'],
+    [{ dilation: 2, padding: [3, 0], stride: 2 }, true, 'dilation 2, stride 2, padding 3×0, bias'],
+    [{ padding: [4, 1] }, false, 'padding 4×1 (rows that read only padding), no bias'],
+  ];
+  for (const variant of ['register', 'tiled', 'subgroup'] as const) {
+    for (const n of [1, 2]) {
+      for (const [opts, withBias, what] of bandCases) {
+        it(`${variant}, batch ${n}, bands of rows, ${what}: y, dx, dw${withBias ? ', db' : ''} within 1e-6 of the unsplit run`, async function () {
+          if (variant === 'subgroup' && !engine().hasSubgroups) this.skip();
+          setConv2dVariant(variant);
+          try {
+            const r = await both(convCase([n, 5, 6, 29, 13], opts, withBias, 300 + n), lowBand());
+            expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + 10);
+            const names = ['y', 'dx', 'dw', 'db'];
+            for (let k = 0; k < r.full.length; k++) expectNear(r.split[k], r.full[k], 1e-6, names[k]);
+          } finally {
+            setConv2dVariant('auto');
+          }
+        });
+      }
+    }
+  }
+
+  it('names the tensor, its bytes and the limit when the rows one output row reads cannot fit, before any GPU work', () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };
     const saved = limits.maxStorageBufferBindingSize;
-    const x = tensor(randn(2 * 40 * 40, 7), [1, 2, 40, 40]);
+    const x = tensor(randn(2 * 40 * 300, 7), [1, 2, 40, 300]);
     x.label = 'photo';
     const wt = tensor(randn(4 * 2 * 9, 8), [4, 2, 3, 3]);
-    limits.maxStorageBufferBindingSize = 4096;
+    limits.maxStorageBufferBindingSize = 2048;
     const before = engine().stats().dispatches;
     try {
       expect(() => conv2d(x, wt, null, { padding: 1 })).to.throw(
-        /conv2d: photo is 12800 bytes and one channel plane of one image \(6400 bytes\) is above the device limit maxStorageBufferBindingSize \(4096 bytes\)/,
+        /conv2d: photo is 96000 bytes and the 3 rows of one channel that one output row reads \(3600 bytes\) is above the device limit maxStorageBufferBindingSize \(2048 bytes\)/,
       );
       expect(engine().stats().dispatches).to.equal(before);
     } finally {

@@ -23,7 +23,7 @@ import { engine, type Bindable } from '../../gpu/engine.js';
 import { Tensor, empty } from '../../tensor.js';
 import { zeros, axpy_ } from '../elementwise.js';
 import { runBlocks } from '../split.js';
-import { ceilDiv, type Conv2dGeometry } from './geometry.js';
+import { ceilDiv, tapRange, type Conv2dGeometry } from './geometry.js';
 import { forwardRegions, backwardDataRegions } from './regions.js';
 
 export type Conv2dVariant = 'register' | 'tiled' | 'subgroup';
@@ -127,6 +127,15 @@ function forwardLaunch(variant: Conv2dVariant, x: Bindable, wp: Bindable, y: Bin
 export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
+  if (planesTooLarge([x, y], g, 1)) {
+    try {
+      forwardByBands(x, weight, bias, y, g, variant);
+    } catch (e) {
+      y.dispose();
+      throw e;
+    }
+    return y;
+  }
   if (!oneImageFits([x, y], [g.cin * g.h * g.w, g.cout * g.oh * g.ow])) {
     try {
       forwardByChannels(x, weight, bias, y, g, variant);
@@ -151,6 +160,7 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
 /** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]; the 'subgroup'
  * kernel when `variant` is subgroup (and the channels fill its tile), else the register one. */
 export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
+  if (g.n > 0 && planesTooLarge([dy, { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4 }], g, 1)) return backwardDataByBands(dy, weight, g, variant);
   const dx = empty([g.n, g.cin, g.h, g.w]);
   if (dx.size === 0) return dx;
   if (!oneImageFits([dy, dx], [g.cout * g.oh * g.ow, g.cin * g.h * g.w])) {
@@ -242,6 +252,11 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
   const fits = Math.max(perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut) * 4 * g.n <= max;
   const maxEl = Math.floor(max / 4) - (e.bindingAlignment / 4 - 1);
   const nb = Math.min(...[perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut].map((k) => Math.floor(maxEl / k)));
+  if (!fits && (4 * g.h * g.w > maxEl || 4 * g.oh * g.ow > maxEl)) {
+    // One channel plane (in channels-last layout, 4 channels) is above the limit: bands of rows.
+    dw.dispose();
+    return backwardWeightByBands(x, dy, g, variant);
+  }
   if (!fits && nb < 1) {
     // One image (or its channels-last copy) is above the limit: blocks of channels inside it.
     try {
@@ -316,6 +331,7 @@ function dwKernel(variant: Conv2dVariant, xT: Tensor, dyT: Tensor, dw: Tensor, g
 /** Bias gradient: db[co] = Σ_{n, oy, ox} dy[n, co, oy, ox]. */
 export function conv2dBackwardBias(dy: Tensor, g: Conv2dGeometry): Tensor {
   const e = engine();
+  if (planesTooLarge([dy], g, 1)) return backwardBiasByBands(dy, g);
   const db = empty([g.cout]);
   if (!oneImageFits([dy], [g.cout * g.oh * g.ow])) {
     try {
@@ -582,4 +598,198 @@ function backwardBiasByChannels(dy: Tensor, db: Tensor, g: Conv2dGeometry): void
   } finally {
     part.dispose();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bands of rows. When one channel plane of x or y (dx, dy) is above the limit (an 8000×6000
+// photo: 192 MB per plane), the output rows are cut into bands. Output rows [o0, o1) read input
+// rows [r0, r1) = [max(0, o0·sh − ph), min(h, (o1 − 1)·sh − ph + (kh − 1)·dilationH + 1)), and a
+// band is a conv of its own (n = 1, h = r1 − r0, oh = o1 − o0, ph = ph − o0·sh + r0, taps pruned
+// again by tapRange). Rows of one channel are contiguous, so each channel's band is gathered into
+// a dense band tensor [1, c, rows, w] by copy2d, the band conv runs through the paths above (blocks
+// of channels when the band is still above the limit), and the result goes back by copy2d:
+// forward writes y's rows; backward-data adds each band's dx rows (neighbouring bands share input
+// rows); backward-weight and the bias gradient add each band's gradient.
+
+interface Band {
+  o0: number;
+  o1: number;
+  r0: number;
+  r1: number;
+  g: Conv2dGeometry;
+}
+
+/** Whether some tensor does not fit whole and one channel plane of x or y, times `k` (4: the
+ * channels-last copies of the weight gradient), is above one slice. */
+function planesTooLarge(bindings: readonly Bindable[], g: Conv2dGeometry, k: number): boolean {
+  const max = engine().limits.maxStorageBufferBindingSize;
+  if (bindings.every((b) => b.byteLength <= max)) return false;
+  const maxEl = maxSliceElements();
+  return k * g.h * g.w > maxEl || k * g.oh * g.ow > maxEl;
+}
+
+/** The band of output rows [o0, o1) as a conv of its own. */
+function bandOf(g: Conv2dGeometry, o0: number, o1: number): Band {
+  const r0 = Math.max(0, o0 * g.sh - g.ph);
+  const r1 = Math.min(g.h, (o1 - 1) * g.sh - g.ph + (g.kh - 1) * g.dilationH + 1);
+  const h = r1 - r0;
+  const ph = g.ph - o0 * g.sh + r0;
+  const oh = o1 - o0;
+  const [kyLo, kyHi] = h > 0 ? tapRange(g.kh, g.sh, ph, g.dilationH, h, oh) : [0, 0];
+  return { o0, o1, r0, r1, g: { ...g, n: 1, h, oh, ph, kyLo, kyHi } };
+}
+
+/** Bands of output rows whose input and output planes (times k) fit one slice, as many rows per
+ * band as fit. A band that would read only padding rows is merged into its neighbour. Throws,
+ * naming the tensor, when one output row's rows do not fit. */
+function rowBands(op: string, x: Bindable, xName: string, y: Bindable, yName: string, g: Conv2dGeometry, k: number): Band[] {
+  const maxEl = maxSliceElements();
+  const span = (g.kh - 1) * g.dilationH + 1;
+  if (k * g.ow > maxEl) throw tooLarge(op, y, yName, k === 1 ? 'one row of one channel' : 'one row of 4 channels in channels-last layout', k * g.ow);
+  if (k * Math.min(g.h, span) * g.w > maxEl) {
+    throw tooLarge(op, x, xName, `the ${Math.min(g.h, span)} rows of one channel that one output row reads${k === 1 ? '' : ' (4 channels, channels-last)'}`, k * Math.min(g.h, span) * g.w);
+  }
+  // Output rows per band: B rows read at most (B − 1)·sh + span input rows.
+  const rows = Math.max(1, Math.min(g.oh, Math.floor(maxEl / (k * g.ow)), Math.floor((Math.floor(maxEl / (k * g.w)) - span) / g.sh) + 1));
+  const bands: [number, number][] = [];
+  for (let o0 = 0; o0 < g.oh; o0 += rows) bands.push([o0, Math.min(g.oh, o0 + rows)]);
+  // Merge bands that read no input row (only padding) into a neighbour.
+  for (let i = 0; i < bands.length && bands.length > 1; ) {
+    const b = bandOf(g, bands[i][0], bands[i][1]);
+    if (b.r1 > b.r0) {
+      i++;
+      continue;
+    }
+    if (i > 0) bands[i - 1][1] = bands[i][1];
+    else bands[1][0] = bands[0][0];
+    bands.splice(i, 1);
+    if (i > 0) i--;
+  }
+  const out = bands.map(([o0, o1]) => bandOf(g, o0, o1));
+  for (const b of out) {
+    if (k * b.g.h * g.w > maxEl || k * b.g.oh * g.ow > maxEl) {
+      throw tooLarge(op, x, xName, `a band of rows around padding-only rows ${b.o0} to ${b.o1 - 1} of the output`, k * Math.max(b.g.h * g.w, b.g.oh * g.ow));
+    }
+  }
+  return out;
+}
+
+/** Rows [r0, r1) of each channel of image j of an NCHW tensor [n, c, hh, ww] as a new
+ * [1, c, r1 − r0, ww] tensor (one copy2d per channel). */
+function gatherRows(t: Bindable, j: number, c: number, hh: number, ww: number, r0: number, r1: number): Tensor {
+  const plane = (r1 - r0) * ww;
+  const out = empty([1, c, r1 - r0, ww]);
+  for (let ch = 0; ch < c; ch++) {
+    const src = sub(t, ((j * c + ch) * hh + r0) * ww, plane);
+    const dst = sub(out, ch * plane, plane);
+    copy2d(src, dst, 1, plane, src.lead, 0, dst.lead, 0, false);
+  }
+  return out;
+}
+
+/** Writes (or adds) a band [1, c, r1 − r0, ww] into rows [r0, r1) of each channel of image j. */
+function scatterRows(band: Tensor, t: Bindable, j: number, c: number, hh: number, ww: number, r0: number, r1: number, accumulate: boolean): void {
+  const plane = (r1 - r0) * ww;
+  for (let ch = 0; ch < c; ch++) {
+    const src = sub(band, ch * plane, plane);
+    const dst = sub(t, ((j * c + ch) * hh + r0) * ww, plane);
+    copy2d(src, dst, 1, plane, src.lead, 0, dst.lead, 0, accumulate);
+  }
+}
+
+function forwardByBands(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): void {
+  const bands = rowBands('conv2d', x, 'x', y, 'y', g, 1);
+  for (let j = 0; j < g.n; j++) {
+    for (const b of bands) {
+      const xb = gatherRows(x, j, g.cin, g.h, g.w, b.r0, b.r1);
+      try {
+        const yb = conv2dForward(xb, weight, bias, b.g, variant);
+        scatterRows(yb, y, j, g.cout, g.oh, g.ow, b.o0, b.o1, false);
+        yb.dispose();
+      } finally {
+        xb.dispose();
+      }
+    }
+  }
+}
+
+function backwardDataByBands(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
+  const dxSize: Bindable = { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4, label: 'dx' };
+  const bands = rowBands('conv2d backward', dxSize, 'dx', dy, 'dy', g, 1);
+  const dx = zeros([g.n, g.cin, g.h, g.w]);
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const b of bands) {
+        const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        try {
+          const dxb = conv2dBackwardData(dyb, weight, b.g, variant);
+          scatterRows(dxb, dx, j, g.cin, g.h, g.w, b.r0, b.r1, true);
+          dxb.dispose();
+        } finally {
+          dyb.dispose();
+        }
+      }
+    }
+  } catch (err) {
+    dx.dispose();
+    throw err;
+  }
+  return dx;
+}
+
+function backwardWeightByBands(x: Tensor, dy: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
+  const bands = rowBands('conv2d weight gradient', x, 'x', dy, 'dy', g, 4);
+  let dw: Tensor | null = null;
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const b of bands) {
+        const xb = gatherRows(x, j, g.cin, g.h, g.w, b.r0, b.r1);
+        const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        try {
+          const part = conv2dBackwardWeight(xb, dyb, b.g, variant);
+          if (dw) {
+            axpy_(dw, part);
+            part.dispose();
+          } else {
+            dw = part;
+          }
+        } finally {
+          xb.dispose();
+          dyb.dispose();
+        }
+      }
+    }
+  } catch (err) {
+    dw?.dispose();
+    throw err;
+  }
+  return dw!;
+}
+
+function backwardBiasByBands(dy: Tensor, g: Conv2dGeometry): Tensor {
+  // Bands of dy's rows alone: the geometry of a 1×1 conv of stride 1 on dy's plane.
+  const bands = rowBands('conv2d bias gradient', dy, 'dy', dy, 'dy', { ...g, h: g.oh, w: g.ow, kh: 1, dilationH: 1, sh: 1, ph: 0 }, 1);
+  let db: Tensor | null = null;
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const b of bands) {
+        const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        try {
+          const part = conv2dBackwardBias(dyb, b.g);
+          if (db) {
+            axpy_(db, part);
+            part.dispose();
+          } else {
+            db = part;
+          }
+        } finally {
+          dyb.dispose();
+        }
+      }
+    }
+  } catch (err) {
+    db?.dispose();
+    throw err;
+  }
+  return db!;
 }
