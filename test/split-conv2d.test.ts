@@ -86,85 +86,68 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
     engine().pool.poison = true;
   });
 
-  // 37 input and 38 output channels on 17×19: one image of x is 47804 bytes, of y 49096 at stride
-  // 1. The limit leaves 32 channels of a 17×19 plane per slice, so the subgroup kernels run on the
-  // 32-channel blocks (their tiles half full or more) and the register ones on the ragged rest.
-  const align = () => engine().bindingAlignment;
-  const low = () => (32 * 17 * 19 + align() / 4 - 1) * 4;
-  const cases: [Conv2dOptions, boolean, string][] = [
-    [{ padding: 1 }, true, 'stride 1, padding 1, bias'],
-    [{ stride: 2, padding: 1 }, false, 'stride 2, padding 1, no bias'],
-    [{ dilation: 2, padding: 2 }, true, 'dilation 2, padding 2, bias'],
-    [{ dilation: [3, 2], padding: [1, 2], stride: [1, 2] }, false, 'dilation 3×2, stride 1×2, padding 1×2, no bias'],
-  ];
-  for (const variant of ['register', 'tiled', 'subgroup'] as const) {
-    for (const n of [1, 2]) {
-      for (const [opts, withBias, what] of cases) {
-        it(`${variant}, batch ${n}, ${what}: y, dx, dw${withBias ? ', db' : ''} within 1e-6 of the unsplit run`, async function () {
-          if (variant === 'subgroup' && !engine().hasSubgroups) this.skip();
-          setConv2dVariant(variant);
-          try {
-            const r = await both(convCase([n, 37, 38, 17, 19], opts, withBias, 100 + n), low());
-            expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + 6);
-            const names = ['y', 'dx', 'dw', 'db'];
-            for (let k = 0; k < r.full.length; k++) expectNear(r.split[k], r.full[k], 1e-6, names[k]);
-          } finally {
-            setConv2dVariant('auto');
-          }
-        });
-      }
-    }
-  }
-
-  // 5 input channels fit one slice whole, 38 output channels do not: y is split by output channel
-  // blocks only and sums nothing across them (the same kernel on every block for register and
-  // tiled), so it is bit-identical.
-  for (const variant of ['register', 'tiled'] as const) {
-    for (const n of [1, 2]) {
-      it(`${variant}, batch ${n}: output channel blocks alone give y to the last bit`, async () => {
-        setConv2dVariant(variant);
-        try {
-          const r = await both(convCase([n, 5, 38, 17, 19], { padding: 1 }, true, 200 + n), low());
-          expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + 4);
-          expectBitEqual(r.split[0], r.full[0], 'y');
-          for (let k = 1; k < 4; k++) expectNear(r.split[k], r.full[k], 1e-6, ['y', 'dx', 'dw', 'db'][k]);
-        } finally {
-          setConv2dVariant('auto');
+  /** Runs every case of a group with every variant and batch 1 and 2 against the unsplit run:
+   * y, dx, dw (and db) within 1e-6 of the tensor's max-abs, y to the last bit where `exactY`. */
+  function group(title: string, shape: [number, number, number, number], low: () => number, cases: [Conv2dOptions, boolean, boolean, string][], minExtra: number): void {
+    for (const variant of ['register', 'tiled', 'subgroup'] as const) {
+      for (const n of [1, 2]) {
+        for (const [opts, withBias, exactY, what] of cases) {
+          it(`${variant}, batch ${n}, ${title}, ${what}: ${exactY ? 'y to the last bit; ' : ''}y, dx, dw${withBias ? ', db' : ''} within 1e-6 of the unsplit run`, async function () {
+            if (variant === 'subgroup' && !engine().hasSubgroups) this.skip();
+            setConv2dVariant(variant);
+            try {
+              const r = await both(convCase([n, ...shape], opts, withBias, 100 + n), low());
+              expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + minExtra);
+              const names = ['y', 'dx', 'dw', 'db'];
+              for (let k = 0; k < r.full.length; k++) expectNear(r.split[k], r.full[k], 1e-6, names[k]);
+              if (exactY) expectBitEqual(r.split[0], r.full[0], 'y');
+            } finally {
+              setConv2dVariant('auto');
+            }
+          });
         }
-      });
-    }
-  }
-
-  // One channel plane (29×13 = 377 elements) above the 300 elements a slice holds: bands of
-  // output rows, each band a conv of its own (channel blocks inside it); neighbouring bands share
-  // input rows (dx adds them). The weight gradient's channels-last copies (4 channels) make its
-  // bands smaller still.
-  const lowBand = () => (300 + engine().bindingAlignment / 4 - 1) * 4;
-  const bandCases: [Conv2dOptions, boolean, string][] = [
-    [{ padding: 1 }, true, 'stride 1, padding 1, bias'],
-    [{ stride: 2, padding: 1 }, true, 'stride 2, padding 1, bias'],
-    [{ dilation: 2, padding: 2 }, false, 'dilation 2, padding 2, no bias'],
-    [{ dilation: 2, padding: [3, 0], stride: 2 }, true, 'dilation 2, stride 2, padding 3×0, bias'],
-    [{ padding: [4, 1] }, false, 'padding 4×1 (rows that read only padding), no bias'],
-  ];
-  for (const variant of ['register', 'tiled', 'subgroup'] as const) {
-    for (const n of [1, 2]) {
-      for (const [opts, withBias, what] of bandCases) {
-        it(`${variant}, batch ${n}, bands of rows, ${what}: y, dx, dw${withBias ? ', db' : ''} within 1e-6 of the unsplit run`, async function () {
-          if (variant === 'subgroup' && !engine().hasSubgroups) this.skip();
-          setConv2dVariant(variant);
-          try {
-            const r = await both(convCase([n, 5, 6, 29, 13], opts, withBias, 300 + n), lowBand());
-            expect(r.launches[1], 'dispatches').to.be.greaterThan(r.launches[0] + 10);
-            const names = ['y', 'dx', 'dw', 'db'];
-            for (let k = 0; k < r.full.length; k++) expectNear(r.split[k], r.full[k], 1e-6, names[k]);
-          } finally {
-            setConv2dVariant('auto');
-          }
-        });
       }
     }
   }
+  /** A limit that leaves `el` elements to a slice after the alignment slack. */
+  const limit = (el: number) => (): number => (el + engine().bindingAlignment / 4 - 1) * 4;
+
+  // Blocks of channels: 37 input and 38 output channels on 5×53 (one image of x 39220 bytes, of y
+  // 40280 at stride 1) with 9700 elements per slice. Bands of rows holding every channel would
+  // read too many shared rows (at most 4 output rows per band), so each image runs per block of
+  // channels: 29 to 36 channels per block, so that the subgroup kernels run on the full blocks
+  // (their tiles at least half full) and the register ones on the ragged rest; input channel
+  // blocks are summed.
+  group('blocks of channels', [37, 38, 5, 53], limit(9700), [
+    [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, false, false, 'stride 2, padding 1, no bias'],
+    [{ dilation: 2, padding: 2 }, true, false, 'dilation 2, padding 2, bias'],
+    [{ dilation: [3, 2], padding: [1, 2], stride: [1, 2] }, false, false, 'dilation 3×2, stride 1×2, padding 1×2, no bias'],
+  ], 6);
+
+  // Bands of rows holding every channel: 5 and 6 channels on 29×13 with 900 elements per slice
+  // (11 output rows per band at stride 1). y sums nothing across bands, so it is bit-identical;
+  // dx adds the rows that neighbouring bands share, dw and db the bands' sums. Where a band would
+  // read too many shared rows (dilation 2) the pass falls back to blocks of channels, and the
+  // weight gradient (channels-last copies, 4 planes per channel block) to bands of one plane.
+  group('bands of every channel', [5, 6, 29, 13], limit(900), [
+    [{ padding: 1 }, true, true, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, true, true, 'stride 2, padding 1, bias'],
+    [{ dilation: 2, padding: 2 }, false, false, 'dilation 2, padding 2, no bias'],
+    [{ dilation: 2, padding: [3, 0], stride: 2 }, true, false, 'dilation 2, stride 2, padding 3×0, bias'],
+    [{ padding: [4, 1] }, false, true, 'padding 4×1 (rows that read only padding), no bias'],
+  ], 10);
+
+  // Bands of one plane: one channel plane (29×13 = 377 elements) above the 300 elements of a
+  // slice. Each band is a conv of its own, split into blocks of channels; neighbouring bands share
+  // input rows (dx adds them); output rows that read only padding are merged into a neighbour.
+  group('bands of one plane', [5, 6, 29, 13], limit(300), [
+    [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, true, false, 'stride 2, padding 1, bias'],
+    [{ dilation: 2, padding: 2 }, false, false, 'dilation 2, padding 2, no bias'],
+    [{ dilation: 2, padding: [3, 0], stride: 2 }, true, false, 'dilation 2, stride 2, padding 3×0, bias'],
+    [{ padding: [4, 1] }, false, false, 'padding 4×1 (rows that read only padding), no bias'],
+  ], 10);
 
   it('names the tensor, its bytes and the limit when the rows one output row reads cannot fit, before any GPU work', () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };

@@ -127,18 +127,13 @@ function forwardLaunch(variant: Conv2dVariant, x: Bindable, wp: Bindable, y: Bin
 export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
-  if (planesTooLarge([x, y], g, 1)) {
+  // One image above the limit, or the packed weight (bound whole by the kernels) above it.
+  const imageFits = oneImageFits([x, y], [g.cin * g.h * g.w, g.cout * g.oh * g.ow]);
+  if (!imageFits || (g.kh * g.kw * g.cin + 1) * ceilDiv(g.cout, 4) * 16 > engine().limits.maxStorageBufferBindingSize) {
     try {
-      forwardByBands(x, weight, bias, y, g, variant);
-    } catch (e) {
-      y.dispose();
-      throw e;
-    }
-    return y;
-  }
-  if (!oneImageFits([x, y], [g.cin * g.h * g.w, g.cout * g.oh * g.ow])) {
-    try {
-      forwardByChannels(x, weight, bias, y, g, variant);
+      const plan = imageFits ? null : insidePlan('conv2d', x, 'x', y, 'y', g, g.cin, g.cout, 1);
+      if (plan) forwardByBands(x, weight, bias, y, g, variant, plan);
+      else forwardByChannels(x, weight, bias, y, g, variant);
     } catch (e) {
       y.dispose();
       throw e;
@@ -160,10 +155,14 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
 /** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]; the 'subgroup'
  * kernel when `variant` is subgroup (and the channels fill its tile), else the register one. */
 export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
-  if (g.n > 0 && planesTooLarge([dy, { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4 }], g, 1)) return backwardDataByBands(dy, weight, g, variant);
+  const dxSize = { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4, label: 'dx' };
+  if (g.n > 0 && !oneImageFits([dy, dxSize], [g.cout * g.oh * g.ow, g.cin * g.h * g.w])) {
+    const plan = insidePlan('conv2d backward', dxSize, 'dx', dy, 'dy', g, g.cin, g.cout, 1);
+    if (plan) return backwardDataByBands(dy, weight, g, variant, plan);
+  }
   const dx = empty([g.n, g.cin, g.h, g.w]);
   if (dx.size === 0) return dx;
-  if (!oneImageFits([dy, dx], [g.cout * g.oh * g.ow, g.cin * g.h * g.w])) {
+  if (!oneImageFits([dy, dx], [g.cout * g.oh * g.ow, g.cin * g.h * g.w]) || g.kh * g.kw * g.cout * ceilDiv(g.cin, 4) * 16 > engine().limits.maxStorageBufferBindingSize) {
     try {
       backwardDataByChannels(dy, weight, dx, g, variant);
     } catch (err) {
@@ -252,13 +251,20 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
   const fits = Math.max(perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut) * 4 * g.n <= max;
   const maxEl = Math.floor(max / 4) - (e.bindingAlignment / 4 - 1);
   const nb = Math.min(...[perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut].map((k) => Math.floor(maxEl / k)));
-  if (!fits && (4 * g.h * g.w > maxEl || 4 * g.oh * g.ow > maxEl)) {
-    // One channel plane (in channels-last layout, 4 channels) is above the limit: bands of rows.
-    dw.dispose();
-    return backwardWeightByBands(x, dy, g, variant);
-  }
-  if (!fits && nb < 1) {
-    // One image (or its channels-last copy) is above the limit: blocks of channels inside it.
+  if ((!fits && nb < 1) || dw.byteLength > max) {
+    // One image (or its channels-last copy) is above the limit: bands of rows or blocks of
+    // channels inside it (blocks of channels too when dw itself is above it).
+    let plan: Band[] | null;
+    try {
+      plan = dw.byteLength > max ? null : insidePlan('conv2d weight gradient', x, 'x', dy, 'dy', g, cPadIn, cPadOut, 4);
+    } catch (err) {
+      dw.dispose();
+      throw err;
+    }
+    if (plan) {
+      dw.dispose();
+      return backwardWeightByBands(x, dy, g, variant, plan);
+    }
     try {
       backwardWeightByChannels(x, dy, dw, g, variant);
     } catch (err) {
@@ -331,7 +337,11 @@ function dwKernel(variant: Conv2dVariant, xT: Tensor, dyT: Tensor, dw: Tensor, g
 /** Bias gradient: db[co] = Σ_{n, oy, ox} dy[n, co, oy, ox]. */
 export function conv2dBackwardBias(dy: Tensor, g: Conv2dGeometry): Tensor {
   const e = engine();
-  if (planesTooLarge([dy], g, 1)) return backwardBiasByBands(dy, g);
+  if (!oneImageFits([dy], [g.cout * g.oh * g.ow])) {
+    // Bands of dy's rows alone: the geometry of a 1×1 conv of stride 1 on dy's plane.
+    const plan = insidePlan('conv2d bias gradient', dy, 'dy', dy, 'dy', { ...g, h: g.oh, w: g.ow, kh: 1, dilationH: 1, sh: 1, ph: 0 }, g.cout, g.cout, 1);
+    if (plan) return backwardBiasByBands(dy, g, plan);
+  }
   const db = empty([g.cout]);
   if (!oneImageFits([dy], [g.cout * g.oh * g.ow])) {
     try {
@@ -619,19 +629,40 @@ interface Band {
   g: Conv2dGeometry;
 }
 
-/** Whether some tensor does not fit whole and one channel plane of x or y, times `k` (4: the
- * channels-last copies of the weight gradient), is above one slice. */
-function planesTooLarge(bindings: readonly Bindable[], g: Conv2dGeometry, k: number): boolean {
-  const max = engine().limits.maxStorageBufferBindingSize;
-  if (bindings.every((b) => b.byteLength <= max)) return false;
+/**
+ * How a pass splits inside one image whose tensors do not fit one slice (kx, ky: the channels of
+ * x and y that a band holds, channels padded to 4 for the weight gradient's channels-last copies;
+ * kPlane: the planes one channel block needs, 4 for those copies):
+ * - bands of rows holding every channel, when each band reads at most 1.25× its own share of input
+ *   rows (its overlap with the neighbours): the band convs run unsplit, with full kernel tiles and
+ *   nothing summed across channel blocks;
+ * - else, when one channel plane (times kPlane) is above one slice, bands of rows of one plane
+ *   (blocks of channels inside each band);
+ * - else null: blocks of channels of the whole image.
+ */
+function insidePlan(op: string, x: Bindable, xName: string, y: Bindable, yName: string, g: Conv2dGeometry, kx: number, ky: number, kPlane: number): Band[] | null {
+  const span = Math.min(g.h, (g.kh - 1) * g.dilationH + 1);
+  const rows = bandRows(g, kx, ky);
+  if (rows >= 1 && (rows - 1) * g.sh + span <= 1.25 * rows * g.sh) return rowBands(op, x, xName, y, yName, g, kx, ky);
   const maxEl = maxSliceElements();
-  return k * g.h * g.w > maxEl || k * g.oh * g.ow > maxEl;
+  if (kPlane * g.h * g.w > maxEl || kPlane * g.oh * g.ow > maxEl) return rowBands(op, x, xName, y, yName, g, kPlane, kPlane);
+  return null;
+}
+
+/** Output rows per band when kx channels of x's rows and ky of y's fit one slice (0: not one). */
+function bandRows(g: Conv2dGeometry, kx: number, ky: number): number {
+  const maxEl = maxSliceElements();
+  const span = Math.min(g.h, (g.kh - 1) * g.dilationH + 1);
+  if (ky * g.ow > maxEl || kx * span * g.w > maxEl) return 0;
+  // B output rows read at most (B − 1)·sh + span input rows.
+  return Math.min(g.oh, Math.floor(maxEl / (ky * g.ow)), Math.floor((Math.floor(maxEl / (kx * g.w)) - span) / g.sh) + 1);
 }
 
 /** The band of output rows [o0, o1) as a conv of its own. */
 function bandOf(g: Conv2dGeometry, o0: number, o1: number): Band {
   const r0 = Math.max(0, o0 * g.sh - g.ph);
-  const r1 = Math.min(g.h, (o1 - 1) * g.sh - g.ph + (g.kh - 1) * g.dilationH + 1);
+  // r1 <= r0: every row of the band reads only padding (an empty band: h = 0).
+  const r1 = Math.max(r0, Math.min(g.h, (o1 - 1) * g.sh - g.ph + (g.kh - 1) * g.dilationH + 1));
   const h = r1 - r0;
   const ph = g.ph - o0 * g.sh + r0;
   const oh = o1 - o0;
@@ -639,39 +670,38 @@ function bandOf(g: Conv2dGeometry, o0: number, o1: number): Band {
   return { o0, o1, r0, r1, g: { ...g, n: 1, h, oh, ph, kyLo, kyHi } };
 }
 
-/** Bands of output rows whose input and output planes (times k) fit one slice, as many rows per
- * band as fit. A band that would read only padding rows is merged into its neighbour. Throws,
- * naming the tensor, when one output row's rows do not fit. */
-function rowBands(op: string, x: Bindable, xName: string, y: Bindable, yName: string, g: Conv2dGeometry, k: number): Band[] {
+/** Bands of output rows in which kx planes of x's rows and ky planes of y's rows fit one slice
+ * (kx = ky = 1: one channel; 4: the weight gradient's channels-last copies; cin and cout: the whole
+ * band), as many rows per band as fit. Throws, naming the tensor, when one output row's rows do
+ * not fit. */
+function rowBands(op: string, x: Bindable, xName: string, y: Bindable, yName: string, g: Conv2dGeometry, kx: number, ky: number): Band[] {
   const maxEl = maxSliceElements();
-  const span = (g.kh - 1) * g.dilationH + 1;
-  if (k * g.ow > maxEl) throw tooLarge(op, y, yName, k === 1 ? 'one row of one channel' : 'one row of 4 channels in channels-last layout', k * g.ow);
-  if (k * Math.min(g.h, span) * g.w > maxEl) {
-    throw tooLarge(op, x, xName, `the ${Math.min(g.h, span)} rows of one channel that one output row reads${k === 1 ? '' : ' (4 channels, channels-last)'}`, k * Math.min(g.h, span) * g.w);
-  }
-  // Output rows per band: B rows read at most (B − 1)·sh + span input rows.
-  const rows = Math.max(1, Math.min(g.oh, Math.floor(maxEl / (k * g.ow)), Math.floor((Math.floor(maxEl / (k * g.w)) - span) / g.sh) + 1));
+  const span = Math.min(g.h, (g.kh - 1) * g.dilationH + 1);
+  const what = (k: number): string => (k === 1 ? 'one channel' : k === 4 ? '4 channels in channels-last layout' : `${k} channels`);
+  if (ky * g.ow > maxEl) throw tooLarge(op, y, yName, `one row of ${what(ky)}`, ky * g.ow);
+  if (kx * span * g.w > maxEl) throw tooLarge(op, x, xName, `the ${span} rows of ${what(kx)} that one output row reads`, kx * span * g.w);
+  const rows = bandRows(g, kx, ky);
   const bands: [number, number][] = [];
   for (let o0 = 0; o0 < g.oh; o0 += rows) bands.push([o0, Math.min(g.oh, o0 + rows)]);
-  // Merge bands that read no input row (only padding) into a neighbour.
-  for (let i = 0; i < bands.length && bands.length > 1; ) {
-    const b = bandOf(g, bands[i][0], bands[i][1]);
-    if (b.r1 > b.r0) {
-      i++;
-      continue;
+  // Bands whose rows read only padding stay empty (h = 0): the passes fill or skip them.
+  return bands.map(([o0, o1]) => bandOf(g, o0, o1));
+}
+
+/** Fills rows [o0, o1) of each channel co of image j of y [n, c, hh, ww] with bias[co] (0 without
+ * a bias): the rows of an empty band, whose outputs read only padding. */
+function fillRows(bias: Tensor | null, y: Bindable, j: number, c: number, hh: number, ww: number, o0: number, o1: number): void {
+  const plane = (o1 - o0) * ww;
+  const zero = bias ? null : zeros([1]);
+  try {
+    for (let ch = 0; ch < c; ch++) {
+      const src = sub(bias ?? zero!, bias ? ch : 0, 1);
+      const dst = sub(y, ((j * c + ch) * hh + o0) * ww, plane);
+      // One column, `plane` rows, the source row stride 0: the value repeated.
+      copy2d(src, dst, plane, 1, src.lead, 0, dst.lead, 1, false);
     }
-    if (i > 0) bands[i - 1][1] = bands[i][1];
-    else bands[1][0] = bands[0][0];
-    bands.splice(i, 1);
-    if (i > 0) i--;
+  } finally {
+    zero?.dispose();
   }
-  const out = bands.map(([o0, o1]) => bandOf(g, o0, o1));
-  for (const b of out) {
-    if (k * b.g.h * g.w > maxEl || k * b.g.oh * g.ow > maxEl) {
-      throw tooLarge(op, x, xName, `a band of rows around padding-only rows ${b.o0} to ${b.o1 - 1} of the output`, k * Math.max(b.g.h * g.w, b.g.oh * g.ow));
-    }
-  }
-  return out;
 }
 
 /** Rows [r0, r1) of each channel of image j of an NCHW tensor [n, c, hh, ww] as a new
@@ -697,10 +727,13 @@ function scatterRows(band: Tensor, t: Bindable, j: number, c: number, hh: number
   }
 }
 
-function forwardByBands(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): void {
-  const bands = rowBands('conv2d', x, 'x', y, 'y', g, 1);
+function forwardByBands(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): void {
   for (let j = 0; j < g.n; j++) {
     for (const b of bands) {
+      if (b.r1 === b.r0) {
+        fillRows(bias, y, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        continue;
+      }
       const xb = gatherRows(x, j, g.cin, g.h, g.w, b.r0, b.r1);
       try {
         const yb = conv2dForward(xb, weight, bias, b.g, variant);
@@ -713,13 +746,12 @@ function forwardByBands(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tenso
   }
 }
 
-function backwardDataByBands(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
-  const dxSize: Bindable = { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4, label: 'dx' };
-  const bands = rowBands('conv2d backward', dxSize, 'dx', dy, 'dy', g, 1);
+function backwardDataByBands(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): Tensor {
   const dx = zeros([g.n, g.cin, g.h, g.w]);
   try {
     for (let j = 0; j < g.n; j++) {
       for (const b of bands) {
+        if (b.r1 === b.r0) continue; // reads only padding: adds nothing to dx
         const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
         try {
           const dxb = conv2dBackwardData(dyb, weight, b.g, variant);
@@ -737,12 +769,12 @@ function backwardDataByBands(dy: Tensor, weight: Tensor, g: Conv2dGeometry, vari
   return dx;
 }
 
-function backwardWeightByBands(x: Tensor, dy: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
-  const bands = rowBands('conv2d weight gradient', x, 'x', dy, 'dy', g, 4);
+function backwardWeightByBands(x: Tensor, dy: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): Tensor {
   let dw: Tensor | null = null;
   try {
     for (let j = 0; j < g.n; j++) {
       for (const b of bands) {
+        if (b.r1 === b.r0) continue; // reads only padding: adds nothing to dw
         const xb = gatherRows(x, j, g.cin, g.h, g.w, b.r0, b.r1);
         const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
         try {
@@ -763,12 +795,10 @@ function backwardWeightByBands(x: Tensor, dy: Tensor, g: Conv2dGeometry, variant
     dw?.dispose();
     throw err;
   }
-  return dw!;
+  return dw ?? zeros([g.cout, g.cin, g.kh, g.kw]);
 }
 
-function backwardBiasByBands(dy: Tensor, g: Conv2dGeometry): Tensor {
-  // Bands of dy's rows alone: the geometry of a 1×1 conv of stride 1 on dy's plane.
-  const bands = rowBands('conv2d bias gradient', dy, 'dy', dy, 'dy', { ...g, h: g.oh, w: g.ow, kh: 1, dilationH: 1, sh: 1, ph: 0 }, 1);
+function backwardBiasByBands(dy: Tensor, g: Conv2dGeometry, bands: Band[]): Tensor {
   let db: Tensor | null = null;
   try {
     for (let j = 0; j < g.n; j++) {
