@@ -6,7 +6,14 @@
 // (forward, implicit GEMM), conv2d.wpackdx.wgsl + conv2d.dx.wgsl or conv2d.dx_sg.wgsl
 // (backward-data, transposed conv as a gather), conv2d.nhwc.wgsl + conv2d.dw.wgsl or
 // conv2d.dw_sg.wgsl (backward-weight, reduction over n·oh·ow on channels-last copies of x and dy),
-// conv2d.db.wgsl (bias gradient).
+// conv2d.db.wgsl (bias gradient); copy2d.wgsl (strided copies of the splits inside one image).
+//
+// Above maxStorageBufferBindingSize every pass splits its launch, and a launch whose bindings fit
+// is left exactly as it was: blocks of whole images (runBlocks) when one image fits; inside one
+// image (a batch-1 photo of 12 megapixels or more), bands of output rows holding every channel,
+// bands of one channel plane, or blocks of channels (see insidePlan and the sections at the end
+// of this file). What still cannot fit (the input rows of one output row, one row of y) is an
+// error naming the tensor, its bytes and the limit, before any GPU work.
 //
 // Variants (all support everything conv2d supports, groups = 1, and give the same results up to
 // float rounding):
