@@ -149,6 +149,14 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
     [{ padding: [4, 1] }, false, false, 'padding 4×1 (rows that read only padding), no bias'],
   ], 10);
 
+  // A weight above the limit (40×40×3×3: 57600 bytes; packed for the forward kernels 57760) with
+  // images that fit: the packed weight is bound whole by the kernels, so the passes run per block
+  // of channels, cutting the weight (and dw) by rows of output channels.
+  group('weight above the limit', [40, 40, 4, 4], limit(4000), [
+    [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 2, dilation: 2 }, false, false, 'stride 2, dilation 2, padding 2, no bias'],
+  ], 6);
+
   it('names the tensor, its bytes and the limit when the rows one output row reads cannot fit, before any GPU work', () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };
     const saved = limits.maxStorageBufferBindingSize;
@@ -164,6 +172,32 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
       expect(engine().stats().dispatches).to.equal(before);
     } finally {
       limits.maxStorageBufferBindingSize = saved;
+      x.dispose();
+      wt.dispose();
+    }
+  });
+
+  it('the weight gradient names x, its bytes and the limit when its channels-last rows cannot fit', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const x = parameter(randn(2 * 40 * 100, 9), [1, 2, 40, 100]);
+    x.label = 'photo';
+    const wt = parameter(randn(3 * 2 * 9, 10), [3, 2, 3, 3]);
+    // 500 elements a slice: the forward pass and dx run in bands (3 input rows of one channel:
+    // 300 elements), the weight gradient's channels-last copies need 4 channels of them.
+    limits.maxStorageBufferBindingSize = (500 + engine().bindingAlignment / 4 - 1) * 4;
+    try {
+      expect(() =>
+        tidy(() => {
+          const y = conv2d(x, wt, null, { padding: 1 });
+          backward(y, tensor(randn(y.size, 11), y.shape));
+        }),
+      ).to.throw(
+        /conv2d weight gradient: photo is 32000 bytes and the 3 rows of 4 channels in channels-last layout that one output row reads \(4800 bytes\) is above the device limit maxStorageBufferBindingSize \(\d+ bytes\)/,
+      );
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      x.grad?.dispose();
       x.dispose();
       wt.dispose();
     }
