@@ -1,7 +1,8 @@
 // conv2d split inside one image: with the binding limit lowered below one image of x, y, dy or dx
-// (a batch-1 photo above 128 MiB), the three passes run per block of channels of each image. Each
-// case runs twice on the same adapter, at the default limits (one launch per pass) and with the
-// limit lowered, and the results are compared: sums split across channel or image blocks within
+// (a batch-1 photo above 128 MiB), the three passes run by bands of rows (holding every channel,
+// or one plane when a plane is above the limit) or per block of channels of each image. Each case
+// runs twice on the same adapter, at the default limits (one launch per pass) and with the limit
+// lowered, and the results are compared: sums split across bands, channel or image blocks within
 // 1e-6 of the tensor's max-abs, results that sum nothing across the split to the last bit.
 import { expect } from 'chai';
 import { reinit, engine, tensor, parameter, tidy, backward, conv2d, Tensor } from '../src/index.js';

@@ -376,13 +376,15 @@ export function conv2dBackwardBias(dy: Tensor, g: Conv2dGeometry): Tensor {
 
 // ---------------------------------------------------------------------------------------------
 // Splits inside one image. When one image of x, y, dy or dx is above maxStorageBufferBindingSize
-// (a batch-1 photo of 12 megapixels), the passes run per block of channels: in NCHW the channels
-// [c0, c1) of one image are contiguous, so each block is an aligned slice of the same buffer, and
-// a block of a conv is a conv with fewer channels (same spatial geometry, n = 1) whose weight is
-// the block w[co0:co1, ci0:ci1] (cut on the GPU by copy2d and packed as usual). Output channel
-// blocks are independent; input channel blocks are summed (the first written in place, later ones
-// into a scratch block that copy2d adds). Blocks are the largest that fit. Only used when one image
-// does not fit: smaller tensors take the unsplit or image-block paths above, unchanged.
+// (a batch-1 photo of 12 megapixels), a pass runs either by bands of rows (next section; chosen by
+// insidePlan) or per block of channels: in NCHW the channels [c0, c1) of one image are
+// contiguous, so each block is an aligned slice of the same buffer, and a block of a conv is a
+// conv with fewer channels (same spatial geometry, n = 1) whose weight is the block
+// w[co0:co1, ci0:ci1] (cut on the GPU by copy2d and packed as usual). Output channel blocks are
+// independent; input channel blocks are summed (the first written in place, later ones into a
+// scratch block that copy2d adds). Blocks are the largest that fit. Also used when the packed
+// weight (bound whole by the kernels) or dw is above the limit. Only used when something does not
+// fit: smaller tensors take the unsplit or image-block paths above, unchanged.
 
 /** Elements one slice of a split may hold: slices start at an aligned element, up to
  * alignment / 4 − 1 elements before their data. */
@@ -618,15 +620,17 @@ function backwardBiasByChannels(dy: Tensor, db: Tensor, g: Conv2dGeometry): void
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bands of rows. When one channel plane of x or y (dx, dy) is above the limit (an 8000×6000
-// photo: 192 MB per plane), the output rows are cut into bands. Output rows [o0, o1) read input
-// rows [r0, r1) = [max(0, o0·sh − ph), min(h, (o1 − 1)·sh − ph + (kh − 1)·dilationH + 1)), and a
-// band is a conv of its own (n = 1, h = r1 − r0, oh = o1 − o0, ph = ph − o0·sh + r0, taps pruned
-// again by tapRange). Rows of one channel are contiguous, so each channel's band is gathered into
-// a dense band tensor [1, c, rows, w] by copy2d, the band conv runs through the paths above (blocks
-// of channels when the band is still above the limit), and the result goes back by copy2d:
-// forward writes y's rows; backward-data adds each band's dx rows (neighbouring bands share input
-// rows); backward-weight and the bias gradient add each band's gradient.
+// Bands of rows. The output rows are cut into bands: output rows [o0, o1) read input rows
+// [r0, r1) = [max(0, o0·sh − ph), min(h, (o1 − 1)·sh − ph + (kh − 1)·dilationH + 1)), and a band
+// is a conv of its own (n = 1, h = r1 − r0, oh = o1 − o0, ph = ph − o0·sh + r0, taps pruned again
+// by tapRange). Rows of one channel are contiguous, so each channel's band is gathered into a
+// dense band tensor [1, c, rows, w] by copy2d, the band conv runs through the paths above, and the
+// result goes back by copy2d: forward writes y's rows (rows whose outputs read only padding get
+// the bias); backward-data adds each band's dx rows (neighbouring bands share input rows);
+// backward-weight and the bias gradient add each band's gradient. Bands hold every channel when
+// that leaves them tall enough (the band convs then run unsplit, with full kernel tiles, and y is
+// bit-identical); otherwise, when one channel plane is above the limit (an 8000×6000 photo: 192 MB
+// per plane), bands of one plane whose band convs run per block of channels.
 
 interface Band {
   o0: number;
