@@ -87,11 +87,14 @@ export class Tensor implements Bindable, Owned {
     this.storage.unref();
   }
 
-  /** A new handle on the same storage, outside any scope (autograd uses it to save tensors). */
+  /** A new handle on the same storage, outside any scope (autograd uses it to save tensors), with
+   * the same label (so that errors in backward passes name the tensor). */
   ref(): Tensor {
     if (this._disposed) throw new Error('atrous: cannot reference a disposed tensor');
     this.storage.refs++;
-    return new Tensor(this.shape, this.dtype, this.storage, false);
+    const t = new Tensor(this.shape, this.dtype, this.storage, false);
+    if (this.label !== undefined) t.label = this.label;
+    return t;
   }
 
   /** A view with another shape of the same size (shares storage; no autograd: see ops.reshape). */

@@ -6,7 +6,14 @@
 // (forward, implicit GEMM), conv2d.wpackdx.wgsl + conv2d.dx.wgsl or conv2d.dx_sg.wgsl
 // (backward-data, transposed conv as a gather), conv2d.nhwc.wgsl + conv2d.dw.wgsl or
 // conv2d.dw_sg.wgsl (backward-weight, reduction over n·oh·ow on channels-last copies of x and dy),
-// conv2d.db.wgsl (bias gradient).
+// conv2d.db.wgsl (bias gradient); copy2d.wgsl (strided copies of the splits inside one image).
+//
+// Above maxStorageBufferBindingSize every pass splits its launch, and a launch whose bindings fit
+// is left exactly as it was: blocks of whole images (runBlocks) when one image fits; inside one
+// image (a batch-1 photo of 12 megapixels or more), bands of output rows holding every channel,
+// bands of one channel plane, or blocks of channels (see insidePlan and the sections at the end
+// of this file). What still cannot fit (the input rows of one output row, one row of y) is an
+// error naming the tensor, its bytes and the limit, before any GPU work.
 //
 // Variants (all support everything conv2d supports, groups = 1, and give the same results up to
 // float rounding):
@@ -23,7 +30,7 @@ import { engine, type Bindable } from '../../gpu/engine.js';
 import { Tensor, empty } from '../../tensor.js';
 import { zeros, axpy_ } from '../elementwise.js';
 import { runBlocks } from '../split.js';
-import { ceilDiv, type Conv2dGeometry } from './geometry.js';
+import { ceilDiv, tapRange, type Conv2dGeometry } from './geometry.js';
 import { forwardRegions, backwardDataRegions } from './regions.js';
 
 export type Conv2dVariant = 'register' | 'tiled' | 'subgroup';
@@ -127,6 +134,19 @@ function forwardLaunch(variant: Conv2dVariant, x: Bindable, wp: Bindable, y: Bin
 export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
+  // One image above the limit, or the packed weight (bound whole by the kernels) above it.
+  const imageFits = oneImageFits([x, y], [g.cin * g.h * g.w, g.cout * g.oh * g.ow]);
+  if (!imageFits || (g.kh * g.kw * g.cin + 1) * ceilDiv(g.cout, 4) * 16 > engine().limits.maxStorageBufferBindingSize) {
+    try {
+      const plan = imageFits ? null : insidePlan('conv2d', x, 'x', y, 'y', g, g.cin, g.cout, 1);
+      if (plan) forwardByBands(x, weight, bias, y, g, variant, plan);
+      else forwardByChannels(x, weight, bias, y, g, variant);
+    } catch (e) {
+      y.dispose();
+      throw e;
+    }
+    return y;
+  }
   const wp = packForwardWeight(weight, bias, g);
   try {
     runForwardKernel(family(variant, 'forward', g), x, wp, y, g);
@@ -142,46 +162,71 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
 /** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]; the 'subgroup'
  * kernel when `variant` is subgroup (and the channels fill its tile), else the register one. */
 export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
-  const e = engine();
+  const dxSize = { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4, label: 'dx' };
+  if (g.n > 0 && !oneImageFits([dy, dxSize], [g.cout * g.oh * g.ow, g.cin * g.h * g.w])) {
+    const plan = insidePlan('conv2d backward', dxSize, 'dx', dy, 'dy', g, g.cin, g.cout, 1);
+    if (plan) return backwardDataByBands(dy, weight, g, variant, plan);
+  }
   const dx = empty([g.n, g.cin, g.h, g.w]);
   if (dx.size === 0) return dx;
+  if (!oneImageFits([dy, dx], [g.cout * g.oh * g.ow, g.cin * g.h * g.w]) || g.kh * g.kw * g.cout * ceilDiv(g.cin, 4) * 16 > engine().limits.maxStorageBufferBindingSize) {
+    try {
+      backwardDataByChannels(dy, weight, dx, g, variant);
+    } catch (err) {
+      dx.dispose();
+      throw err;
+    }
+    return dx;
+  }
+  const wq = packBackwardWeight(weight, g);
+  const sg = family(variant, 'backward-data', g) === 'subgroup';
+  // Images are independent: above the binding limit the launch runs per block of images.
+  runBlocks('conv2d backward', g.n, [dy, wq, dx], [g.cout * g.oh * g.ow, 0, g.cin * g.h * g.w], ([dys, wqs, dxs], [inOff, , outOff], _, n) =>
+    backwardDataLaunch(sg, dys, wqs, dxs, { ...g, n }, inOff, outOff));
+  wq.dispose();
+  return dx;
+}
+
+/** Packs the weight for the backward-data kernels: wq [kh·kw·cout, ciPad] (conv2d.wpackdx.wgsl). */
+function packBackwardWeight(weight: Tensor, g: Conv2dGeometry): Tensor {
   const ciPad4 = ceilDiv(g.cin, 4);
   const ciPad = ciPad4 * 4;
   const wq = empty([g.kh * g.kw * g.cout, ciPad]);
-  e.run({
+  engine().run({
     shader: 'conv2d.wpackdx',
     params: { cin: g.cin, cout: g.cout, kh: g.kh, kw: g.kw, ciPad },
     bindings: [weight, wq],
     workgroups: rowGrid(ciPad4, g.cout, 64),
   });
-  const sg = family(variant, 'backward-data', g) === 'subgroup';
-  // Images are independent: above the binding limit the launch runs per block of images.
-  runBlocks('conv2d backward', g.n, [dy, wq, dx], [g.cout * g.oh * g.ow, 0, g.cin * g.h * g.w], (bindings, [inOff, , outOff], _, n) => {
-    const gb = { ...g, n };
-    if (sg) {
-      const regions = backwardDataRegions(gb);
-      const [gx, gy] = e.grid1d(n * g.sh * g.sw * regions.tiles, 1);
-      e.run({
-        shader: 'conv2d.dx_sg',
-        constants: { STRIDED: g.sh > 1 || g.sw > 1 ? 1 : 0 },
-        params: { ...gb, ciPad4, inOff, outOff, ...regions },
-        bindings,
-        workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
-      });
-    } else {
-      const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
-      const [gx, gy] = e.grid1d(n * g.h * g.sw * qBlocks, WG_GEMM);
-      e.run({
-        shader: 'conv2d.dx',
-        constants: { WG: WG_GEMM },
-        params: { ...gb, ciPad4, qBlocks, inOff, outOff },
-        bindings,
-        workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
-      });
-    }
-  });
-  wq.dispose();
-  return dx;
+  return wq;
+}
+
+/** One backward-data launch: dx = conv_transpose(dy, packed wq) over g.n images starting at
+ * elements inOff of dy and outOff of dx. */
+function backwardDataLaunch(sg: boolean, dy: Bindable, wq: Bindable, dx: Bindable, g: Conv2dGeometry, inOff: number, outOff: number): void {
+  const e = engine();
+  const ciPad4 = ceilDiv(g.cin, 4);
+  if (sg) {
+    const regions = backwardDataRegions(g);
+    const [gx, gy] = e.grid1d(g.n * g.sh * g.sw * regions.tiles, 1);
+    e.run({
+      shader: 'conv2d.dx_sg',
+      constants: { STRIDED: g.sh > 1 || g.sw > 1 ? 1 : 0 },
+      params: { ...g, ciPad4, inOff, outOff, ...regions },
+      bindings: [dy, wq, dx],
+      workgroups: [gx, gy, ceilDiv(ciPad4, SG_GROUPS)],
+    });
+  } else {
+    const qBlocks = ceilDiv(ceilDiv(g.w, g.sw), COLS);
+    const [gx, gy] = e.grid1d(g.n * g.h * g.sw * qBlocks, WG_GEMM);
+    e.run({
+      shader: 'conv2d.dx',
+      constants: { WG: WG_GEMM },
+      params: { ...g, ciPad4, qBlocks, inOff, outOff },
+      bindings: [dy, wq, dx],
+      workgroups: [gx, gy, ceilDiv(g.cin, DX_CI)],
+    });
+  }
 }
 
 /** NCHW → channels-last [n, h·w, cPad] with the channels zero-padded to a multiple of 4. */
@@ -213,15 +258,31 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
   const fits = Math.max(perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut) * 4 * g.n <= max;
   const maxEl = Math.floor(max / 4) - (e.bindingAlignment / 4 - 1);
   const nb = Math.min(...[perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut].map((k) => Math.floor(maxEl / k)));
+  if ((!fits && nb < 1) || dw.byteLength > max) {
+    // One image (or its channels-last copy) is above the limit: bands of rows or blocks of
+    // channels inside it (blocks of channels too when dw itself is above it).
+    let plan: Band[] | null;
+    try {
+      plan = dw.byteLength > max ? null : insidePlan('conv2d weight gradient', x, 'x', dy, 'dy', g, cPadIn, cPadOut, 4);
+    } catch (err) {
+      dw.dispose();
+      throw err;
+    }
+    if (plan) {
+      dw.dispose();
+      return backwardWeightByBands(x, dy, g, variant, plan);
+    }
+    try {
+      backwardWeightByChannels(x, dy, dw, g, variant);
+    } catch (err) {
+      dw.dispose();
+      throw err;
+    }
+    return dw;
+  }
   let first = true;
   const blocks = (fn: (xs: Bindable, dys: Bindable, xoff: number, dyoff: number, n: number) => void): void => {
     if (fits) return fn(x, dy, 0, 0, g.n);
-    if (nb < 1) {
-      throw new Error(
-        `atrous: conv2d weight gradient: ${x.label ?? 'x'} (${x.byteLength} bytes) and ${dy.label ?? 'dy'} (${dy.byteLength} bytes): one image's ` +
-          `${Math.max(perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut) * 4} bytes are above the device limit maxStorageBufferBindingSize (${max} bytes)`,
-      );
-    }
     for (let j0 = 0; j0 < g.n; j0 += nb) {
       const n = Math.min(nb, g.n - j0);
       const xs = sub(x, j0 * perX, n * perX);
@@ -248,7 +309,7 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
 
 /** A tensor's elements [start, start + count) as a binding from an aligned element at or before
  * start, with the element offset of start in it (the `sub` of a split). */
-function sub(t: Tensor, start: number, count: number): Bindable & { lead: number } {
+function sub(t: Bindable, start: number, count: number): Bindable & { lead: number } {
   const e = engine();
   const align = e.bindingAlignment / 4;
   const at = Math.floor(start / align) * align;
@@ -283,7 +344,21 @@ function dwKernel(variant: Conv2dVariant, xT: Tensor, dyT: Tensor, dw: Tensor, g
 /** Bias gradient: db[co] = Σ_{n, oy, ox} dy[n, co, oy, ox]. */
 export function conv2dBackwardBias(dy: Tensor, g: Conv2dGeometry): Tensor {
   const e = engine();
+  if (!oneImageFits([dy], [g.cout * g.oh * g.ow])) {
+    // Bands of dy's rows alone: the geometry of a 1×1 conv of stride 1 on dy's plane.
+    const plan = insidePlan('conv2d bias gradient', dy, 'dy', dy, 'dy', { ...g, h: g.oh, w: g.ow, kh: 1, dilationH: 1, sh: 1, ph: 0 }, g.cout, g.cout, 1);
+    if (plan) return backwardBiasByBands(dy, g, plan);
+  }
   const db = empty([g.cout]);
+  if (!oneImageFits([dy], [g.cout * g.oh * g.ow])) {
+    try {
+      backwardBiasByChannels(dy, db, g);
+    } catch (err) {
+      db.dispose();
+      throw err;
+    }
+    return db;
+  }
   // A sum over images: above the binding limit each block of images is summed into its own db and
   // the blocks are added in order.
   let first = true;
@@ -297,4 +372,465 @@ export function conv2dBackwardBias(dy: Tensor, g: Conv2dGeometry): Tensor {
     first = false;
   });
   return db;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits inside one image. When one image of x, y, dy or dx is above maxStorageBufferBindingSize
+// (a batch-1 photo of 12 megapixels), a pass runs either by bands of rows (next section; chosen by
+// insidePlan) or per block of channels: in NCHW the channels [c0, c1) of one image are
+// contiguous, so each block is an aligned slice of the same buffer, and a block of a conv is a
+// conv with fewer channels (same spatial geometry, n = 1) whose weight is the block
+// w[co0:co1, ci0:ci1] (cut on the GPU by copy2d and packed as usual). Output channel blocks are
+// independent; input channel blocks are summed (the first written in place, later ones into a
+// scratch block that copy2d adds). Blocks are the largest that fit. Also used when the packed
+// weight (bound whole by the kernels) or dw is above the limit. Only used when something does not
+// fit: smaller tensors take the unsplit or image-block paths above, unchanged.
+
+/** Elements one slice of a split may hold: slices start at an aligned element, up to
+ * alignment / 4 − 1 elements before their data. */
+function maxSliceElements(): number {
+  const e = engine();
+  return Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
+}
+
+/** Whether every binding fits whole, or else one image of each (per[i] elements) fits one slice. */
+function oneImageFits(bindings: readonly Bindable[], per: readonly number[]): boolean {
+  const max = engine().limits.maxStorageBufferBindingSize;
+  if (bindings.every((b) => b.byteLength <= max)) return true;
+  const maxEl = maxSliceElements();
+  return per.every((k) => k <= maxEl);
+}
+
+/** The error for a tensor of which not even one channel block (of `need` elements) fits. */
+function tooLarge(op: string, t: Bindable, name: string, what: string, need: number): Error {
+  const max = engine().limits.maxStorageBufferBindingSize;
+  return new Error(
+    `atrous: ${op}: ${t.label ?? name} is ${t.byteLength} bytes and ${what} (${need * 4} bytes) is above the device limit ` +
+      `maxStorageBufferBindingSize (${max} bytes), so it cannot be split into blocks of channels`,
+  );
+}
+
+/** The largest channel count c <= total with c · per elements in one slice (0 when none fits). */
+function fitChannels(total: number, per: number): number {
+  return Math.min(total, Math.floor(maxSliceElements() / per));
+}
+
+/** [start, end) of each block of `size` channels out of `total`. */
+function blocksOf(total: number, size: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let c = 0; c < total; c += size) out.push([c, Math.min(total, c + size)]);
+  return out;
+}
+
+/** dst[outOff + r·outStride + c] (+)= src[inOff + r·inStride + c] (copy2d.wgsl). */
+function copy2d(src: Bindable, dst: Bindable, rows: number, cols: number, inOff: number, inStride: number, outOff: number, outStride: number, accumulate: boolean): void {
+  const e = engine();
+  e.run({
+    shader: 'copy2d',
+    params: { rows, cols, inOff, inStride, outOff, outStride, accumulate: accumulate ? 1 : 0 },
+    bindings: [src, dst],
+    workgroups: e.grid1d(rows * cols, 64),
+  });
+}
+
+/** The weight block w[c0:c1, i0:i1, :, :] as a new [c1 − c0, i1 − i0, kh, kw] tensor. */
+function weightBlock(weight: Tensor, g: Conv2dGeometry, [c0, c1]: [number, number], [i0, i1]: [number, number]): Tensor {
+  const taps = g.kh * g.kw;
+  const row = g.cin * taps;
+  const rows = sub(weight, c0 * row, (c1 - c0) * row);
+  const out = empty([c1 - c0, i1 - i0, g.kh, g.kw]);
+  copy2d(rows, out, c1 - c0, (i1 - i0) * taps, rows.lead + i0 * taps, row, 0, (i1 - i0) * taps, false);
+  return out;
+}
+
+/** Forward by channel blocks of each image: y[co block] = bias + Σ_ci-blocks conv(x[ci block],
+ * w[co block, ci block]). Checks every size before any GPU work. */
+function forwardByChannels(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): void {
+  const e = engine();
+  const hw = g.h * g.w;
+  const ohw = g.oh * g.ow;
+  const taps = g.kh * g.kw;
+  const maxEl = maxSliceElements();
+  let ci = fitChannels(g.cin, hw);
+  if (ci < 1) throw tooLarge('conv2d', x, 'x', 'one channel plane of one image', hw);
+  const co = Math.min(fitChannels(g.cout, ohw), Math.floor(maxEl / (g.cin * taps)));
+  if (co < 1) throw fitChannels(g.cout, ohw) < 1 ? tooLarge('conv2d', y, 'y', 'one channel plane of one image', ohw) : tooLarge('conv2d', weight, 'weight', 'one output channel', g.cin * taps);
+  // The packed block [taps · ci + 1, co rounded up to 4] is bound whole.
+  ci = Math.min(ci, Math.floor((Math.floor(maxEl / (ceilDiv(co, 4) * 4)) - 1) / taps));
+  if (ci < 1) throw tooLarge('conv2d', weight, 'weight', 'its packed block for one input channel', (taps + 1) * ceilDiv(co, 4) * 4);
+  const coBlocks = blocksOf(g.cout, co);
+  const ciBlocks = blocksOf(g.cin, ci);
+  const geo = (cb: [number, number], ib: [number, number]): Conv2dGeometry => ({ ...g, n: 1, cout: cb[1] - cb[0], cin: ib[1] - ib[0] });
+  const packs: Tensor[][] = [];
+  const scratch = ciBlocks.length > 1 ? empty([co * ohw]) : null;
+  try {
+    for (const cb of coBlocks) {
+      const row: Tensor[] = [];
+      packs.push(row);
+      for (const ib of ciBlocks) {
+        const wb = weightBlock(weight, g, cb, ib);
+        let bb: Tensor | null = null;
+        if (bias && ib[0] === 0) {
+          bb = empty([cb[1] - cb[0]]);
+          const bs = sub(bias, cb[0], cb[1] - cb[0]);
+          copy2d(bs, bb, 1, cb[1] - cb[0], bs.lead, 0, 0, 0, false);
+        }
+        row.push(packForwardWeight(wb, bb, geo(cb, ib)));
+        wb.dispose();
+        bb?.dispose();
+      }
+    }
+    for (let j = 0; j < g.n; j++) {
+      coBlocks.forEach((cb, a) => {
+        const nco = cb[1] - cb[0];
+        const ys = sub(y, (j * g.cout + cb[0]) * ohw, nco * ohw);
+        ciBlocks.forEach((ib, b) => {
+          const gs = geo(cb, ib);
+          const xs = sub(x, (j * g.cin + ib[0]) * hw, gs.cin * hw);
+          if (b === 0) {
+            forwardLaunch(family(variant, 'forward', gs), xs, packs[a][b], ys, gs, xs.lead, ys.lead);
+          } else {
+            const part = e.slice(scratch!, 0, nco * ohw * 4);
+            forwardLaunch(family(variant, 'forward', gs), xs, packs[a][b], part, gs, xs.lead, 0);
+            copy2d(part, ys, 1, nco * ohw, 0, 0, ys.lead, 0, true);
+          }
+        });
+      });
+    }
+  } finally {
+    for (const t of packs.flat()) t.dispose();
+    scratch?.dispose();
+  }
+}
+
+/** Backward-data by channel blocks of each image: dx[ci block] = Σ_co-blocks
+ * conv_transpose(dy[co block], w[co block, ci block]). */
+function backwardDataByChannels(dy: Tensor, weight: Tensor, dx: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): void {
+  const e = engine();
+  const hw = g.h * g.w;
+  const ohw = g.oh * g.ow;
+  const taps = g.kh * g.kw;
+  const maxEl = maxSliceElements();
+  let co = Math.min(fitChannels(g.cout, ohw), Math.floor(maxEl / (g.cin * taps)));
+  if (co < 1) throw fitChannels(g.cout, ohw) < 1 ? tooLarge('conv2d backward', dy, 'dy', 'one channel plane of one image', ohw) : tooLarge('conv2d backward', weight, 'weight', 'one output channel', g.cin * taps);
+  const ci = fitChannels(g.cin, hw);
+  if (ci < 1) throw tooLarge('conv2d backward', dx, 'dx', 'one channel plane of one image', hw);
+  // The packed block [taps · co, ci rounded up to 4] is bound whole.
+  co = Math.min(co, Math.floor(Math.floor(maxEl / (ceilDiv(ci, 4) * 4)) / taps));
+  if (co < 1) throw tooLarge('conv2d backward', weight, 'weight', 'its packed block for one output channel', taps * ceilDiv(ci, 4) * 4);
+  const coBlocks = blocksOf(g.cout, co);
+  const ciBlocks = blocksOf(g.cin, ci);
+  const geo = (cb: [number, number], ib: [number, number]): Conv2dGeometry => ({ ...g, n: 1, cout: cb[1] - cb[0], cin: ib[1] - ib[0] });
+  const packs: Tensor[][] = [];
+  const scratch = coBlocks.length > 1 ? empty([ci * hw]) : null;
+  try {
+    for (const ib of ciBlocks) {
+      const row: Tensor[] = [];
+      packs.push(row);
+      for (const cb of coBlocks) {
+        const wb = weightBlock(weight, g, cb, ib);
+        row.push(packBackwardWeight(wb, geo(cb, ib)));
+        wb.dispose();
+      }
+    }
+    for (let j = 0; j < g.n; j++) {
+      ciBlocks.forEach((ib, a) => {
+        const nci = ib[1] - ib[0];
+        const dxs = sub(dx, (j * g.cin + ib[0]) * hw, nci * hw);
+        coBlocks.forEach((cb, b) => {
+          const gs = geo(cb, ib);
+          const sg = family(variant, 'backward-data', gs) === 'subgroup';
+          const dys = sub(dy, (j * g.cout + cb[0]) * ohw, gs.cout * ohw);
+          if (b === 0) {
+            backwardDataLaunch(sg, dys, packs[a][b], dxs, gs, dys.lead, dxs.lead);
+          } else {
+            const part = e.slice(scratch!, 0, nci * hw * 4);
+            backwardDataLaunch(sg, dys, packs[a][b], part, gs, dys.lead, 0);
+            copy2d(part, dxs, 1, nci * hw, 0, 0, dxs.lead, 0, true);
+          }
+        });
+      });
+    }
+  } finally {
+    for (const t of packs.flat()) t.dispose();
+    scratch?.dispose();
+  }
+}
+
+/** Backward-weight by channel blocks: dw[co block, ci block] = Σ_images dw-kernel(channels-last
+ * x[image, ci block], channels-last dy[image, co block]), each block written into dw (the first
+ * image) or added to it (later images). The channels-last copies hold channels padded to 4. */
+function backwardWeightByChannels(x: Tensor, dy: Tensor, dw: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): void {
+  const hw = g.h * g.w;
+  const ohw = g.oh * g.ow;
+  const taps = g.kh * g.kw;
+  const maxEl = maxSliceElements();
+  const fit4 = (total: number, per: number): number => Math.min(total, Math.floor(maxEl / per / 4) * 4);
+  const what = 'one block of 4 channels of one image in channels-last layout';
+  let ci = Math.min(fit4(g.cin, hw), fitChannels(g.cin, hw));
+  if (ci < 1) throw tooLarge('conv2d weight gradient', x, 'x', what, 4 * hw);
+  const co = Math.min(fit4(g.cout, ohw), fitChannels(g.cout, ohw), Math.floor(maxEl / (g.cin * taps)));
+  if (co < 1) throw fit4(g.cout, ohw) < 1 ? tooLarge('conv2d weight gradient', dy, 'dy', what, 4 * ohw) : tooLarge('conv2d weight gradient', dw, 'dw', 'one output channel', g.cin * taps);
+  ci = Math.min(ci, Math.floor(maxEl / (co * taps)));
+  const coBlocks = blocksOf(g.cout, co);
+  const ciBlocks = blocksOf(g.cin, ci);
+  const row = g.cin * taps;
+  for (let j = 0; j < g.n; j++) {
+    for (const cb of coBlocks) {
+      const nco = cb[1] - cb[0];
+      const dys = sub(dy, (j * g.cout + cb[0]) * ohw, nco * ohw);
+      const dyT = channelsLast(dys, 1, nco, ohw, dys.lead);
+      const dwRows = sub(dw, cb[0] * row, nco * row);
+      try {
+        for (const ib of ciBlocks) {
+          const nci = ib[1] - ib[0];
+          const xs = sub(x, (j * g.cin + ib[0]) * hw, nci * hw);
+          const xT = channelsLast(xs, 1, nci, hw, xs.lead);
+          const part = empty([nco, nci, g.kh, g.kw]);
+          dwKernel(variant, xT, dyT, part, { ...g, n: 1, cout: nco, cin: nci });
+          xT.dispose();
+          copy2d(part, dwRows, nco, nci * taps, 0, nci * taps, dwRows.lead + ib[0] * taps, row, j > 0);
+          part.dispose();
+        }
+      } finally {
+        dyT.dispose();
+      }
+    }
+  }
+}
+
+/** Bias gradient by channel blocks of each image: db[co block] = Σ_images Σ_pixels dy[image, co block]. */
+function backwardBiasByChannels(dy: Tensor, db: Tensor, g: Conv2dGeometry): void {
+  const e = engine();
+  const ohw = g.oh * g.ow;
+  const co = fitChannels(g.cout, ohw);
+  if (co < 1) throw tooLarge('conv2d bias gradient', dy, 'dy', 'one channel plane of one image', ohw);
+  const part = empty([co]);
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const [c0, c1] of blocksOf(g.cout, co)) {
+        const dys = sub(dy, (j * g.cout + c0) * ohw, (c1 - c0) * ohw);
+        e.run({ shader: 'conv2d.db', constants: { WG: WG_DB }, params: { n: 1, cout: c1 - c0, ohw, off: dys.lead }, bindings: [dys, part], workgroups: [c1 - c0] });
+        copy2d(part, db, 1, c1 - c0, 0, 0, c0, 0, j > 0);
+      }
+    }
+  } finally {
+    part.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bands of rows. The output rows are cut into bands: output rows [o0, o1) read input rows
+// [r0, r1) = [max(0, o0·sh − ph), min(h, (o1 − 1)·sh − ph + (kh − 1)·dilationH + 1)), and a band
+// is a conv of its own (n = 1, h = r1 − r0, oh = o1 − o0, ph = ph − o0·sh + r0, taps pruned again
+// by tapRange). Rows of one channel are contiguous, so each channel's band is gathered into a
+// dense band tensor [1, c, rows, w] by copy2d, the band conv runs through the paths above, and the
+// result goes back by copy2d: forward writes y's rows (rows whose outputs read only padding get
+// the bias); backward-data adds each band's dx rows (neighbouring bands share input rows);
+// backward-weight and the bias gradient add each band's gradient. Bands hold every channel when
+// that leaves them tall enough (the band convs then run unsplit, with full kernel tiles, and y is
+// bit-identical); otherwise, when one channel plane is above the limit (an 8000×6000 photo: 192 MB
+// per plane), bands of one plane whose band convs run per block of channels.
+
+interface Band {
+  o0: number;
+  o1: number;
+  r0: number;
+  r1: number;
+  g: Conv2dGeometry;
+}
+
+/**
+ * How a pass splits inside one image whose tensors do not fit one slice (kx, ky: the channels of
+ * x and y that a band holds, channels padded to 4 for the weight gradient's channels-last copies;
+ * kPlane: the planes one channel block needs, 4 for those copies):
+ * - bands of rows holding every channel, when each band reads at most 1.25× its own share of input
+ *   rows (its overlap with the neighbours): the band convs run unsplit, with full kernel tiles and
+ *   nothing summed across channel blocks;
+ * - else, when one channel plane (times kPlane) is above one slice, bands of rows of one plane
+ *   (blocks of channels inside each band);
+ * - else null: blocks of channels of the whole image.
+ */
+function insidePlan(op: string, x: Bindable, xName: string, y: Bindable, yName: string, g: Conv2dGeometry, kx: number, ky: number, kPlane: number): Band[] | null {
+  const span = Math.min(g.h, (g.kh - 1) * g.dilationH + 1);
+  const rows = bandRows(g, kx, ky);
+  if (rows >= 1 && (rows - 1) * g.sh + span <= 1.25 * rows * g.sh) return rowBands(op, x, xName, y, yName, g, kx, ky);
+  const maxEl = maxSliceElements();
+  if (kPlane * g.h * g.w > maxEl || kPlane * g.oh * g.ow > maxEl) return rowBands(op, x, xName, y, yName, g, kPlane, kPlane);
+  return null;
+}
+
+/** Output rows per band when kx channels of x's rows and ky of y's fit one slice (0: not one). */
+function bandRows(g: Conv2dGeometry, kx: number, ky: number): number {
+  const maxEl = maxSliceElements();
+  const span = Math.min(g.h, (g.kh - 1) * g.dilationH + 1);
+  if (ky * g.ow > maxEl || kx * span * g.w > maxEl) return 0;
+  // B output rows read at most (B − 1)·sh + span input rows.
+  return Math.min(g.oh, Math.floor(maxEl / (ky * g.ow)), Math.floor((Math.floor(maxEl / (kx * g.w)) - span) / g.sh) + 1);
+}
+
+/** The band of output rows [o0, o1) as a conv of its own. */
+function bandOf(g: Conv2dGeometry, o0: number, o1: number): Band {
+  const r0 = Math.max(0, o0 * g.sh - g.ph);
+  // r1 <= r0: every row of the band reads only padding (an empty band: h = 0).
+  const r1 = Math.max(r0, Math.min(g.h, (o1 - 1) * g.sh - g.ph + (g.kh - 1) * g.dilationH + 1));
+  const h = r1 - r0;
+  const ph = g.ph - o0 * g.sh + r0;
+  const oh = o1 - o0;
+  const [kyLo, kyHi] = h > 0 ? tapRange(g.kh, g.sh, ph, g.dilationH, h, oh) : [0, 0];
+  return { o0, o1, r0, r1, g: { ...g, n: 1, h, oh, ph, kyLo, kyHi } };
+}
+
+/** Bands of output rows in which kx planes of x's rows and ky planes of y's rows fit one slice
+ * (kx = ky = 1: one channel; 4: the weight gradient's channels-last copies; cin and cout: the whole
+ * band), as many rows per band as fit. Throws, naming the tensor, when one output row's rows do
+ * not fit. */
+function rowBands(op: string, x: Bindable, xName: string, y: Bindable, yName: string, g: Conv2dGeometry, kx: number, ky: number): Band[] {
+  const maxEl = maxSliceElements();
+  const span = Math.min(g.h, (g.kh - 1) * g.dilationH + 1);
+  const what = (k: number): string => (k === 1 ? 'one channel' : k === 4 ? '4 channels in channels-last layout' : `${k} channels`);
+  if (ky * g.ow > maxEl) throw tooLarge(op, y, yName, `one row of ${what(ky)}`, ky * g.ow);
+  if (kx * span * g.w > maxEl) throw tooLarge(op, x, xName, `the ${span} rows of ${what(kx)} that one output row reads`, kx * span * g.w);
+  const rows = bandRows(g, kx, ky);
+  const bands: [number, number][] = [];
+  for (let o0 = 0; o0 < g.oh; o0 += rows) bands.push([o0, Math.min(g.oh, o0 + rows)]);
+  // Bands whose rows read only padding stay empty (h = 0): the passes fill or skip them.
+  return bands.map(([o0, o1]) => bandOf(g, o0, o1));
+}
+
+/** Fills rows [o0, o1) of each channel co of image j of y [n, c, hh, ww] with bias[co] (0 without
+ * a bias): the rows of an empty band, whose outputs read only padding. */
+function fillRows(bias: Tensor | null, y: Bindable, j: number, c: number, hh: number, ww: number, o0: number, o1: number): void {
+  const plane = (o1 - o0) * ww;
+  const zero = bias ? null : zeros([1]);
+  try {
+    for (let ch = 0; ch < c; ch++) {
+      const src = sub(bias ?? zero!, bias ? ch : 0, 1);
+      const dst = sub(y, ((j * c + ch) * hh + o0) * ww, plane);
+      // One column, `plane` rows, the source row stride 0: the value repeated.
+      copy2d(src, dst, plane, 1, src.lead, 0, dst.lead, 1, false);
+    }
+  } finally {
+    zero?.dispose();
+  }
+}
+
+/** Rows [r0, r1) of each channel of image j of an NCHW tensor [n, c, hh, ww] as a new
+ * [1, c, r1 − r0, ww] tensor (one copy2d per channel). */
+function gatherRows(t: Bindable, j: number, c: number, hh: number, ww: number, r0: number, r1: number): Tensor {
+  const plane = (r1 - r0) * ww;
+  const out = empty([1, c, r1 - r0, ww]);
+  for (let ch = 0; ch < c; ch++) {
+    const src = sub(t, ((j * c + ch) * hh + r0) * ww, plane);
+    const dst = sub(out, ch * plane, plane);
+    copy2d(src, dst, 1, plane, src.lead, 0, dst.lead, 0, false);
+  }
+  return out;
+}
+
+/** Writes (or adds) a band [1, c, r1 − r0, ww] into rows [r0, r1) of each channel of image j. */
+function scatterRows(band: Tensor, t: Bindable, j: number, c: number, hh: number, ww: number, r0: number, r1: number, accumulate: boolean): void {
+  const plane = (r1 - r0) * ww;
+  for (let ch = 0; ch < c; ch++) {
+    const src = sub(band, ch * plane, plane);
+    const dst = sub(t, ((j * c + ch) * hh + r0) * ww, plane);
+    copy2d(src, dst, 1, plane, src.lead, 0, dst.lead, 0, accumulate);
+  }
+}
+
+function forwardByBands(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): void {
+  for (let j = 0; j < g.n; j++) {
+    for (const b of bands) {
+      if (b.r1 === b.r0) {
+        fillRows(bias, y, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        continue;
+      }
+      const xb = gatherRows(x, j, g.cin, g.h, g.w, b.r0, b.r1);
+      try {
+        const yb = conv2dForward(xb, weight, bias, b.g, variant);
+        scatterRows(yb, y, j, g.cout, g.oh, g.ow, b.o0, b.o1, false);
+        yb.dispose();
+      } finally {
+        xb.dispose();
+      }
+    }
+  }
+}
+
+function backwardDataByBands(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): Tensor {
+  const dx = zeros([g.n, g.cin, g.h, g.w]);
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const b of bands) {
+        if (b.r1 === b.r0) continue; // reads only padding: adds nothing to dx
+        const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        try {
+          const dxb = conv2dBackwardData(dyb, weight, b.g, variant);
+          scatterRows(dxb, dx, j, g.cin, g.h, g.w, b.r0, b.r1, true);
+          dxb.dispose();
+        } finally {
+          dyb.dispose();
+        }
+      }
+    }
+  } catch (err) {
+    dx.dispose();
+    throw err;
+  }
+  return dx;
+}
+
+function backwardWeightByBands(x: Tensor, dy: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): Tensor {
+  let dw: Tensor | null = null;
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const b of bands) {
+        if (b.r1 === b.r0) continue; // reads only padding: adds nothing to dw
+        const xb = gatherRows(x, j, g.cin, g.h, g.w, b.r0, b.r1);
+        const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        try {
+          const part = conv2dBackwardWeight(xb, dyb, b.g, variant);
+          if (dw) {
+            axpy_(dw, part);
+            part.dispose();
+          } else {
+            dw = part;
+          }
+        } finally {
+          xb.dispose();
+          dyb.dispose();
+        }
+      }
+    }
+  } catch (err) {
+    dw?.dispose();
+    throw err;
+  }
+  return dw ?? zeros([g.cout, g.cin, g.kh, g.kw]);
+}
+
+function backwardBiasByBands(dy: Tensor, g: Conv2dGeometry, bands: Band[]): Tensor {
+  let db: Tensor | null = null;
+  try {
+    for (let j = 0; j < g.n; j++) {
+      for (const b of bands) {
+        const dyb = gatherRows(dy, j, g.cout, g.oh, g.ow, b.o0, b.o1);
+        try {
+          const part = conv2dBackwardBias(dyb, b.g);
+          if (db) {
+            axpy_(db, part);
+            part.dispose();
+          } else {
+            db = part;
+          }
+        } finally {
+          dyb.dispose();
+        }
+      }
+    }
+  } catch (err) {
+    db?.dispose();
+    throw err;
+  }
+  return db!;
 }
