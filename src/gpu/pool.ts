@@ -35,6 +35,7 @@ interface LiveInfo {
   bytes: number;
   category: string;
   provisional: boolean;
+  what?: () => string;
 }
 
 const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
@@ -114,7 +115,7 @@ export class BufferPool {
       this.created++;
     }
     const requested = Math.max(0, bytes);
-    const info = { bytes: requested, category, provisional };
+    const info: LiveInfo = { bytes: requested, category, provisional, what };
     this.live.set(buf, info);
     if (provisional) this.provisional.add(info);
     this.liveBytes += size;
@@ -192,6 +193,12 @@ export class BufferPool {
   /** Live requested bytes per category now (rounding excluded; see `peakBreakdown`). */
   liveCategories(): Record<string, number> {
     return Object.fromEntries([...this.byCategory].filter(([, v]) => v !== 0));
+  }
+
+  /** The live buffers (requested bytes, category, and what they hold as given to `acquire`), for
+   * finding what a category's bytes are. */
+  liveList(): { bytes: number; category: string; what: string }[] {
+    return [...this.live.values()].map((i) => ({ bytes: i.bytes, category: i.category, what: i.what?.() ?? 'a buffer' }));
   }
 
   /** The categories at the moment of the last peak (since the pool was made or `resetPeak()`). */
