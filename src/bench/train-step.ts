@@ -67,7 +67,11 @@ export function trainStepFixture(c: TrainStepCase): TrainStepFixture {
   ]);
   const step = () =>
     tidy(() => {
-      const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
+      const logits = model.forward(x);
+      const loss = crossEntropy(logits, y, { ignoreIndex: 255 });
+      // As the trainer's step (src/train/step.ts): the logits freed once the loss's backward has
+      // run (the batch stays: it is reused by every step).
+      logits.freeStorage();
       backward(loss);
       opt.step();
       opt.zeroGrad();
