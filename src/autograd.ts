@@ -4,8 +4,13 @@
 // graph in reverse topological order, so a tensor that feeds several consumers (residuals, ASPP
 // branches) has all its gradient contributions summed before its own node runs, and each node
 // runs once. Saved tensors and intermediate gradients are released as soon as they are used.
+// An interior tensor whose storage the network freed after its last forward use (freeStorage)
+// keeps its node: backward needs only its shape, and its node holds what the rule reads.
+// Memory categories (src/tensor.ts): saved handles count as 'saved'; in backward, what a rule
+// allocates is 'scratch' until it returns, its results 'gradients_in_flight', a leaf's .grad
+// 'gradients'.
 
-import { Tensor, fmtShape } from './tensor.js';
+import { Tensor, fmtShape, withCategory } from './tensor.js';
 import { keep } from './scope.js';
 // The element-wise ops record through this module; backward runs them under noGrad, so they
 // record nothing here (the import cycle is only used at call time).
@@ -44,7 +49,7 @@ export function noGrad<T>(fn: () => T): T {
 export function record(op: string, out: Tensor, inputs: Tensor[], saved: Tensor[], backward: BackwardFn): Tensor {
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
   const needs = inputs.map((t) => t.requiresGrad);
-  let refs: Tensor[] | null = saved.map((t) => t.ref());
+  let refs: Tensor[] | null = saved.map((t) => t.ref(true));
   out.requiresGrad = true;
   out.node = {
     op,
@@ -76,7 +81,9 @@ function topoOrder(root: Tensor): Tensor[] {
       top[1]++;
       const x = inputs[i];
       if (!x.requiresGrad || seen.has(x)) continue;
-      if (x.disposed) throw new Error(`atrous: backward(): an input of '${t.node!.op}' (shape ${fmtShape(x.shape)}) was disposed before backward()`);
+      // A disposed tensor has lost its node (and a leaf its storage): nothing to backpropagate
+      // into. An interior tensor whose storage alone was freed still has its node.
+      if (x.disposed || (x.storageFreed && !x.node)) throw new Error(`atrous: backward(): an input of '${t.node!.op}' (shape ${fmtShape(x.shape)}) was ${x.disposed ? 'disposed' : 'freed'} before backward()`);
       seen.add(x);
       if (x.node) stack.push([x, 0]);
     } else {
@@ -98,7 +105,7 @@ export function backward(root: Tensor, dy?: Tensor): void {
   }
   const order = topoOrder(root);
   const grads = new Map<Tensor, Tensor>();
-  noGrad(() => {
+  noGrad(() => withCategory('gradients_in_flight', () => {
     grads.set(root, dy ? clone(dy) : ones(root.shape));
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
@@ -109,7 +116,8 @@ export function backward(root: Tensor, dy?: Tensor): void {
         node.release();
         continue;
       }
-      const gin = node.backward(g);
+      const gin = withCategory('scratch', () => node.backward(g));
+      for (const gx of gin) gx?.setCategory('gradients_in_flight');
       g.dispose();
       node.release();
       t.node = null;
@@ -138,11 +146,11 @@ export function backward(root: Tensor, dy?: Tensor): void {
           // A leaf's .grad is updated in place later (accumulation, optimizers): it must own its storage.
           const own = gx.shared ? clone(gx) : gx;
           if (own !== gx) gx.dispose();
-          x.grad = keep(own);
+          x.grad = keep(own).setCategory('gradients');
         }
       });
     }
-  });
+  }));
   for (const g of grads.values()) g.dispose();
 }
 

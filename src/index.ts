@@ -2,7 +2,7 @@
 export { init, reinit } from './init.js';
 export { engine, type Engine, type KernelCall, type PipelineSpec, type ShaderName, type ShaderParams } from './gpu/engine.js';
 export { openDevice, adapterName, type DeviceOptions, type AdapterInfo, type EngineLimits } from './gpu/device.js';
-export { Tensor, tensor, empty, parameter, shapeSize, fmtShape, type DType } from './tensor.js';
+export { Tensor, tensor, empty, parameter, shapeSize, fmtShape, withCategory, MEMORY_CATEGORIES, type DType, type MemoryCategory } from './tensor.js';
 export { tidy, keep } from './scope.js';
 export { backward, noGrad, isGradEnabled, zeroGrad, record } from './autograd.js';
 export * from './ops/index.js';

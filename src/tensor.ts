@@ -1,6 +1,14 @@
 // Tensors: dense, row-major (NCHW for images), f32 or i32, living in a pooled GPU buffer.
 // A Tensor is a handle; several handles (views, tensors saved for backward) may share one Storage,
-// which returns its buffer to the pool when the last handle is disposed.
+// which returns its buffer to the pool when the last handle is disposed (or has freed its storage:
+// `freeStorage`, which lets the network drop an activation once consumed while its graph node
+// lives on for backward).
+//
+// Every storage carries a memory category, which the pool counts its bytes under (the peak
+// breakdown of `atrous bench`): a tensor is created under the current category (`withCategory`;
+// 'activations' by default), and parameters, gradients and optimizer state are marked as such
+// (`setCategory`). A storage that a graph node saved for backward counts as 'saved' while it is
+// an activation or scratch.
 
 import { engine, type Bindable } from './gpu/engine.js';
 import { track, keep, type Owned } from './scope.js';
@@ -9,13 +17,51 @@ import type { GradNode } from './autograd.js';
 
 export type DType = 'f32' | 'i32';
 
+/** What a tensor's bytes are, for the pool's peak breakdown:
+ *  - parameters: trainable parameters and module buffers (batch-norm running statistics)
+ *  - gradients: parameters' accumulated `.grad`
+ *  - optimizer: optimizer state (SGD's momentum buffers)
+ *  - saved: activations a graph node holds for backward
+ *  - activations: other forward results alive (the input batch, intermediates not saved, logits, loss)
+ *  - gradients_in_flight: gradients of interior tensors during backward
+ *  - scratch: temporaries inside an op (packed weights, channels-last copies, partial sums); what
+ *    an op allocates is 'scratch' until it returns, and the tensors it returns or saves are then
+ *    relabelled, in the peak breakdown too (the pool's provisional category)
+ */
+export type MemoryCategory = 'parameters' | 'gradients' | 'optimizer' | 'saved' | 'activations' | 'gradients_in_flight' | 'scratch';
+
+export const MEMORY_CATEGORIES: readonly MemoryCategory[] = ['parameters', 'gradients', 'optimizer', 'saved', 'activations', 'gradients_in_flight', 'scratch'];
+
+let creating: MemoryCategory = 'activations';
+
+/** Runs fn with new tensors created under `category` (restored afterwards, also on a throw). */
+export function withCategory<T>(category: MemoryCategory, fn: () => T): T {
+  const prev = creating;
+  creating = category;
+  try {
+    return fn();
+  } finally {
+    creating = prev;
+  }
+}
+
 class Storage {
   refs = 1;
+  /** Handles held by graph nodes (saved for backward). */
+  savedRefs = 0;
   constructor(
     readonly buffer: GPUBuffer,
     private pool: BufferPool,
+    public base: MemoryCategory,
   ) {}
-  unref(): void {
+  get category(): MemoryCategory {
+    return this.savedRefs > 0 && (this.base === 'activations' || this.base === 'scratch') ? 'saved' : this.base;
+  }
+  recount(): void {
+    if (this.refs > 0) this.pool.setCategory(this.buffer, this.category);
+  }
+  unref(saved: boolean): void {
+    if (saved && --this.savedRefs === 0 && this.refs > 1) this.recount();
     if (--this.refs === 0) this.pool.release(this.buffer);
   }
 }
@@ -39,6 +85,9 @@ export class Tensor implements Bindable, Owned {
   node: GradNode | null = null;
   label?: string;
   private _disposed = false;
+  private _freed = false;
+  /** This handle is a graph node's saved copy (counts the storage as 'saved'). */
+  private readonly savedHandle: boolean;
 
   /** Internal: use `empty`, `tensor`, `zeros` or an op to make tensors. */
   constructor(
@@ -46,7 +95,9 @@ export class Tensor implements Bindable, Owned {
     readonly dtype: DType,
     private storage: Storage,
     tracked = true,
+    savedHandle = false,
   ) {
+    this.savedHandle = savedHandle;
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new Error(`atrous: invalid shape ${fmtShape(shape)}`);
     }
@@ -55,8 +106,29 @@ export class Tensor implements Bindable, Owned {
     if (tracked) track(this);
   }
 
+  /** True once dispose() has run on this handle. */
   get disposed(): boolean {
     return this._disposed;
+  }
+
+  /** True once this handle no longer holds its storage (disposed, or `freeStorage()`). */
+  get storageFreed(): boolean {
+    return this._freed;
+  }
+
+  /** The memory category of this tensor's storage (see MemoryCategory). */
+  get category(): MemoryCategory {
+    return this.storage.category;
+  }
+
+  /** Marks what this tensor's storage is (parameters, gradients, optimizer state, ...) for the
+   * pool's peak breakdown; changes nothing else. Returns this. */
+  setCategory(category: MemoryCategory): this {
+    if (!this._freed) {
+      this.storage.base = category;
+      this.storage.recount();
+    }
+    return this;
   }
 
   /** True when another handle (a view, a saved copy) shares this tensor's storage. */
@@ -74,6 +146,7 @@ export class Tensor implements Bindable, Owned {
 
   get buffer(): GPUBuffer {
     if (this._disposed) throw new Error(`atrous: use of a disposed tensor${this.label ? ` '${this.label}'` : ''} of shape ${fmtShape(this.shape)}`);
+    if (this._freed) throw new Error(`atrous: use of a tensor${this.label ? ` '${this.label}'` : ''} of shape ${fmtShape(this.shape)} whose storage was freed after its last use (freeStorage)`);
     return this.storage.buffer;
   }
 
@@ -84,15 +157,31 @@ export class Tensor implements Bindable, Owned {
     // A tensor that will never be backpropagated through frees what its op saved.
     this.node?.release();
     this.node = null;
-    this.storage.unref();
+    this.freeStorage();
   }
 
-  /** A new handle on the same storage, outside any scope (autograd uses it to save tensors), with
-   * the same label (so that errors in backward passes name the tensor). */
-  ref(): Tensor {
-    if (this._disposed) throw new Error('atrous: cannot reference a disposed tensor');
+  /**
+   * Gives up this handle's storage now (the buffer returns to the pool when no other handle or
+   * saved copy uses it) but keeps the tensor's place in the graph: its node, and what that node
+   * saved, stay for backward(), which needs only the shape of an interior tensor. The handle is
+   * still disposed as usual (by its scope or dispose()), which frees the node if backward never
+   * ran. Reading the tensor afterwards throws. The network calls it on each activation once the
+   * next op has consumed it (an activation that a backward rule needs is held by that node).
+   */
+  freeStorage(): void {
+    if (this._freed) return;
+    this._freed = true;
+    this.storage.unref(this.savedHandle);
+  }
+
+  /** A new handle on the same storage, outside any scope, with the same label. With `saved` (autograd saving a tensor
+   * for backward) the storage counts as 'saved' while the handle lives. */
+  ref(saved = false): Tensor {
+    if (this._disposed || this._freed) throw new Error(`atrous: cannot reference a ${this._disposed ? 'disposed' : 'freed'} tensor of shape ${fmtShape(this.shape)}`);
     this.storage.refs++;
-    const t = new Tensor(this.shape, this.dtype, this.storage, false);
+    if (saved && ++this.storage.savedRefs === 1) this.storage.recount();
+    const t = new Tensor(this.shape, this.dtype, this.storage, false, saved);
+    // The same label, so that errors in backward passes name the tensor.
     if (this.label !== undefined) t.label = this.label;
     return t;
   }
@@ -100,7 +189,7 @@ export class Tensor implements Bindable, Owned {
   /** A view with another shape of the same size (shares storage; no autograd: see ops.reshape). */
   view(shape: readonly number[]): Tensor {
     if (shapeSize(shape) !== this.size) throw new Error(`atrous: cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}`);
-    if (this._disposed) throw new Error('atrous: cannot view a disposed tensor');
+    if (this._disposed || this._freed) throw new Error(`atrous: cannot view a ${this._disposed ? 'disposed' : 'freed'} tensor`);
     this.storage.refs++;
     return new Tensor(shape, this.dtype, this.storage);
   }
@@ -149,7 +238,7 @@ export class Tensor implements Bindable, Owned {
 export function empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
   const bytes = shapeSize(shape) * 4;
   const pool = engine().pool;
-  return new Tensor(shape, dtype, new Storage(pool.acquire(bytes, () => `a tensor ${fmtShape(shape)} (${dtype})`), pool));
+  return new Tensor(shape, dtype, new Storage(pool.acquire(bytes, () => `a tensor ${fmtShape(shape)} (${dtype})`, creating, creating === 'scratch'), pool, creating));
 }
 
 export type TensorData = Float32Array | Int32Array | Uint8Array | number[];
@@ -167,7 +256,7 @@ export function tensor(data: TensorData, shape: readonly number[], dtype?: DType
 
 /** A trainable leaf tensor (requiresGrad, outside every scope: dispose it by hand). */
 export function parameter(data: TensorData, shape: readonly number[]): Tensor {
-  const t = tensor(data, shape, 'f32');
+  const t = tensor(data, shape, 'f32').setCategory('parameters');
   t.requiresGrad = true;
   return keep(t);
 }

@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import {
   engine, tensor, parameter, tidy, backward, conv2d, batchNorm, relu, add, interpolate, cat, maxPool2d,
-  adaptiveAvgPool2d, crossEntropy, SGD, type Tensor,
+  adaptiveAvgPool2d, crossEntropy, SGD, createDeepLabV3, gpuOps, Dropout, zeroGrad, type Tensor, type Ops,
 } from '../src/index.js';
 import { randn } from './helpers.js';
 
@@ -49,5 +49,111 @@ describe('memory', () => {
     expect(losses[losses.length - 1]).to.be.lessThan(losses[0]);
     for (const t of [...params, rm, rv, x, target]) t.dispose();
     opt.dispose();
+  });
+
+  it('a training step frees each activation once consumed: only saved tensors outlive their consumer, same loss and gradients', async () => {
+    const model = createDeepLabV3('mini', { seed: 3 });
+    model.train();
+    const params = model.trainableParameters();
+    const x = tensor(randn(2 * 3 * 33 * 33, 7), [2, 3, 33, 33]);
+    const target = tensor(Int32Array.from({ length: 2 * 33 * 33 }, (_, i) => (i % 11 === 0 ? 255 : i % model.numClasses)), [2, 33, 33], 'i32');
+    const pool = engine().pool;
+    // The same network with nothing freed before the scope ends (release a no-op): the reference.
+    const keepAll: Ops<Tensor> = { ...gpuOps, release: () => {} };
+    const step = (ops: Ops<Tensor> | null) => {
+      // Batch-norm running statistics and dropout masks change with each training forward: the
+      // two runs start from the same ones.
+      const state = model.namedBuffers().map(([, t]) => t);
+      const copies = state.map((t) => {
+        const c = tensor(new Float32Array(t.size), t.shape);
+        t.copyTo(c);
+        return c;
+      });
+      const dropouts = [...model.namedModules()].map(([, m]) => m).filter((m): m is Dropout => m instanceof Dropout);
+      const calls = dropouts.map((m) => m.calls);
+      pool.resetPeak();
+      const before = pool.liveCategories();
+      let afterForward: Record<string, number> = {};
+      let outBytes = 0;
+      const loss = tidy(() => {
+        const out = ops ? model.run(x, ops, false).out : model.forward(x);
+        outBytes = out.byteLength;
+        afterForward = pool.liveCategories();
+        const l = crossEntropy(out, target, { ignoreIndex: 255 });
+        backward(l);
+        return l;
+      });
+      const peak = pool.stats().peakLiveBytes;
+      copies.forEach((c, i) => {
+        c.copyTo(state[i]);
+        c.dispose();
+      });
+      dropouts.forEach((m, i) => (m.calls = calls[i]));
+      return { loss, peak, before, afterForward, outBytes };
+    };
+    const ref = step(keepAll);
+    const refLoss = await ref.loss.item();
+    const refGrads = await Promise.all(params.map((p) => p.grad!.float32()));
+    ref.loss.dispose();
+    zeroGrad(params);
+    const got = step(null);
+    const d = (k: string) => (got.afterForward[k] ?? 0) - (got.before[k] ?? 0);
+    // After the forward, the only activation alive that no node saved is the logits' output (the
+    // batch x, an activation before, is now saved by the first convolution), and no op scratch is
+    // left.
+    expect(d('activations'), 'unsaved activations alive after the forward').to.equal(got.outBytes - x.byteLength);
+    expect(d('scratch'), 'scratch alive after the forward').to.equal(0);
+    const dRef = (ref.afterForward.activations ?? 0) - (ref.before.activations ?? 0);
+    expect(dRef - d('activations'), 'unsaved intermediates the reference keeps').to.be.greaterThan(got.outBytes);
+    expect(got.peak, 'peak bytes of the step').to.be.lessThan(ref.peak);
+    expect(await got.loss.item()).to.equal(refLoss);
+    const grads = await Promise.all(params.map((p) => p.grad!.float32()));
+    grads.forEach((g, i) => expect(Buffer.from(g.buffer).equals(Buffer.from(refGrads[i].buffer)), `gradient of parameter ${i}`).to.equal(true));
+    got.loss.dispose();
+    zeroGrad(params);
+    x.dispose();
+    target.dispose();
+    model.dispose();
+  });
+
+  it('an interior tensor whose storage was freed still backpropagates; a disposed one does not', async () => {
+    const w = parameter(randn(4 * 3 * 9, 8, 0.3), [4, 3, 3, 3]);
+    const x = tensor(randn(1 * 3 * 6 * 6, 9), [1, 3, 6, 6]);
+    const run = (free: boolean) => tidy(() => {
+      const c = conv2d(x, w, null, { padding: 1 });
+      const h = relu(c);
+      if (free) c.freeStorage();
+      expect(c.storageFreed).to.equal(free);
+      const l = crossEntropy(h, tensor(new Int32Array(36).fill(1), [1, 6, 6], 'i32'));
+      if (free) {
+        expect(() => c.buffer).to.throw('freed after its last use');
+        expect(() => c.ref()).to.throw('freed');
+      }
+      backward(l);
+      return l;
+    });
+    run(false).dispose();
+    const g0 = await w.grad!.float32();
+    zeroGrad([w]);
+    run(true).dispose();
+    expect(Array.from(await w.grad!.float32())).to.deep.equal(Array.from(g0));
+    zeroGrad([w]);
+    // Disposing an interior tensor frees its node: backward cannot go through it.
+    tidy(() => {
+      const c = conv2d(x, w, null, { padding: 1 });
+      const h = relu(c);
+      c.dispose();
+      expect(() => backward(h)).to.throw("an input of 'relu' (shape [1, 4, 6, 6]) was disposed before backward()");
+    });
+    // A leaf whose storage was freed has nothing to hold a gradient.
+    const v = parameter(randn(4, 10), [4]);
+    tidy(() => {
+      const y = add(v, v);
+      v.freeStorage();
+      expect(() => backward(y)).to.throw("an input of 'add' (shape [4]) was freed before backward()");
+    });
+    v.dispose();
+    x.dispose();
+    w.dispose();
   });
 });

@@ -75,6 +75,23 @@ function trainTable(rows: BenchRow[]): string[] {
   return out;
 }
 
+/** Where the peak bytes of each training step were at the moment of the peak (peak_breakdown). */
+function memoryTable(rows: BenchRow[]): string[] {
+  const steps = rows.filter((r) => r.kernel === 'train-step' && r.impl === 'atrous' && r.peak_breakdown);
+  if (!steps.length) return [];
+  const keys = [...new Set(steps.flatMap((r) => Object.keys(r.peak_breakdown as Record<string, number>)))];
+  const out = [
+    `| config | batch × size | peak | ${keys.map((k) => k.replace(/_/g, ' ')).join(' | ')} |`,
+    `|---|---|---|${keys.map(() => '---|').join('')}`,
+  ];
+  for (const r of steps) {
+    const b = r.peak_breakdown as Record<string, number>;
+    const peak = r.peak_bytes as number;
+    out.push(`| ${r.config} | ${r.n} × ${r.h}² | ${mb(peak)} | ${keys.map((k) => `${mb(b[k] ?? 0)} (${((100 * (b[k] ?? 0)) / peak).toFixed(0)}%)`).join(' | ')} |`);
+  }
+  return out;
+}
+
 /** The issue's targets, as measured in this run (null where the rows needed are missing). */
 export function targets(rows: BenchRow[]): string[] {
   const aspp = rows.filter((r) => r.kernel === 'conv2d' && r.group === 'aspp');
@@ -131,6 +148,10 @@ export function markdown(rep: Report): string {
     '## Training step',
     '',
     ...trainTable(rep.rows),
+    '',
+    '### Peak memory by category (requested bytes; rounding: the pool\'s size classes)',
+    '',
+    ...memoryTable(rep.rows),
     '',
     '## Fig. 4: valid weights of a 3×3 filter on a 65×65 map',
     '',

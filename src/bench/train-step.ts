@@ -9,13 +9,21 @@
 // Reported beside the time, from the engine's statistics over the timed steps:
 //   peak_bytes           the most tensor memory alive at once (the pool's live bytes, parameters,
 //                        momentum buffers, activations and gradients included)
+//   peak_breakdown       those bytes by category at the moment of the peak: parameters (and
+//                        batch-norm running statistics), gradients, optimizer (momentum), saved
+//                        (activations held for backward), activations (other forward tensors
+//                        alive: the batch, unsaved intermediates, logits), gradients_in_flight,
+//                        scratch (temporaries inside one op: packed weights, channels-last
+//                        copies, partial sums), each in requested bytes, and rounding (the pool's
+//                        size classes round a buffer up by up to 12.5%; peak_bytes counts
+//                        rounded bytes, so the categories plus rounding sum to peak_bytes)
 //   pool_bytes           GPU memory the buffer pool holds after the steps
 //   submits_per_step, dispatches_per_step, bind_groups_per_step,
 //   buffers_created_per_step (pool churn: 0 in a steady loop), pipelines_created (after warm-up)
 // Useful work: 3 × the forward's convolution FLOPs (forward, backward-data, backward-weight; the
 // same count as PyTorch's 44 GFLOP for paper-r50-os16 at 129×129, batch 2: docs/software-gpu.md).
 
-import { engine, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig } from '../index.js';
+import { engine, tensor, tidy, keep, backward, crossEntropy, SGD, DeepLabV3, modelConfig, MEMORY_CATEGORIES } from '../index.js';
 import { precompileTrainStep } from '../train/precompile.js';
 import { median, values, type BenchRow } from './common.js';
 
@@ -59,7 +67,11 @@ export function trainStepFixture(c: TrainStepCase): TrainStepFixture {
   ]);
   const step = () =>
     tidy(() => {
-      const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
+      const logits = model.forward(x);
+      const loss = crossEntropy(logits, y, { ignoreIndex: 255 });
+      // As the trainer's step (src/train/step.ts): the logits freed once the loss's backward has
+      // run (the batch stays: it is reused by every step).
+      logits.freeStorage();
       backward(loss);
       opt.step();
       opt.zeroGrad();
@@ -103,13 +115,18 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
       times.push(performance.now() - t0);
     }
     const after = e.stats();
+    const peak = e.pool.peakBreakdown();
+    const breakdown: Record<string, number> = {};
+    for (const k of MEMORY_CATEGORIES) breakdown[k] = peak.categories[k] ?? 0;
+    for (const [k, v] of Object.entries(peak.categories)) if (!(k in breakdown)) breakdown[k] = v;
+    breakdown.rounding = peak.rounding;
     const ms = median(times);
     const per = (k: 'submits' | 'dispatches' | 'bindGroups' | 'created') => (after[k] - before[k]) / repeats;
     return {
       kernel: 'train-step', pass: 'step', impl: 'atrous', config: c.config, n: c.n, h: c.size, w: c.size,
       ms, gflops: flops / (ms * 1e6), step_gflop: flops / 1e9,
       precompile_ms: precompileMs, pipelines_precompiled: compiled, first_step_ms: firstMs, first_step_pipelines_created: firstStepPipelines,
-      peak_bytes: after.peakLiveBytes, pool_bytes: after.allocatedBytes,
+      peak_bytes: after.peakLiveBytes, peak_breakdown: breakdown, pool_bytes: after.allocatedBytes,
       submits_per_step: per('submits'), dispatches_per_step: per('dispatches'), bind_groups_per_step: per('bindGroups'),
       buffers_created_per_step: per('created'), pipelines_created: after.pipelines - before.pipelines,
       adapter: opts.adapter, timing: 'wall-clock',

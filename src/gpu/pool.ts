@@ -2,6 +2,10 @@
 // submit that last used it has been handed to the queue: `queue.writeBuffer` runs on the queue
 // timeline *before* commands still sitting in an unsubmitted encoder, so reusing a buffer earlier
 // could let a later upload overwrite data an earlier kernel has yet to read.
+//
+// The pool also counts live bytes per category (a label the tensor layer gives each buffer:
+// parameters, saved activations, scratch, ...) and keeps the per-category values at the moment of
+// the peak (`peakBreakdown`), so a memory report can say where the peak's bytes were.
 
 export interface PoolStats {
   /** Buffers handed out and not yet released (tensor storage that is alive). */
@@ -12,8 +16,26 @@ export interface PoolStats {
   allocatedBytes: number;
   /** Buffers created since the pool was made (a growing number in a steady loop means churn). */
   created: number;
-  /** Highest liveBytes since the pool was made or since `resetPeak()` (peak tensor memory). */
+  /** Highest liveBytes since the pool was made or since `resetPeak()` (peak tensor memory).
+   * Counts the buffers' rounded sizes (`sizeClass`), i.e. what the driver holds for them. */
   peakLiveBytes: number;
+}
+
+/** Where the live bytes were at the moment of the peak (`BufferPool.peakBreakdown`). */
+export interface PeakBreakdown {
+  /** Requested bytes of the live buffers per category (the label given to `acquire` or
+   * `setCategory`; the tensor layer's categories are listed in src/tensor.ts). */
+  categories: Record<string, number>;
+  /** Size-class rounding of those buffers: rounded minus requested bytes. The categories plus
+   * this sum to `peakLiveBytes`. */
+  rounding: number;
+}
+
+interface LiveInfo {
+  bytes: number;
+  category: string;
+  provisional: boolean;
+  what?: () => string;
 }
 
 const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
@@ -32,8 +54,16 @@ export class BufferPool {
   /** Creation order of every buffer: free lists are kept sorted by it (see afterSubmit). */
   private ids = new WeakMap<GPUBuffer, number>();
   private pending: GPUBuffer[] = [];
-  private live = new Set<GPUBuffer>();
+  /** Live buffers with their requested bytes and category. */
+  private live = new Map<GPUBuffer, LiveInfo>();
+  /** Live buffers whose category is provisional, and those that were at the last peak. */
+  private provisional = new Set<LiveInfo>();
+  private peakProvisional = new Set<LiveInfo>();
   private liveBytes = 0;
+  private liveRequested = 0;
+  private byCategory = new Map<string, number>();
+  private peakCategories = new Map<string, number>();
+  private peakRequested = 0;
   private allocatedBuffers = 0;
   private allocatedBytes = 0;
   private created = 0;
@@ -59,8 +89,12 @@ export class BufferPool {
   ) {}
 
   /** A buffer of at least `bytes`; `what` describes its use (e.g. "a tensor [1, 21, 512, 512] (f32)")
-   * for the error when `bytes` is above maxBufferSize and for an out-of-memory report. */
-  acquire(bytes: number, what?: () => string): GPUBuffer {
+   * for the error when `bytes` is above maxBufferSize and for an out-of-memory report;
+   * `category` labels its bytes in the peak breakdown (see `setCategory`). A `provisional`
+   * category is a guess until the buffer's first `setCategory`, which also relabels its bytes in
+   * a peak reached meanwhile (an op's temporaries are 'scratch' until the op returns one of them
+   * as its result); released without one, it stays. */
+  acquire(bytes: number, what?: () => string, category = 'other', provisional = false): GPUBuffer {
     const size = sizeClass(bytes);
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
@@ -81,17 +115,30 @@ export class BufferPool {
       this.allocatedBytes += size;
       this.created++;
     }
-    this.live.add(buf);
+    const requested = Math.max(0, bytes);
+    const info: LiveInfo = { bytes: requested, category, provisional, what };
+    this.live.set(buf, info);
+    if (provisional) this.provisional.add(info);
     this.liveBytes += size;
-    if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
+    this.liveRequested += requested;
+    this.count(category, requested);
+    if (this.liveBytes > this.peakLiveBytes) this.notePeak();
     if (this.poison) this.device.queue.writeBuffer(buf, 0, new Float32Array(size / 4).fill(Number.NaN));
     return buf;
   }
 
   /** Returns a buffer; it becomes reusable after the next submit (see `afterSubmit`). */
   release(buf: GPUBuffer): void {
-    if (!this.live.delete(buf)) throw new Error('atrous: internal error: buffer released twice');
+    const info = this.live.get(buf);
+    if (!info) throw new Error('atrous: internal error: buffer released twice');
+    this.live.delete(buf);
+    if (info.provisional) {
+      this.provisional.delete(info);
+      this.peakProvisional.delete(info);
+    }
     this.liveBytes -= buf.size;
+    this.liveRequested -= info.bytes;
+    this.count(info.category, -info.bytes);
     this.pending.push(buf);
   }
 
@@ -124,9 +171,60 @@ export class BufferPool {
     this.free.clear();
   }
 
+  /** Moves a live buffer's bytes to another category (a tensor saved for backward, a gradient
+   * kept as a parameter's .grad, ...). A buffer that is not live is ignored. */
+  setCategory(buf: GPUBuffer, category: string): void {
+    const info = this.live.get(buf);
+    if (!info) return;
+    if (info.provisional) {
+      info.provisional = false;
+      this.provisional.delete(info);
+      if (this.peakProvisional.delete(info)) {
+        const from = this.peakCategories.get(info.category) ?? 0;
+        this.peakCategories.set(info.category, from - info.bytes);
+        this.peakCategories.set(category, (this.peakCategories.get(category) ?? 0) + info.bytes);
+      }
+    }
+    if (info.category === category) return;
+    this.count(info.category, -info.bytes);
+    info.category = category;
+    this.count(category, info.bytes);
+  }
+
+  /** Live requested bytes per category now (rounding excluded; see `peakBreakdown`). */
+  liveCategories(): Record<string, number> {
+    return Object.fromEntries([...this.byCategory].filter(([, v]) => v !== 0));
+  }
+
+  /** The live buffers (requested bytes, category, and what they hold as given to `acquire`), for
+   * finding what a category's bytes are. */
+  liveList(): { bytes: number; category: string; what: string }[] {
+    return [...this.live.values()].map((i) => ({ bytes: i.bytes, category: i.category, what: i.what?.() ?? 'a buffer' }));
+  }
+
+  /** The categories at the moment of the last peak (since the pool was made or `resetPeak()`). */
+  peakBreakdown(): PeakBreakdown {
+    return {
+      categories: Object.fromEntries([...this.peakCategories].filter(([, v]) => v !== 0)),
+      rounding: this.peakLiveBytes - this.peakRequested,
+    };
+  }
+
   /** Starts a new peak measurement from the bytes alive now. */
   resetPeak(): void {
     this.peakLiveBytes = this.liveBytes;
+    this.notePeak();
+  }
+
+  private count(category: string, bytes: number): void {
+    this.byCategory.set(category, (this.byCategory.get(category) ?? 0) + bytes);
+  }
+
+  private notePeak(): void {
+    this.peakLiveBytes = this.liveBytes;
+    this.peakRequested = this.liveRequested;
+    this.peakCategories = new Map(this.byCategory);
+    this.peakProvisional = new Set(this.provisional);
   }
 
   stats(): PoolStats {

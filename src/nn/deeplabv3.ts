@@ -150,8 +150,9 @@ export class DeepLabV3 extends Module {
     if (x.shape[0] < 1 || x.shape[2] < 1 || x.shape[3] < 1) throw new OpError(op, `argument 'x' is empty: shape [${x.shape.join(', ')}]`);
   }
 
-  /** Logits [n, classes, h, w] at the input size, before softmax. For inference call eval() and
-   * wrap in noGrad() (intermediates are then freed as soon as they are used). */
+  /** Logits [n, classes, h, w] at the input size, before softmax. Every intermediate is freed as
+   * soon as the next op has used it; in training its graph node (with what backward reads) stays
+   * until backward() runs. For inference call eval() and wrap in noGrad(). */
   forward(x: Tensor): Tensor {
     this.checkInput(x, 'DeepLabV3.forward');
     const r = this.run(x, gpuOps, false);

@@ -155,7 +155,7 @@ export class Sequential extends Layer {
 }
 
 /** Runs layers in order. The caller owns x; each intermediate is freed once the next layer has
- * consumed it (`F.release`: a no-op while recording a graph). */
+ * consumed it (`F.release`: while a graph is recorded its node, and what the node saved, stay). */
 export function chain<T extends Shaped>(x: T, F: Ops<T>, layers: readonly Layer[]): T {
   let y = x;
   for (const m of layers) {

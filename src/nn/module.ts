@@ -7,9 +7,8 @@
 // device. Forward code is written once against `Ops<T>`: `gpuOps` runs the engine's ops on
 // Tensors, `ShapeTracer` propagates shapes and counts convolution FLOPs.
 
-import { Tensor, tensor, parameter, fmtShape } from '../tensor.js';
+import { Tensor, tensor, parameter, fmtShape, withCategory } from '../tensor.js';
 import { keep } from '../scope.js';
-import { isGradEnabled } from '../autograd.js';
 import * as ops from '../ops/index.js';
 import { convOutputSize } from '../ops/conv2d/geometry.js';
 import { Mulberry32, seedFor, type Init } from './init.js';
@@ -40,28 +39,40 @@ export interface Ops<T extends Shaped> {
   globalAvgPool(x: T): T;
   maxPool2d(x: T, o: { kernelSize: number; stride: number; padding: number }): T;
   dropout(x: T, o: ops.DropoutOptions): T;
-  /** Frees an intermediate early when nothing can backpropagate through it (under noGrad). */
+  /** Frees an intermediate as soon as its last consumer has run (its graph node stays for
+   * backward; see gpuOps). The caller must not use it afterwards. */
   release(t: T): void;
 }
 
-/** The engine's ops. Under noGrad, `release` disposes intermediates as soon as they are used, so
- * inference on large inputs keeps only a few activations alive; while recording a graph it does
- * nothing (disposing a tensor frees what its op saved for backward), and the caller's `tidy`
- * scope frees the activations after backward. */
+/** Runs one op with what it allocates counted as 'scratch' until it returns; its result is an
+ * activation (or 'saved', once a node holds it). */
+function op(fn: () => Tensor): Tensor {
+  const y = withCategory('scratch', fn);
+  // A result that its own node saved (ReLU's) counts as 'saved' until that node is freed.
+  return y.category === 'scratch' || y.category === 'saved' ? y.setCategory('activations') : y;
+}
+
+/** The engine's ops. `release` frees an intermediate as soon as the next op has consumed it: under
+ * noGrad (inference) it disposes it, so large inputs keep only a few activations alive; while
+ * recording a graph it frees the storage but keeps the tensor's node (`Tensor.freeStorage`), so
+ * an activation lives on only where a backward rule saved it (ReLU its output, batch norm and
+ * conv2d their input), as with PyTorch's in-place ReLU; the caller's `tidy` scope disposes the
+ * handles (and any graph backward never ran through). */
 export const gpuOps: Ops<Tensor> = {
   tracing: false,
   param: (m, name) => m.tensorOf(name),
-  conv2d: (x, w, b, a) => ops.conv2d(x, w, b, a),
-  batchNorm: (x, w, b, rm, rv, o) => ops.batchNorm(x, w, b, rm, rv, o),
-  relu: (x) => ops.relu(x),
-  add: (a, b) => ops.add(a, b),
-  cat: (xs) => ops.cat(xs, 1),
-  resize: (x, size) => ops.interpolate(x, { size, mode: 'bilinear', alignCorners: false }),
-  globalAvgPool: (x) => ops.adaptiveAvgPool2d(x, 1),
-  maxPool2d: (x, o) => ops.maxPool2d(x, o),
-  dropout: (x, o) => ops.dropout(x, o),
+  conv2d: (x, w, b, a) => op(() => ops.conv2d(x, w, b, a)),
+  batchNorm: (x, w, b, rm, rv, o) => op(() => ops.batchNorm(x, w, b, rm, rv, o)),
+  relu: (x) => op(() => ops.relu(x)),
+  add: (a, b) => op(() => ops.add(a, b)),
+  cat: (xs) => op(() => ops.cat(xs, 1)),
+  resize: (x, size) => op(() => ops.interpolate(x, { size, mode: 'bilinear', alignCorners: false })),
+  globalAvgPool: (x) => op(() => ops.adaptiveAvgPool2d(x, 1)),
+  maxPool2d: (x, o) => op(() => ops.maxPool2d(x, o)),
+  dropout: (x, o) => op(() => ops.dropout(x, o)),
   release: (t) => {
-    if (!isGradEnabled()) t.dispose();
+    if (t.node) t.freeStorage();
+    else t.dispose();
   },
 };
 
@@ -362,7 +373,7 @@ export abstract class Module {
 }
 
 function createSlotTensor(name: string, s: Slot & { kind: 'parameter' | 'buffer' }, data: Float32Array): Tensor {
-  const t = s.kind === 'parameter' ? parameter(data, s.shape) : keep(tensor(data, s.shape, 'f32'));
+  const t = s.kind === 'parameter' ? parameter(data, s.shape) : keep(tensor(data, s.shape, 'f32')).setCategory('parameters');
   t.label = name;
   return t;
 }

@@ -109,7 +109,7 @@ export class SGD {
       let buf = this.buffers.get(p);
       const first = buf ? 0 : 1;
       if (!buf) {
-        buf = keep(empty(p.shape));
+        buf = keep(empty(p.shape)).setCategory('optimizer');
         buf.label = `${p.label ?? 'param'}.momentum_buffer`;
         this.buffers.set(p, buf);
       }
@@ -136,7 +136,7 @@ export class SGD {
     if (this.disposed) throw new OpError('SGD', 'setMomentumBuffer() after dispose()');
     if (!this.params.includes(p)) throw new OpError('SGD', `setMomentumBuffer: the tensor ${fmtShape(p.shape)} is not one of this optimizer's parameters`);
     if (data.length !== p.size) throw new OpError('SGD', `setMomentumBuffer: ${data.length} values for a parameter of shape ${fmtShape(p.shape)}`);
-    const b = keep(tensor(data, p.shape));
+    const b = keep(tensor(data, p.shape)).setCategory('optimizer');
     b.label = `${p.label ?? 'param'}.momentum_buffer`;
     this.buffers.get(p)?.dispose();
     this.buffers.set(p, b);

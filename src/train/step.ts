@@ -26,7 +26,11 @@ export function recordTrainStep(model: DeepLabV3, opt: SGD, batches: Batch | Bat
     tidy(() => {
       const x = tensor(b.images, [b.n, 3, b.h, b.w]);
       const y = tensor(b.labels, [b.n, b.h, b.w], 'i32');
-      const loss = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
+      const logits = model.forward(x);
+      const loss = crossEntropy(logits, y, { ignoreIndex: 255 });
+      // Freed as consumed (the graph's nodes hold what backward reads): the batch once the first
+      // convolution's backward has run, the logits and labels once the loss's has.
+      for (const t of [x, y, logits]) t.freeStorage();
       backward(loss, k > 1 ? full(loss.shape, 1 / k) : undefined);
       loss.copyTo(lossBuf, 1, 0, slot * k + j);
     });
