@@ -39,6 +39,8 @@ interface LiveInfo {
 }
 
 const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+/** The free lists may always hold this many bytes, however little was ever live at once. */
+const FREE_FLOOR = 256 * 2 ** 20;
 
 /** Rounds a byte count up to a size class: multiples of 256 B up to 4 KiB, then 8 classes per
  * power of two (at most 12.5% waste), so that buffers of nearby sizes are shared. */
@@ -68,6 +70,10 @@ export class BufferPool {
   private allocatedBytes = 0;
   private created = 0;
   private peakLiveBytes = 0;
+  /** The most live bytes ever (never reset): the free-bytes budget (see `acquire`). */
+  private highWater = 0;
+  /** Bytes in the free lists (reusable now). */
+  private freeBytes = 0;
   /** Debug/test mode: fill every buffer with NaN when it is handed out, so a kernel that fails
    * to write an element shows up as NaN. Safe to do here: a free buffer is used by no pending work. */
   poison = false;
@@ -101,7 +107,13 @@ export class BufferPool {
     }
     const list = this.free.get(size);
     let buf = list?.pop();
-    if (!buf) {
+    if (buf) this.freeBytes -= size;
+    else {
+      // A miss. A loop that repeats its allocations (a training step) has none once warm, so this
+      // only runs while the shapes change (a large photo's layers, bands and blocks of split
+      // launches): free buffers of other sizes would pile up (tens of GB for a 12-megapixel photo
+      // through ResNet-50) unless the free lists are kept below the most bytes ever live at once.
+      this.shrinkFree(Math.max(this.highWater, FREE_FLOOR) - size);
       // Only a pool miss creates a buffer, so the error scope costs nothing in a steady loop.
       this.device.pushErrorScope('out-of-memory');
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
@@ -120,6 +132,7 @@ export class BufferPool {
     this.live.set(buf, info);
     if (provisional) this.provisional.add(info);
     this.liveBytes += size;
+    if (this.liveBytes > this.highWater) this.highWater = this.liveBytes;
     this.liveRequested += requested;
     this.count(category, requested);
     if (this.liveBytes > this.peakLiveBytes) this.notePeak();
@@ -152,6 +165,7 @@ export class BufferPool {
       let list = this.free.get(buf.size);
       if (!list) this.free.set(buf.size, (list = []));
       list.push(buf);
+      this.freeBytes += buf.size;
       touched.add(list);
     }
     this.pending = [];
@@ -160,15 +174,29 @@ export class BufferPool {
 
   /** Destroys every free buffer (call after a flush to give memory back to the driver). */
   trim(): void {
-    for (const list of this.free.values()) {
-      for (const b of list) {
+    this.shrinkFree(0);
+  }
+
+  /** Destroys free buffers, largest size classes first and the most recently created first in a
+   * class (the oldest are the ones a repeating loop hands out), until the free lists hold at most
+   * `budget` bytes. */
+  private shrinkFree(budget: number): void {
+    if (this.freeBytes <= budget) return;
+    const sizes = [...this.free.keys()].sort((a, b) => b - a);
+    for (const size of sizes) {
+      const list = this.free.get(size)!;
+      while (list.length && this.freeBytes > budget) {
+        // Lists are sorted newest first (afterSubmit), and pop() hands out the oldest: drop the newest.
+        const b = list.shift()!;
+        this.freeBytes -= b.size;
         this.allocatedBuffers--;
         this.allocatedBytes -= b.size;
         this.onDestroy?.(b);
         b.destroy();
       }
+      if (!list.length) this.free.delete(size);
+      if (this.freeBytes <= budget) return;
     }
-    this.free.clear();
   }
 
   /** Moves a live buffer's bytes to another category (a tensor saved for backward, a gradient

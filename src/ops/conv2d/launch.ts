@@ -716,26 +716,37 @@ function fillRows(bias: Tensor | null, y: Bindable, j: number, c: number, hh: nu
 }
 
 /** Rows [r0, r1) of each channel of image j of an NCHW tensor [n, c, hh, ww] as a new
- * [1, c, r1 − r0, ww] tensor (one copy2d per channel). */
+ * [1, c, r1 − r0, ww] tensor (copy2d per block of channels). */
 function gatherRows(t: Bindable, j: number, c: number, hh: number, ww: number, r0: number, r1: number): Tensor {
   const plane = (r1 - r0) * ww;
   const out = empty([1, c, r1 - r0, ww]);
-  for (let ch = 0; ch < c; ch++) {
-    const src = sub(t, ((j * c + ch) * hh + r0) * ww, plane);
-    const dst = sub(out, ch * plane, plane);
-    copy2d(src, dst, 1, plane, src.lead, 0, dst.lead, 0, false);
-  }
+  copyPlanes(t, (j * c * hh + r0) * ww, hh * ww, out, 0, plane, c, plane, false);
   return out;
+}
+
+/**
+ * For each of `c` channels ch, copies (or adds) `plane` elements from src element srcStart +
+ * ch·srcStride to dst element dstStart + ch·dstStride: one copy2d launch (rows = channels) per
+ * block of channels whose source and destination spans each fit one slice. One launch per channel
+ * would record thousands of launches per conv on a large photo (each holding a bind group, whose
+ * native memory outlives the launch until the GPU has run it).
+ */
+function copyPlanes(src: Bindable, srcStart: number, srcStride: number, dst: Bindable, dstStart: number, dstStride: number, c: number, plane: number, accumulate: boolean): void {
+  const maxEl = maxSliceElements();
+  const fit = (stride: number): number => (stride <= 0 ? c : Math.floor((maxEl - plane) / stride) + 1);
+  const k = Math.max(1, Math.min(c, fit(srcStride), fit(dstStride)));
+  for (let c0 = 0; c0 < c; c0 += k) {
+    const kb = Math.min(k, c - c0);
+    const s = sub(src, srcStart + c0 * srcStride, (kb - 1) * srcStride + plane);
+    const d = sub(dst, dstStart + c0 * dstStride, (kb - 1) * dstStride + plane);
+    copy2d(s, d, kb, plane, s.lead, srcStride, d.lead, dstStride, accumulate);
+  }
 }
 
 /** Writes (or adds) a band [1, c, r1 − r0, ww] into rows [r0, r1) of each channel of image j. */
 function scatterRows(band: Tensor, t: Bindable, j: number, c: number, hh: number, ww: number, r0: number, r1: number, accumulate: boolean): void {
   const plane = (r1 - r0) * ww;
-  for (let ch = 0; ch < c; ch++) {
-    const src = sub(band, ch * plane, plane);
-    const dst = sub(t, ((j * c + ch) * hh + r0) * ww, plane);
-    copy2d(src, dst, 1, plane, src.lead, 0, dst.lead, 0, accumulate);
-  }
+  copyPlanes(band, 0, plane, t, (j * c * hh + r0) * ww, hh * ww, c, plane, accumulate);
 }
 
 function forwardByBands(x: Tensor, weight: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, variant: Conv2dVariant, bands: Band[]): void {
