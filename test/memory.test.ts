@@ -116,6 +116,23 @@ describe('memory', () => {
     model.dispose();
   });
 
+  it('an op given a tensor whose storage was freed refuses it, naming the op and argument, before allocating', async () => {
+    const w = parameter(randn(4 * 3 * 9, 11, 0.3), [4, 3, 3, 3]);
+    const x = tensor(randn(1 * 3 * 6 * 6, 12), [1, 3, 6, 6]);
+    const c = conv2d(x, w, null, { padding: 1 });
+    const h = relu(c);
+    c.freeStorage();
+    await engine().sync();
+    const live = engine().stats().liveBytes;
+    // Outside any scope: an output allocated before the refusal would leak.
+    expect(() => relu(c)).to.throw("relu: argument 'x' (shape [1, 4, 6, 6]) was freed");
+    expect(() => add(h, c)).to.throw("add: argument 'b' (shape [1, 4, 6, 6]) was freed");
+    expect(() => interpolate(c, { size: [12, 12] })).to.throw("argument 'x' (shape [1, 4, 6, 6]) was freed");
+    await engine().sync();
+    expect(engine().stats().liveBytes, 'live bytes after the refused ops').to.equal(live);
+    for (const t of [h, c, x, w]) t.dispose();
+  });
+
   it('an interior tensor whose storage was freed still backpropagates; a disposed one does not', async () => {
     const w = parameter(randn(4 * 3 * 9, 8, 0.3), [4, 3, 3, 3]);
     const x = tensor(randn(1 * 3 * 6 * 6, 9), [1, 3, 6, 6]);
