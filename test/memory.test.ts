@@ -170,6 +170,18 @@ describe('memory', () => {
       expect(() => backward(y)).to.throw("an input of 'add' (shape [4]) was freed before backward()");
     });
     v.dispose();
+    // A second backward() into a graph the first one consumed, through a freed intermediate: said
+    // so (without freeing, the intermediate would silently count as a leaf).
+    tidy(() => {
+      const c = conv2d(x, w, null, { padding: 1 });
+      const target = tensor(new Int32Array(36).fill(1), [1, 6, 6], 'i32');
+      const l1 = crossEntropy(relu(c), target);
+      const l2 = crossEntropy(maxPool2d(c, { kernelSize: 1, stride: 1, padding: 0 }), target);
+      c.freeStorage();
+      backward(l1);
+      expect(() => backward(l2)).to.throw("an input of 'maxPool2d' (shape [1, 4, 6, 6]) was freed before backward(): a leaf whose storage was freed, or an intermediate whose graph an earlier backward() already consumed");
+    });
+    zeroGrad([w]);
     x.dispose();
     w.dispose();
   });
