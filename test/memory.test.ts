@@ -22,6 +22,7 @@ describe('memory', () => {
     const target = tensor(Int32Array.from({ length: 2 * 9 * 9 }, (_, i) => (i % 7 === 0 ? 255 : i % 5)), [2, 9, 9], 'i32');
     const snapshots: ReturnType<typeof engine>['stats'] extends () => infer S ? S[] : never = [];
     const losses: number[] = [];
+    const categories: Record<string, number>[] = [];
     for (let step = 1; step <= 50; step++) {
       const loss = tidy(() => {
         const h = relu(batchNorm(conv2d(x, w1, null, { padding: 2, dilation: 2 }), gamma, beta, rm, rv, { training: true }));
@@ -39,8 +40,14 @@ describe('memory', () => {
       if (step % 10 === 0) losses.push(await loss.item());
       loss.dispose();
       await engine().sync();
-      if (step === 2 || step === 50) snapshots.push(engine().stats());
+      if (step === 2 || step === 50) {
+        snapshots.push(engine().stats());
+        categories.push(engine().pool.liveCategories());
+      }
     }
+    // The per-category accounting stays flat too (no bytes drift from one category to another).
+    expect(categories[1], 'live bytes by category').to.deep.equal(categories[0]);
+    expect(Object.values(categories[1]).every((v) => v > 0), 'no category below zero').to.equal(true);
     const [s2, s50] = snapshots;
     expect(s50.liveBuffers, 'live buffers').to.equal(s2.liveBuffers);
     expect(s50.liveBytes, 'live bytes').to.equal(s2.liveBytes);
