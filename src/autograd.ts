@@ -82,8 +82,15 @@ function topoOrder(root: Tensor): Tensor[] {
       const x = inputs[i];
       if (!x.requiresGrad || seen.has(x)) continue;
       // A disposed tensor has lost its node (and a leaf its storage): nothing to backpropagate
-      // into. An interior tensor whose storage alone was freed still has its node.
-      if (x.disposed || (x.storageFreed && !x.node)) throw new Error(`atrous: backward(): an input of '${t.node!.op}' (shape ${fmtShape(x.shape)}) was ${x.disposed ? 'disposed' : 'freed'} before backward()`);
+      // into. An interior tensor whose storage alone was freed still has its node, until a
+      // backward() runs through it: a second backward() into the same graph then finds neither.
+      if (x.disposed) throw new Error(`atrous: backward(): an input of '${t.node!.op}' (shape ${fmtShape(x.shape)}) was disposed before backward()`);
+      if (x.storageFreed && !x.node) {
+        throw new Error(
+          `atrous: backward(): an input of '${t.node!.op}' (shape ${fmtShape(x.shape)}) was freed before backward(): a leaf whose storage was freed, ` +
+            'or an intermediate whose graph an earlier backward() already consumed (call backward() once, on the sum of the losses)',
+        );
+      }
       seen.add(x);
       if (x.node) stack.push([x, 0]);
     } else {

@@ -29,6 +29,17 @@ describe('device limits', () => {
     expect(() => tensor(new Float32Array(1 << 15), [1 << 15])).to.throw(/maxBufferSize \(65536 bytes\)/);
   });
 
+  it('allocates a tensor that fits maxBufferSize even where its size class would not', async () => {
+    // 60000 is no multiple of the size classes (lavapipe's 2^32 − 1 is not either): 59000 bytes
+    // round to the class 61440, above it.
+    await reinit({ limits: { maxBufferSize: 60000 } });
+    const a = Float32Array.from({ length: 14750 }, (_, i) => i);
+    const t = tensor(a, [14750]);
+    expect(Array.from(await t.data())).to.deep.equal(Array.from(a));
+    t.dispose();
+    expect(() => tensor(new Float32Array(15001), [15001])).to.throw('a tensor [15001] (f32) needs 60004 bytes, above the device limit maxBufferSize (60000 bytes)');
+  });
+
   it('folds large flat dispatches into two dimensions', async () => {
     await reinit({ limits: { maxComputeWorkgroupsPerDimension: 16 } });
     const n = 64 * 16 * 3 + 5; // needs 49 workgroups of 64: more than 16 in one dimension

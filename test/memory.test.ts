@@ -22,6 +22,7 @@ describe('memory', () => {
     const target = tensor(Int32Array.from({ length: 2 * 9 * 9 }, (_, i) => (i % 7 === 0 ? 255 : i % 5)), [2, 9, 9], 'i32');
     const snapshots: ReturnType<typeof engine>['stats'] extends () => infer S ? S[] : never = [];
     const losses: number[] = [];
+    const categories: Record<string, number>[] = [];
     for (let step = 1; step <= 50; step++) {
       const loss = tidy(() => {
         const h = relu(batchNorm(conv2d(x, w1, null, { padding: 2, dilation: 2 }), gamma, beta, rm, rv, { training: true }));
@@ -39,8 +40,14 @@ describe('memory', () => {
       if (step % 10 === 0) losses.push(await loss.item());
       loss.dispose();
       await engine().sync();
-      if (step === 2 || step === 50) snapshots.push(engine().stats());
+      if (step === 2 || step === 50) {
+        snapshots.push(engine().stats());
+        categories.push(engine().pool.liveCategories());
+      }
     }
+    // The per-category accounting stays flat too (no bytes drift from one category to another).
+    expect(categories[1], 'live bytes by category').to.deep.equal(categories[0]);
+    expect(Object.values(categories[1]).every((v) => v > 0), 'no category below zero').to.equal(true);
     const [s2, s50] = snapshots;
     expect(s50.liveBuffers, 'live buffers').to.equal(s2.liveBuffers);
     expect(s50.liveBytes, 'live bytes').to.equal(s2.liveBytes);
@@ -116,6 +123,23 @@ describe('memory', () => {
     model.dispose();
   });
 
+  it('an op given a tensor whose storage was freed refuses it, naming the op and argument, before allocating', async () => {
+    const w = parameter(randn(4 * 3 * 9, 11, 0.3), [4, 3, 3, 3]);
+    const x = tensor(randn(1 * 3 * 6 * 6, 12), [1, 3, 6, 6]);
+    const c = conv2d(x, w, null, { padding: 1 });
+    const h = relu(c);
+    c.freeStorage();
+    await engine().sync();
+    const live = engine().stats().liveBytes;
+    // Outside any scope: an output allocated before the refusal would leak.
+    expect(() => relu(c)).to.throw("relu: argument 'x' (shape [1, 4, 6, 6]) was freed");
+    expect(() => add(h, c)).to.throw("add: argument 'b' (shape [1, 4, 6, 6]) was freed");
+    expect(() => interpolate(c, { size: [12, 12] })).to.throw("argument 'x' (shape [1, 4, 6, 6]) was freed");
+    await engine().sync();
+    expect(engine().stats().liveBytes, 'live bytes after the refused ops').to.equal(live);
+    for (const t of [h, c, x, w]) t.dispose();
+  });
+
   it('an interior tensor whose storage was freed still backpropagates; a disposed one does not', async () => {
     const w = parameter(randn(4 * 3 * 9, 8, 0.3), [4, 3, 3, 3]);
     const x = tensor(randn(1 * 3 * 6 * 6, 9), [1, 3, 6, 6]);
@@ -153,6 +177,18 @@ describe('memory', () => {
       expect(() => backward(y)).to.throw("an input of 'add' (shape [4]) was freed before backward()");
     });
     v.dispose();
+    // A second backward() into a graph the first one consumed, through a freed intermediate: said
+    // so (without freeing, the intermediate would silently count as a leaf).
+    tidy(() => {
+      const c = conv2d(x, w, null, { padding: 1 });
+      const target = tensor(new Int32Array(36).fill(1), [1, 6, 6], 'i32');
+      const l1 = crossEntropy(relu(c), target);
+      const l2 = crossEntropy(maxPool2d(c, { kernelSize: 1, stride: 1, padding: 0 }), target);
+      c.freeStorage();
+      backward(l1);
+      expect(() => backward(l2)).to.throw("an input of 'maxPool2d' (shape [1, 4, 6, 6]) was freed before backward(): a leaf whose storage was freed, or an intermediate whose graph an earlier backward() already consumed");
+    });
+    zeroGrad([w]);
     x.dispose();
     w.dispose();
   });

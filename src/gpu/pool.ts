@@ -51,6 +51,16 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
+/** The size of the buffer the pool allocates for `bytes` on a device whose maxBufferSize is `max`:
+ * its size class, or, where only the rounding would exceed the limit (lavapipe's is 2^32 − 1, so
+ * every class above 3.75 GiB does), the bytes themselves rounded up to 4. Above `max` when `bytes`
+ * cannot fit. */
+export function allocationSize(bytes: number, max: number): number {
+  const size = sizeClass(bytes);
+  const exact = Math.max(16, Math.ceil(bytes / 4) * 4);
+  return size > max && exact <= max ? exact : size;
+}
+
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   /** Creation order of every buffer: free lists are kept sorted by it (see afterSubmit). */
@@ -101,7 +111,7 @@ export class BufferPool {
    * a peak reached meanwhile (an op's temporaries are 'scratch' until the op returns one of them
    * as its result); released without one, it stays. */
   acquire(bytes: number, what?: () => string, category = 'other', provisional = false): GPUBuffer {
-    const size = sizeClass(bytes);
+    const size = allocationSize(bytes, this.maxBufferSize);
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
     }

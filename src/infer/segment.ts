@@ -5,7 +5,7 @@
 
 import { tensor, fmtShape } from '../tensor.js';
 import { engine } from '../gpu/engine.js';
-import { sizeClass } from '../gpu/pool.js';
+import { allocationSize } from '../gpu/pool.js';
 import { ShapeTracer, type Shape, type ConvArgs } from '../nn/module.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
@@ -130,7 +130,7 @@ function checkBufferSizes(model: DeepLabV3, h: number, w: number, runs: Array<[n
   let worst: { what: string; shape: number[] } | null = null;
   const consider = (what: string, shape: number[]) => {
     const bytes = shape.reduce((a, b) => a * b, 4);
-    if (sizeClass(bytes) > max && (!worst || bytes > worst.shape.reduce((a, b) => a * b, 4))) worst = { what, shape };
+    if (allocationSize(bytes, max) > max && (!worst || bytes > worst.shape.reduce((a, b) => a * b, 4))) worst = { what, shape };
   };
   for (const x of extra) consider(x.what, x.shape);
   const seen = new Set<string>();

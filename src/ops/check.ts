@@ -13,6 +13,8 @@ export class OpError extends Error {
 export function checkTensor(op: string, arg: string, t: unknown, opts: { rank?: number; dtype?: DType } = {}): Tensor {
   if (!(t instanceof Tensor)) throw new OpError(op, `argument '${arg}' must be a Tensor, got ${t === null ? 'null' : typeof t}`);
   if (t.disposed) throw new OpError(op, `argument '${arg}' (shape ${fmtShape(t.shape)}) was disposed`);
+  // Refused before the op allocates anything (its output would leak outside a scope).
+  if (t.storageFreed) throw new OpError(op, `argument '${arg}' (shape ${fmtShape(t.shape)}) was freed (freeStorage) after its last use`);
   if (opts.rank !== undefined && t.rank !== opts.rank) {
     throw new OpError(op, `argument '${arg}' must have rank ${opts.rank}${opts.rank === 4 ? ' [n, c, h, w]' : ''}, got shape ${fmtShape(t.shape)}`);
   }
