@@ -158,6 +158,15 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
     [{ stride: 2, padding: 2, dilation: 2 }, false, false, 'stride 2, dilation 2, padding 2, no bias'],
   ], 6);
 
+  // The weight (6×5×3×3: 1080 bytes) and one channel plane (29×13 = 377 elements) both above the
+  // 200 elements of a slice: the weight gradient runs by bands of one plane, each band's dw by
+  // blocks of channels (not blocks of channels of the whole image, whose 4-channel channels-last
+  // copy cannot fit).
+  group('weight and one plane above the limit', [5, 6, 29, 13], limit(200), [
+    [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, false, false, 'stride 2, padding 1, no bias'],
+  ], 10);
+
   it('names the tensor, its bytes and the limit when the rows one output row reads cannot fit, before any GPU work', () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };
     const saved = limits.maxStorageBufferBindingSize;
