@@ -212,4 +212,22 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
       wt.dispose();
     }
   });
+
+  it('a backward pass that throws there (outside tidy) frees dx, computed before, and the gradients in flight', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const live = engine().pool.stats().liveBuffers;
+    const x = parameter(randn(2 * 40 * 100, 9), [1, 2, 40, 100]);
+    const wt = parameter(randn(3 * 2 * 9, 10), [3, 2, 3, 3]);
+    limits.maxStorageBufferBindingSize = (500 + engine().bindingAlignment / 4 - 1) * 4;
+    const y = conv2d(x, wt, null, { padding: 1 });
+    const dy = tensor(randn(y.size, 11), y.shape);
+    try {
+      expect(() => backward(y, dy)).to.throw(/conv2d weight gradient/);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      for (const t of [y, dy, x.grad, wt.grad, x, wt]) t?.dispose();
+    }
+    expect(engine().pool.liveList(), 'live buffers after the error').to.have.length(live);
+  });
 });
