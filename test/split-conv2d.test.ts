@@ -141,7 +141,8 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
 
   // Bands of one plane: one channel plane (29×13 = 377 elements) above the 300 elements of a
   // slice. Each band is a conv of its own, split into blocks of channels; neighbouring bands share
-  // input rows (dx adds them); output rows that read only padding are merged into a neighbour.
+  // input rows (dx adds them); bands whose output rows read only padding stay empty (forward
+  // fills them with the bias, the gradients skip them).
   group('bands of one plane', [5, 6, 29, 13], limit(300), [
     [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
     [{ stride: 2, padding: 1 }, true, false, 'stride 2, padding 1, bias'],
