@@ -149,6 +149,24 @@ describe('split launches inside one image (binding limit lowered below one image
     }
   }
 
+  it('global average pooling and concat refuse a limit below one aligned part of 4 values (instead of looping on empty parts)', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const x = tensor(randn(2 * 3 * 5 * 7, 3), [2, 3, 5, 7]);
+    const before = engine().stats().dispatches;
+    const live = engine().pool.stats().liveBuffers;
+    limits.maxStorageBufferBindingSize = (3 + engine().bindingAlignment / 4 - 1) * 4; // 3 values a slice
+    try {
+      expect(() => adaptiveAvgPool2d(x, 1)).to.throw(/adaptiveAvgPool2d: maxStorageBufferBindingSize \(\d+ bytes\) is below one aligned part of 4 values or the 32 bytes/);
+      expect(() => cat([x, x], 1)).to.throw(/cat: maxStorageBufferBindingSize \(\d+ bytes\) is below one aligned chunk of 4 values/);
+      expect(engine().stats().dispatches, 'dispatches').to.equal(before);
+      expect(engine().pool.stats().liveBuffers, 'live buffers').to.equal(live);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      x.dispose();
+    }
+  });
+
   it('cross-entropy refuses a limit below one group of its loss reduction before any GPU work, and frees nothing it did not allocate', () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };
     const saved = limits.maxStorageBufferBindingSize;
