@@ -112,53 +112,58 @@ export function backward(root: Tensor, dy?: Tensor): void {
   }
   const order = topoOrder(root);
   const grads = new Map<Tensor, Tensor>();
-  noGrad(() => withCategory('gradients_in_flight', () => {
-    grads.set(root, dy ? clone(dy) : ones(root.shape));
-    for (let k = order.length - 1; k >= 0; k--) {
-      const t = order[k];
-      const node = t.node!;
-      const g = grads.get(t);
-      grads.delete(t);
-      if (!g) {
+  // A backward function that throws (e.g. a split that cannot fit the binding limit) leaves the
+  // gradients in flight, its own dy included, to the finally below.
+  try {
+    noGrad(() => withCategory('gradients_in_flight', () => {
+      grads.set(root, dy ? clone(dy) : ones(root.shape));
+      for (let k = order.length - 1; k >= 0; k--) {
+        const t = order[k];
+        const node = t.node!;
+        const g = grads.get(t);
+        if (!g) {
+          node.release();
+          continue;
+        }
+        const gin = withCategory('scratch', () => node.backward(g));
+        grads.delete(t);
+        for (const gx of gin) gx?.setCategory('gradients_in_flight');
+        g.dispose();
         node.release();
-        continue;
-      }
-      const gin = withCategory('scratch', () => node.backward(g));
-      for (const gx of gin) gx?.setCategory('gradients_in_flight');
-      g.dispose();
-      node.release();
-      t.node = null;
-      node.inputs.forEach((x, i) => {
-        const gx = gin[i];
-        if (!gx) return;
-        if (gx === g) throw new Error(`atrous: internal error: backward of '${node.op}' returned dy itself`);
-        if (!x.requiresGrad) {
-          gx.dispose();
-          return;
-        }
-        if (gx.shape.length !== x.shape.length || gx.shape.some((d, j) => d !== x.shape[j])) {
-          throw new Error(`atrous: internal error: '${node.op}' gave a gradient of shape ${fmtShape(gx.shape)} for an input of shape ${fmtShape(x.shape)}`);
-        }
-        if (x.node) {
-          const prev = grads.get(x);
-          if (prev) {
-            grads.set(x, add(prev, gx));
-            prev.dispose();
+        t.node = null;
+        node.inputs.forEach((x, i) => {
+          const gx = gin[i];
+          if (!gx) return;
+          if (gx === g) throw new Error(`atrous: internal error: backward of '${node.op}' returned dy itself`);
+          if (!x.requiresGrad) {
             gx.dispose();
-          } else grads.set(x, gx);
-        } else if (x.grad) {
-          axpy_(x.grad, gx);
-          gx.dispose();
-        } else {
-          // A leaf's .grad is updated in place later (accumulation, optimizers): it must own its storage.
-          const own = gx.shared ? clone(gx) : gx;
-          if (own !== gx) gx.dispose();
-          x.grad = keep(own).setCategory('gradients');
-        }
-      });
-    }
-  }));
-  for (const g of grads.values()) g.dispose();
+            return;
+          }
+          if (gx.shape.length !== x.shape.length || gx.shape.some((d, j) => d !== x.shape[j])) {
+            throw new Error(`atrous: internal error: '${node.op}' gave a gradient of shape ${fmtShape(gx.shape)} for an input of shape ${fmtShape(x.shape)}`);
+          }
+          if (x.node) {
+            const prev = grads.get(x);
+            if (prev) {
+              grads.set(x, add(prev, gx));
+              prev.dispose();
+              gx.dispose();
+            } else grads.set(x, gx);
+          } else if (x.grad) {
+            axpy_(x.grad, gx);
+            gx.dispose();
+          } else {
+            // A leaf's .grad is updated in place later (accumulation, optimizers): it must own its storage.
+            const own = gx.shared ? clone(gx) : gx;
+            if (own !== gx) gx.dispose();
+            x.grad = keep(own).setCategory('gradients');
+          }
+        });
+      }
+    }));
+  } finally {
+    for (const g of grads.values()) g.dispose();
+  }
 }
 
 /** Sets every given tensor's .grad to null, returning the buffers to the pool. */

@@ -141,7 +141,8 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
 
   // Bands of one plane: one channel plane (29×13 = 377 elements) above the 300 elements of a
   // slice. Each band is a conv of its own, split into blocks of channels; neighbouring bands share
-  // input rows (dx adds them); output rows that read only padding are merged into a neighbour.
+  // input rows (dx adds them); bands whose output rows read only padding stay empty (forward
+  // fills them with the bias, the gradients skip them).
   group('bands of one plane', [5, 6, 29, 13], limit(300), [
     [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
     [{ stride: 2, padding: 1 }, true, false, 'stride 2, padding 1, bias'],
@@ -157,6 +158,15 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
     [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
     [{ stride: 2, padding: 2, dilation: 2 }, false, false, 'stride 2, dilation 2, padding 2, no bias'],
   ], 6);
+
+  // The weight (6×5×3×3: 1080 bytes) and one channel plane (29×13 = 377 elements) both above the
+  // 200 elements of a slice: the weight gradient runs by bands of one plane, each band's dw by
+  // blocks of channels (not blocks of channels of the whole image, whose 4-channel channels-last
+  // copy cannot fit).
+  group('weight and one plane above the limit', [5, 6, 29, 13], limit(200), [
+    [{ padding: 1 }, true, false, 'stride 1, padding 1, bias'],
+    [{ stride: 2, padding: 1 }, false, false, 'stride 2, padding 1, no bias'],
+  ], 10);
 
   it('names the tensor, its bytes and the limit when the rows one output row reads cannot fit, before any GPU work', () => {
     const limits = engine().limits as { maxStorageBufferBindingSize: number };
@@ -202,5 +212,23 @@ describe('conv2d split inside one image (binding limit below one image)', () => 
       x.dispose();
       wt.dispose();
     }
+  });
+
+  it('a backward pass that throws there (outside tidy) frees dx, computed before, and the gradients in flight', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const live = engine().pool.stats().liveBuffers;
+    const x = parameter(randn(2 * 40 * 100, 9), [1, 2, 40, 100]);
+    const wt = parameter(randn(3 * 2 * 9, 10), [3, 2, 3, 3]);
+    limits.maxStorageBufferBindingSize = (500 + engine().bindingAlignment / 4 - 1) * 4;
+    const y = conv2d(x, wt, null, { padding: 1 });
+    const dy = tensor(randn(y.size, 11), y.shape);
+    try {
+      expect(() => backward(y, dy)).to.throw(/conv2d weight gradient/);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      for (const t of [y, dy, x.grad, wt.grad, x, wt]) t?.dispose();
+    }
+    expect(engine().pool.liveList(), 'live buffers after the error').to.have.length(live);
   });
 });

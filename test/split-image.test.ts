@@ -149,6 +149,44 @@ describe('split launches inside one image (binding limit lowered below one image
     }
   }
 
+  it('global average pooling and concat refuse a limit below one aligned part of 4 values (instead of looping on empty parts)', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const x = tensor(randn(2 * 3 * 5 * 7, 3), [2, 3, 5, 7]);
+    const before = engine().stats().dispatches;
+    const live = engine().pool.stats().liveBuffers;
+    limits.maxStorageBufferBindingSize = (3 + engine().bindingAlignment / 4 - 1) * 4; // 3 values a slice
+    try {
+      expect(() => adaptiveAvgPool2d(x, 1)).to.throw(/adaptiveAvgPool2d: maxStorageBufferBindingSize \(\d+ bytes\) is below one aligned part of 4 values or the 32 bytes/);
+      expect(() => cat([x, x], 1)).to.throw(/cat: maxStorageBufferBindingSize \(\d+ bytes\) is below one aligned chunk of 4 values/);
+      expect(engine().stats().dispatches, 'dispatches').to.equal(before);
+      expect(engine().pool.stats().liveBuffers, 'live buffers').to.equal(live);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      x.dispose();
+    }
+  });
+
+  it('cross-entropy refuses a limit below one group of its loss reduction before any GPU work, and frees nothing it did not allocate', () => {
+    const limits = engine().limits as { maxStorageBufferBindingSize: number };
+    const saved = limits.maxStorageBufferBindingSize;
+    const [n, c, h, w] = [1, 5, 40, 31]; // pairs [1240, 2]: 9920 bytes
+    const x = tensor(randn(n * c * h * w, 14, 3), [n, c, h, w]);
+    const t = tensor(new Int32Array(n * h * w), [n, h, w], 'i32');
+    const live = engine().pool.stats().liveBuffers;
+    const before = engine().stats().dispatches;
+    limits.maxStorageBufferBindingSize = 8192; // one group of the reduction binds 16 KiB
+    try {
+      expect(() => crossEntropy(x, t)).to.throw(/crossEntropy: maxStorageBufferBindingSize \(8192 bytes\) is below one group of the loss reduction \(16384 bytes\)/);
+      expect(engine().stats().dispatches, 'dispatches').to.equal(before);
+      expect(engine().pool.stats().liveBuffers, 'live buffers').to.equal(live);
+    } finally {
+      limits.maxStorageBufferBindingSize = saved;
+      x.dispose();
+      t.dispose();
+    }
+  });
+
   for (const n of [1, 2]) {
     for (const [h, w] of [[12, 16], [9, 13]]) {
       it(`concat along channels, batch ${n}, ${h}x${w} (${(h * w) % 4 === 0 ? 'vec4' : 'scalar'} kernel): chunks of one image, forward and backward to the last bit`, async () => {

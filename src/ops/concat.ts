@@ -36,11 +36,15 @@ export function cat(xs: Tensor[], dim = 1): Tensor {
   const cy = cs.reduce((a, b) => a + b, 0);
   const c0s = cs.map((_, i) => cs.slice(0, i).reduce((a, b) => a + b, 0));
 
-  const y = empty([n, cy, h, w]);
   const e = engine();
   // vec4 units when every block length and offset is a multiple of 4 floats.
   const v = hw % 4 === 0 ? 4 : 1;
   const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
+  // One image of y above the limit is copied in chunks of a multiple of 4 floats (below).
+  if (cy * hw > maxEl && maxEl < 4) {
+    throw new Error(`atrous: ${op}: maxStorageBufferBindingSize (${e.limits.maxStorageBufferBindingSize} bytes) is below one aligned chunk of 4 values`);
+  }
+  const y = empty([n, cy, h, w]);
   xs.forEach((x, i) => {
     const chw = (cs[i] * hw) / v;
     if (n * chw === 0) return;

@@ -30,8 +30,13 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
   const e = engine();
   // Backward's kernel variant, planes | flat (batch norm's element-wise kernels' choice).
   const elementwise = batchNormElementwiseVariants.choose(e, { hw }).variant;
-  const out = empty([n, c, 1, 1]);
   const maxEl = Math.floor(e.limits.maxStorageBufferBindingSize / 4) - (e.bindingAlignment / 4 - 1);
+  // One plane above the limit is summed in parts of a multiple of 4 values, with a carry of 8
+  // values bound whole (below).
+  if (hw > maxEl && (maxEl < 4 || e.limits.maxStorageBufferBindingSize < 32)) {
+    throw new Error(`atrous: ${OP}: maxStorageBufferBindingSize (${e.limits.maxStorageBufferBindingSize} bytes) is below one aligned part of 4 values or the 32 bytes of the partial sums carried between parts`);
+  }
+  const out = empty([n, c, 1, 1]);
   if (hw <= maxEl) {
     // Planes are independent: above the binding limit they run in blocks of planes.
     runBlocks(OP, planes, [x, out], [hw, 1], (bindings, [xoff, ooff], _, k) =>

@@ -114,17 +114,24 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
   if (c === 0 || npix === 0) throw new OpError('crossEntropy', `x ${fmtShape(x.shape)} has no elements`);
   const hw = npix / x.shape[0];
   const e = engine();
+  // Limits no split can meet are refused here, before any allocation or GPU work: the loss
+  // reduction's groups (reducePass) and one image's class blocks (classBlocks).
+  const max = e.limits.maxStorageBufferBindingSize;
+  if (npix * 8 > max && max < REDUCE_WG * REDUCE_K * 8) {
+    throw new Error(`atrous: crossEntropy: maxStorageBufferBindingSize (${max} bytes) is below one group of the loss reduction (${REDUCE_WG * REDUCE_K * 8} bytes)`);
+  }
+  const parts = imagesFit(c, hw) ? null : classBlocks(x.shape[0], c, hw);
 
   const pairs = empty([npix, 2]);
   const stats = empty([npix, 2]);
-  if (imagesFit(c, hw)) {
+  if (!parts) {
     // Images are independent: above the binding limit they run in blocks of images.
     runBlocks('crossEntropy', x.shape[0], [x, target, pairs, stats], [c * hw, hw, 2 * hw, 2 * hw], (bindings, [xoff, loff, poff], _, k) =>
       e.run({ shader: 'cross_entropy.fwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, poff: poff / 2, k0: 0, kn: c, phase: 0 }, bindings, workgroups: e.grid1d(k * hw) }));
   } else {
     // One image above the limit: per range of positions, a running maximum over the class blocks,
     // then a running sum of exp in class order (the order of the unsplit kernel: same bits).
-    for (const blocks of classBlocks(x.shape[0], c, hw)) {
+    for (const blocks of parts) {
       for (const phase of [0, 1]) {
         for (const { ni, s0, sn, k0, kn } of blocks) {
           const [xs, xoff] = window(x, (ni * c + k0) * hw + s0, (kn - 1) * hw + sn, 4);
@@ -155,14 +162,15 @@ export function crossEntropy(x: Tensor, target: Tensor, opts: CrossEntropyOption
   const tot = src;
 
   const out = record('crossEntropy', loss, [x], [x, target, stats, tot], (dy, [xs, ts, ss, totals]) => {
-    const dx = empty(xs.shape);
     const eb = engine();
-    if (imagesFit(c, hw)) {
+    const parts = imagesFit(c, hw) ? null : classBlocks(xs.shape[0], c, hw);
+    const dx = empty(xs.shape);
+    if (!parts) {
       runBlocks('crossEntropy backward', xs.shape[0], [xs, ts, ss, totals, dy, dx], [c * hw, hw, 2 * hw, 0, 0, c * hw], (bindings, [xoff, loff, soff], _, k) =>
         eb.run({ shader: 'cross_entropy.bwd', params: { npix: k * hw, c, hw, ignoreIndex, xoff, loff, soff: soff / 2, k0: 0, kn: c }, bindings, workgroups: eb.grid1d(k * hw) }));
     } else {
       // One image above the limit: dx = softmax - onehot per class block, from the saved logsumexp.
-      for (const blocks of classBlocks(xs.shape[0], c, hw)) {
+      for (const blocks of parts) {
         for (const { ni, s0, sn, k0, kn } of blocks) {
           const [xw, xoff] = window(xs, (ni * c + k0) * hw + s0, (kn - 1) * hw + sn, 4);
           const [dw] = window(dx, (ni * c + k0) * hw + s0, (kn - 1) * hw + sn, 4);

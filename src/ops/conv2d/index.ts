@@ -36,10 +36,17 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   return record('conv2d', y, inputs, saved, (dy, s, needs) => {
     const xs = needW ? s[0] : null;
     const ws = needX ? s[needW ? 1 : 0] : null;
-    return [
-      needs[0] && ws ? conv2dBackwardData(dy, ws, g, variant) : null,
-      needs[1] && xs ? conv2dBackwardWeight(xs, dy, g, variant) : null,
-      ...(b ? [needs[2] ? conv2dBackwardBias(dy, g) : null] : []),
-    ];
+    // A pass that throws (a split that cannot fit the binding limit) frees the gradients the
+    // passes before it returned.
+    const grads: (Tensor | null)[] = [];
+    try {
+      grads.push(needs[0] && ws ? conv2dBackwardData(dy, ws, g, variant) : null);
+      grads.push(needs[1] && xs ? conv2dBackwardWeight(xs, dy, g, variant) : null);
+      if (b) grads.push(needs[2] ? conv2dBackwardBias(dy, g) : null);
+    } catch (err) {
+      for (const t of grads) t?.dispose();
+      throw err;
+    }
+    return grads;
   });
 }

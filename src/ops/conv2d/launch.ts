@@ -260,10 +260,11 @@ export function conv2dBackwardWeight(x: Tensor, dy: Tensor, g: Conv2dGeometry, v
   const nb = Math.min(...[perX, perDy, g.h * g.w * cPadIn, g.oh * g.ow * cPadOut].map((k) => Math.floor(maxEl / k)));
   if ((!fits && nb < 1) || dw.byteLength > max) {
     // One image (or its channels-last copy) is above the limit: bands of rows or blocks of
-    // channels inside it (blocks of channels too when dw itself is above it).
+    // channels inside it. When dw itself is above it: blocks of channels (of whole images when one
+    // fits, else of each band, whose own pass takes that path).
     let plan: Band[] | null;
     try {
-      plan = dw.byteLength > max ? null : insidePlan('conv2d weight gradient', x, 'x', dy, 'dy', g, cPadIn, cPadOut, 4);
+      plan = !fits && nb < 1 ? insidePlan('conv2d weight gradient', x, 'x', dy, 'dy', g, cPadIn, cPadOut, 4) : null;
     } catch (err) {
       dw.dispose();
       throw err;
