@@ -14,6 +14,18 @@ export function track(t: Owned): void {
   if (stack.length) stack[stack.length - 1].add(t);
 }
 
+/** Runs fn with the tensors it makes registered in `into` instead of the innermost scope, and
+ * disposes nothing: for work that spans awaits, which a scope cannot (DeepLabV3.forwardAsync
+ * collects each synchronous piece's tensors this way and disposes what is left itself). */
+export function trackInto<T>(into: Set<Owned>, fn: () => T): T {
+  stack.push(into);
+  try {
+    return fn();
+  } finally {
+    stack.pop();
+  }
+}
+
 /** Removes a tensor from every scope: it lives until disposed by hand. */
 export function keep<T extends Owned>(t: T): T {
   for (const s of stack) s.delete(t);

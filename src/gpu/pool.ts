@@ -39,6 +39,8 @@ interface LiveInfo {
 }
 
 const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+/** A request may take a free buffer up to this many times its size (see `largerFree`). */
+const LARGER_FIT = 2;
 /** The free lists may always hold this many bytes, however little was ever live at once. */
 const FREE_FLOOR = 256 * 2 ** 20;
 
@@ -115,16 +117,16 @@ export class BufferPool {
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
     }
-    const list = this.free.get(size);
-    let buf = list?.pop();
-    if (buf) this.freeBytes -= size;
+    let buf = this.free.get(size)?.pop() ?? this.largerFree(size);
+    if (buf) this.freeBytes -= buf.size;
     else {
-      // A miss. A loop that repeats its allocations (a training step) has none once warm, so this
-      // only runs while the shapes change (a large photo's layers, bands and blocks of split
-      // launches): free buffers of other sizes would pile up (tens of GB for a 12-megapixel photo
-      // through ResNet-50) unless the free lists are kept below the most bytes ever live at once.
+      // A miss: no free buffer of this size, nor one at most twice as large. A loop that repeats
+      // its allocations (a training step) has none once warm, so this only runs while the shapes
+      // change (a large photo's layers, the bands and blocks of split launches). The free lists
+      // are kept below the most bytes ever live at once (FREE_FLOOR at least). Destroying is the
+      // last resort: a destroyed buffer's memory is only given back once the GPU has run the work
+      // already recorded with it, and on a slow adapter that work can be seconds behind.
       this.shrinkFree(Math.max(this.highWater, FREE_FLOOR) - size);
-      // Only a pool miss creates a buffer, so the error scope costs nothing in a steady loop.
       this.device.pushErrorScope('out-of-memory');
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
       const scope = this.device.popErrorScope().then((err) => {
@@ -141,12 +143,12 @@ export class BufferPool {
     const info: LiveInfo = { bytes: requested, category, provisional, what };
     this.live.set(buf, info);
     if (provisional) this.provisional.add(info);
-    this.liveBytes += size;
+    this.liveBytes += buf.size;
     if (this.liveBytes > this.highWater) this.highWater = this.liveBytes;
     this.liveRequested += requested;
     this.count(category, requested);
     if (this.liveBytes > this.peakLiveBytes) this.notePeak();
-    if (this.poison) this.device.queue.writeBuffer(buf, 0, new Float32Array(size / 4).fill(Number.NaN));
+    if (this.poison) this.device.queue.writeBuffer(buf, 0, new Float32Array(buf.size / 4).fill(Number.NaN));
     return buf;
   }
 
@@ -180,6 +182,14 @@ export class BufferPool {
     }
     this.pending = [];
     for (const list of touched) list.sort((a, b) => this.ids.get(b)! - this.ids.get(a)!);
+  }
+
+  /** The oldest free buffer of the smallest size class above `size` and at most twice it (a
+   * tensor may live in a larger buffer: bindings use the tensor's own byte length). */
+  private largerFree(size: number): GPUBuffer | undefined {
+    let best = 0;
+    for (const [k, list] of this.free) if (k > size && k <= LARGER_FIT * size && list.length && (best === 0 || k < best)) best = k;
+    return best ? this.free.get(best)!.pop() : undefined;
   }
 
   /** Destroys every free buffer (call after a flush to give memory back to the driver). */

@@ -3,7 +3,7 @@
 // align_corners false, as torchvision); flipping and the softmax average run on the CPU, where
 // the logits arrive anyway. No Node built-ins: the browser demo uses this too.
 
-import { tensor, fmtShape } from '../tensor.js';
+import { tensor, fmtShape, type Tensor } from '../tensor.js';
 import { engine } from '../gpu/engine.js';
 import { allocationSize } from '../gpu/pool.js';
 import { ShapeTracer, type Shape, type ConvArgs } from '../nn/module.js';
@@ -48,7 +48,15 @@ const pairOf = (v: number | [number, number], what: string): [number, number] =>
 async function runWhole(model: DeepLabV3, image: Float32Array, c: number, h: number, w: number, m: number): Promise<Float32Array> {
   const [ph, pw] = paddedSize(h, w, m);
   const padded = ph !== h || pw !== w ? padCHW(image, 3, h, w, ph, pw) : image;
-  const y = noGrad(() => tidy(() => model.forward(tensor(padded, [1, 3, ph, pw]))));
+  // The GPU catches up after each piece of the network (forwardAsync): recording a whole large
+  // photo ahead of a slow GPU holds every buffer freed and made meanwhile.
+  const x = tensor(padded, [1, 3, ph, pw]);
+  let y: Tensor;
+  try {
+    y = await model.forwardAsync(x, () => engine().sync());
+  } finally {
+    x.dispose();
+  }
   const logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, h, w);
   y.dispose();
   return logits;

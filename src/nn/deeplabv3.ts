@@ -7,9 +7,11 @@
 //   classifier, no ASPP (cascade):   0 1×1 logits conv
 
 import { Tensor } from '../tensor.js';
+import { track, trackInto, type Owned } from '../scope.js';
+import { noGrad } from '../autograd.js';
 import { checkTensor, OpError } from '../ops/check.js';
 import { Module, gpuOps, ShapeTracer, type Layer, type Ops, type Shaped, type Shape } from './module.js';
-import { BatchNorm2d, Conv2d, Dropout, ReLU, Sequential } from './layers.js';
+import { BatchNorm2d, Conv2d, Dropout, ReLU, Sequential, runSteps } from './layers.js';
 import { ResNet } from './resnet.js';
 import { ASPP, FCNHead } from './aspp.js';
 import { asppRatesAt, bnConfig, modelConfig, validateConfig, type DeepLabV3Config } from './configs.js';
@@ -129,9 +131,16 @@ export class DeepLabV3 extends Module {
   }
 
   run<T extends Shaped>(x: T, F: Ops<T>, wantAux: boolean): { out: T; aux: T | null; features: T } {
+    return runSteps(this.steps(x, F, wantAux));
+  }
+
+  /** run() one piece at a time: pauses after the backbone's stem, after each of its bottleneck
+   * units and after the classifier (see forwardAsync). */
+  *steps<T extends Shaped>(x: T, F: Ops<T>, wantAux: boolean): Generator<void, { out: T; aux: T | null; features: T }> {
     const size: [number, number] = [x.shape[2], x.shape[3]];
-    const f = this.backbone.run(x, F, wantAux && this.aux_classifier !== null);
+    const f = yield* this.backbone.steps(x, F, wantAux && this.aux_classifier !== null);
     const logits = this.classifier.run(f.out, F);
+    yield;
     const out = F.resize(logits, size);
     F.release(logits);
     let aux: T | null = null;
@@ -158,6 +167,39 @@ export class DeepLabV3 extends Module {
     const r = this.run(x, gpuOps, false);
     gpuOps.release(r.features);
     return r.out;
+  }
+
+  /**
+   * forward(), awaiting `between()` after the stem, after each bottleneck unit and after the
+   * classifier: with `between = () => engine().sync()` the GPU catches up at each of those points.
+   * WebGPU records work without waiting for it, so a forward over a large photo on a slow adapter
+   * otherwise records the whole network while the GPU is still on its first layers, and every
+   * buffer it frees and creates meanwhile stays allocated until the GPU gets there (segment()
+   * does this for whole images). For inference: records no graph (each piece runs under noGrad;
+   * call eval() first). Same result as forward(); the caller owns x and the logits.
+   */
+  async forwardAsync(x: Tensor, between: () => Promise<void>): Promise<Tensor> {
+    this.checkInput(x, 'DeepLabV3.forwardAsync');
+    // The tensors each piece makes are collected here (a scope cannot span an await); what is
+    // left of them when the forward ends or fails, the logits excepted, is disposed.
+    const made = new Set<Owned>();
+    let out: Tensor | null = null;
+    const g = this.steps(x, gpuOps, false);
+    try {
+      for (;;) {
+        const r = trackInto(made, () => noGrad(() => g.next()));
+        if (r.done) {
+          gpuOps.release(r.value.features);
+          out = r.value.out;
+          break;
+        }
+        await between();
+      }
+    } finally {
+      for (const t of made) if (t !== out && !t.disposed) t.dispose();
+    }
+    track(out!);
+    return out!;
   }
 
   /** Logits and, with the aux head, its logits too (both at the input size), as torchvision's

@@ -166,6 +166,14 @@ export function chain<T extends Shaped>(x: T, F: Ops<T>, layers: readonly Layer[
   return y;
 }
 
+/** Runs a stepwise forward (a generator that pauses between pieces of work) to its end. */
+export function runSteps<R>(g: Generator<void, R>): R {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+  }
+}
+
 /** nn.ModuleList: indexed children without a forward of their own. */
 export class ModuleList<M extends Module = Module> extends Module {
   readonly items: M[];

@@ -5,7 +5,7 @@
 // rate without changing a single weight.
 
 import { Layer, Module, type Ops, type Shaped } from './module.js';
-import { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Sequential, chain, type BatchNormConfig } from './layers.js';
+import { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Sequential, chain, runSteps, type BatchNormConfig } from './layers.js';
 
 const RELU = new ReLU();
 
@@ -166,14 +166,26 @@ export class ResNet extends Module {
 
   /** Features of the last stage ('out') and, when asked, of layer3 ('aux'). */
   run<T extends Shaped>(x: T, F: Ops<T>, wantAux = false): { out: T; aux: T | null } {
+    return runSteps(this.steps(x, F, wantAux));
+  }
+
+  /** run() one piece at a time: pauses after the stem and after each bottleneck unit, so that a
+   * driver can wait there for the GPU to catch up (DeepLabV3.forwardAsync). */
+  *steps<T extends Shaped>(x: T, F: Ops<T>, wantAux = false): Generator<void, { out: T; aux: T | null }> {
     let y = chain(x, F, [this.conv1, this.bn1, RELU, this.maxpool]);
+    yield;
     let aux: T | null = null;
-    this.stages.forEach((stage, s) => {
-      const z = stage.run(y, F);
-      if (y !== x && y !== aux) F.release(y);
-      y = z;
+    for (let s = 0; s < this.stages.length; s++) {
+      // chain() over the stage's units, pausing after each; a unit's input is freed once it has
+      // run, except the caller's x and the aux features, which layer3's output becomes.
+      for (const unit of this.stages[s].layers) {
+        const z = unit.run(y, F);
+        if (y !== x && y !== aux && z !== y) F.release(y);
+        y = z;
+        yield;
+      }
       if (s === 2 && wantAux) aux = y;
-    });
+    }
     return { out: y, aux };
   }
 }
