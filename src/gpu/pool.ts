@@ -117,16 +117,19 @@ export class BufferPool {
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
     }
-    let buf = this.free.get(size)?.pop() ?? this.largerFree(size);
+    // The free lists are kept below the most bytes ever live at once (FREE_FLOOR at least). A
+    // loop that repeats its allocations (a training step) finds its sizes there once warm; when
+    // shapes keep changing (a large photo's layers, the bands and blocks of split launches) free
+    // buffers of other sizes would pile up (tens of GB for a 12-megapixel photo through
+    // ResNet-50). So when the free lists are at that bound (they and the new buffer would pass
+    // it), a free buffer up to twice the size is used instead, and only failing that are free buffers destroyed (the
+    // last resort: a destroyed buffer's memory is only given back once the GPU has run the work
+    // already recorded with it).
+    const budget = Math.max(this.highWater, FREE_FLOOR);
+    let buf = this.free.get(size)?.pop() ?? (this.freeBytes + size > budget ? this.largerFree(size) : undefined);
     if (buf) this.freeBytes -= buf.size;
     else {
-      // A miss: no free buffer of this size, nor one at most twice as large. A loop that repeats
-      // its allocations (a training step) has none once warm, so this only runs while the shapes
-      // change (a large photo's layers, the bands and blocks of split launches). The free lists
-      // are kept below the most bytes ever live at once (FREE_FLOOR at least). Destroying is the
-      // last resort: a destroyed buffer's memory is only given back once the GPU has run the work
-      // already recorded with it, and on a slow adapter that work can be seconds behind.
-      this.shrinkFree(Math.max(this.highWater, FREE_FLOOR) - size);
+      this.shrinkFree(budget - size);
       this.device.pushErrorScope('out-of-memory');
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
       const scope = this.device.popErrorScope().then((err) => {
