@@ -55,7 +55,7 @@ describe('large photos: stepwise forward and a bounded pool', () => {
     model.dispose();
   });
 
-  it('the pool reuses a free buffer up to twice the size asked for, and keeps its free lists below the most bytes ever live', async () => {
+  it('the pool reuses a free buffer up to twice the size asked for, and keeps its free lists below half the most bytes ever live', async () => {
     const pool = new BufferPool(engine().device, engine().limits.maxBufferSize);
     const MiB = 2 ** 20;
     // A larger free buffer (within 2x) serves a smaller request: no new buffer.
@@ -81,8 +81,8 @@ describe('large photos: stepwise forward and a bounded pool', () => {
       pool.afterSubmit();
       live = [pool.acquire((40 + 37 * i) * MiB * 0.25), pool.acquire((47 + 29 * i) * MiB * 0.25)];
       const s = pool.stats();
-      // The most ever live at once was the first 300 MiB buffer (a 256 MiB floor applies).
-      expect(s.allocatedBytes - s.liveBytes).to.be.at.most(a.size);
+      // The most ever live at once was the first 300 MiB buffer: its half is below the 256 MiB floor.
+      expect(s.allocatedBytes - s.liveBytes).to.be.at.most(256 * MiB);
     }
     for (const x of live) pool.release(x);
     pool.afterSubmit();

@@ -82,7 +82,7 @@ export class BufferPool {
   private allocatedBytes = 0;
   private created = 0;
   private peakLiveBytes = 0;
-  /** The most live bytes ever (never reset): the free-bytes budget (see `acquire`). */
+  /** The most live bytes ever (never reset): half of it is the free-bytes budget (see `acquire`). */
   private highWater = 0;
   /** Bytes in the free lists (reusable now). */
   private freeBytes = 0;
@@ -117,7 +117,7 @@ export class BufferPool {
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
     }
-    // The free lists are kept below the most bytes ever live at once (FREE_FLOOR at least). A
+    // The free lists are kept below half the most bytes ever live at once (FREE_FLOOR at least). A
     // loop that repeats its allocations (a training step) finds its sizes there once warm; when
     // shapes keep changing (a large photo's layers, the bands and blocks of split launches) free
     // buffers of other sizes would pile up (tens of GB for a 12-megapixel photo through
@@ -125,7 +125,7 @@ export class BufferPool {
     // it), a free buffer up to twice the size is used instead, and only failing that are free buffers destroyed (the
     // last resort: a destroyed buffer's memory is only given back once the GPU has run the work
     // already recorded with it).
-    const budget = Math.max(this.highWater, FREE_FLOOR);
+    const budget = Math.max(this.highWater / 2, FREE_FLOOR);
     let buf = this.free.get(size)?.pop() ?? (this.freeBytes + size > budget ? this.largerFree(size) : undefined);
     if (buf) this.freeBytes -= buf.size;
     else {
