@@ -480,7 +480,7 @@ describe('reliability: device faults', () => {
       return injected++ === 0 ? ({ message: 'Out of memory (injected)' } as GPUError) : err;
     };
     try {
-      // No free buffer (the pool may lend one up to twice the size): an odd size is then a miss.
+      // No free buffer at all: the odd-size tensor below is then a pool miss.
       engine().flush();
       engine().pool.trim();
       const t = tensor(new Float32Array(12345 * 7), [7, 12345]);

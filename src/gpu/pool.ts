@@ -82,10 +82,20 @@ export class BufferPool {
   private allocatedBytes = 0;
   private created = 0;
   private peakLiveBytes = 0;
-  /** The most live bytes ever (never reset): half of it is the free-bytes budget (see `acquire`). */
+  /** The most live bytes ever (never reset): half of it is the free-bytes budget of `compact`. */
   private highWater = 0;
   /** Bytes in the free lists (reusable now). */
   private freeBytes = 0;
+  /**
+   * Bounds the free lists while tensor sizes keep changing (segment() turns it on while it runs a
+   * whole image): without it, a 12-megapixel photo through ResNet-50, whose layers, bands and
+   * channel blocks come in many sizes, piles up tens of GB of free buffers that no later tensor
+   * fits. Off (the default) for training: lending a larger buffer or destroying one would change
+   * which buffer a repeated loop gets, and a warm loop would keep creating buffers. Destroying is
+   * the last resort even here: a destroyed buffer's memory is only given back once the GPU has
+   * run the work already recorded with it.
+   */
+  compact = false;
   /** Debug/test mode: fill every buffer with NaN when it is handed out, so a kernel that fails
    * to write an element shows up as NaN. Safe to do here: a free buffer is used by no pending work. */
   poison = false;
@@ -117,19 +127,17 @@ export class BufferPool {
     if (size > this.maxBufferSize) {
       throw new Error(`atrous: ${what?.() ?? 'a buffer'} needs ${bytes} bytes, above the device limit maxBufferSize (${this.maxBufferSize} bytes)`);
     }
-    // The free lists are kept below half the most bytes ever live at once (FREE_FLOOR at least). A
-    // loop that repeats its allocations (a training step) finds its sizes there once warm; when
-    // shapes keep changing (a large photo's layers, the bands and blocks of split launches) free
-    // buffers of other sizes would pile up (tens of GB for a 12-megapixel photo through
-    // ResNet-50). So when the free lists are at that bound (they and the new buffer would pass
-    // it), a free buffer up to twice the size is used instead, and only failing that are free buffers destroyed (the
-    // last resort: a destroyed buffer's memory is only given back once the GPU has run the work
-    // already recorded with it).
+    let buf = this.free.get(size)?.pop();
+    // In compact mode the free lists are kept below half the most bytes ever live at once
+    // (FREE_FLOOR at least): when they are at that bound (they and a new buffer would pass it) a
+    // free buffer up to twice the size is lent instead, and failing that free buffers are
+    // destroyed (see `compact`).
     const budget = Math.max(this.highWater / 2, FREE_FLOOR);
-    let buf = this.free.get(size)?.pop() ?? (this.freeBytes + size > budget ? this.largerFree(size) : undefined);
+    const over = this.compact && this.freeBytes + size > budget;
+    if (!buf && over) buf = this.largerFree(size);
     if (buf) this.freeBytes -= buf.size;
     else {
-      this.shrinkFree(budget - size);
+      if (over) this.shrinkFree(budget - size);
       this.device.pushErrorScope('out-of-memory');
       buf = this.device.createBuffer({ size, usage: USAGE_STORAGE });
       const scope = this.device.popErrorScope().then((err) => {

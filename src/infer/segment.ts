@@ -50,12 +50,17 @@ async function runWhole(model: DeepLabV3, image: Float32Array, c: number, h: num
   const padded = ph !== h || pw !== w ? padCHW(image, 3, h, w, ph, pw) : image;
   // The GPU catches up after each piece of the network (forwardAsync): recording a whole large
   // photo ahead of a slow GPU holds every buffer freed and made meanwhile.
+  // And its tensors come in many sizes: the pool bounds its free lists meanwhile (pool.compact).
+  const pool = engine().pool;
+  const wasCompact = pool.compact;
+  pool.compact = true;
   const x = tensor(padded, [1, 3, ph, pw]);
   let y: Tensor;
   try {
     y = await model.forwardAsync(x, () => engine().sync());
   } finally {
     x.dispose();
+    pool.compact = wasCompact;
   }
   const logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, h, w);
   y.dispose();
