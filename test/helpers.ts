@@ -373,3 +373,44 @@ export function newRun(dir: string, o: TrainOptions): RunDir {
   const info: RunInfo = { format: RUN_FORMAT, created: new Date().toISOString(), options: o };
   return RunDir.create(dir, info);
 }
+
+/** Runs `fn` at the default limits and with maxStorageBufferBindingSize lowered to `low` bytes, on
+ * the same engine (the engine's own view of the device limits, what `init({ limits })` sets, so
+ * both runs share compiled pipelines), returning both results and the dispatch counts. */
+export async function withBindingLimit(fn: () => Promise<ArrayLike<number>[]>, low: number): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
+  const limits = engine().limits as { maxStorageBufferBindingSize: number };
+  const saved = limits.maxStorageBufferBindingSize;
+  let d0 = engine().stats().dispatches;
+  const full = await fn();
+  const n0 = engine().stats().dispatches - d0;
+  limits.maxStorageBufferBindingSize = low;
+  try {
+    d0 = engine().stats().dispatches;
+    const split = await fn();
+    const n1 = engine().stats().dispatches - d0;
+    return { full, split, launches: [n0, n1] };
+  } finally {
+    limits.maxStorageBufferBindingSize = saved;
+  }
+}
+
+/** Every result equal to the last bit (Object.is: -0 and NaN count), naming the first difference. */
+export function expectBitEqual(a: ArrayLike<number>[], b: ArrayLike<number>[]): void {
+  expect(a.length).to.equal(b.length);
+  for (let k = 0; k < a.length; k++) {
+    expect(a[k].length).to.equal(b[k].length);
+    let bad = -1;
+    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) { bad = i; break; }
+    expect(bad, `result ${k}: first difference at ${bad}: ${a[k][bad]} vs ${b[k][bad]}`).to.equal(-1);
+  }
+}
+
+/** Reads each tensor back and disposes it. */
+export async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
+  const out: ArrayLike<number>[] = [];
+  for (const t of ts) {
+    out.push(await t.data());
+    t.dispose();
+  }
+  return out;
+}

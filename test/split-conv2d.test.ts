@@ -7,26 +7,8 @@
 import { expect } from 'chai';
 import { reinit, engine, tensor, parameter, tidy, backward, conv2d, Tensor } from '../src/index.js';
 import { setConv2dVariant, type Conv2dOptions } from '../src/ops/conv2d/index.js';
-import { randn } from './helpers.js';
+import { randn, withBindingLimit as both } from './helpers.js';
 
-/** Runs `fn` at the default limits and with maxStorageBufferBindingSize lowered to `low` bytes on
- * the same engine (what `init({ limits })` sets), returning both results and the dispatch counts. */
-async function both(fn: () => Promise<ArrayLike<number>[]>, low: number): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
-  const limits = engine().limits as { maxStorageBufferBindingSize: number };
-  const saved = limits.maxStorageBufferBindingSize;
-  let d0 = engine().stats().dispatches;
-  const full = await fn();
-  const n0 = engine().stats().dispatches - d0;
-  limits.maxStorageBufferBindingSize = low;
-  try {
-    d0 = engine().stats().dispatches;
-    const split = await fn();
-    const n1 = engine().stats().dispatches - d0;
-    return { full, split, launches: [n0, n1] };
-  } finally {
-    limits.maxStorageBufferBindingSize = saved;
-  }
-}
 
 function expectBitEqual(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
   expect(a.length, what).to.equal(b.length);

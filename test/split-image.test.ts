@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { reinit, engine, tensor, parameter, tidy, backward, interpolate, crossEntropy, matmul, Tensor } from '../src/index.js';
 import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
-import { randn, relErr } from './helpers.js';
+import { randn, relErr, withBindingLimit, expectBitEqual, read } from './helpers.js';
 import { mkdtempSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -15,46 +15,12 @@ import { run } from '../src/cli/main.js';
 import { encodePng } from '../src/io/image.js';
 
 const LOW = 2048; // bytes: 512 f32 per binding
+const both = (fn: () => Promise<ArrayLike<number>[]>, low = LOW) => withBindingLimit(fn, low);
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-/** Runs `fn` at the default limits and with the binding limit lowered (on the same engine, as
- * `init({ limits })` would set it), returning both results and the dispatch counts. */
-async function both(fn: () => Promise<ArrayLike<number>[]>, low = LOW): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
-  const limits = engine().limits as { maxStorageBufferBindingSize: number };
-  const saved = limits.maxStorageBufferBindingSize;
-  let d0 = engine().stats().dispatches;
-  const full = await fn();
-  const n0 = engine().stats().dispatches - d0;
-  limits.maxStorageBufferBindingSize = low;
-  try {
-    d0 = engine().stats().dispatches;
-    const split = await fn();
-    const n1 = engine().stats().dispatches - d0;
-    return { full, split, launches: [n0, n1] };
-  } finally {
-    limits.maxStorageBufferBindingSize = saved;
-  }
-}
 
-function expectBitEqual(a: ArrayLike<number>[], b: ArrayLike<number>[]): void {
-  expect(a.length).to.equal(b.length);
-  for (let k = 0; k < a.length; k++) {
-    expect(a[k].length).to.equal(b[k].length);
-    let bad = -1;
-    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) { bad = i; break; }
-    expect(bad, `result ${k}: first difference at ${bad}: ${a[k][bad]} vs ${b[k][bad]}`).to.equal(-1);
-  }
-}
 
-async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
-  const out: ArrayLike<number>[] = [];
-  for (const t of ts) {
-    out.push(await t.data());
-    t.dispose();
-  }
-  return out;
-}
 
 /** Checks that one image of `shape` is above LOW and, when `planeToo`, one plane as well. */
 function expectTooLarge(shape: number[], planeToo: boolean): void {

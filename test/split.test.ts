@@ -7,48 +7,13 @@ import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, re
 import { setConv2dVariant } from '../src/ops/conv2d/index.js';
 import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
-import { randn, relErr } from './helpers.js';
+import { randn, relErr, withBindingLimit, expectBitEqual, read } from './helpers.js';
 
 const LOW = 4096; // bytes: 1024 f32 per binding
+const both = (fn: () => Promise<ArrayLike<number>[]>, low = LOW) => withBindingLimit(fn, low);
 
-/** Runs `fn` at the default limits and with the binding limit lowered, returning both results and
- * the dispatch counts. The limit is lowered in the engine's own view of the device limits (what
- * `init({ limits })` sets), on the same engine, so that both runs share compiled pipelines. */
-async function both(fn: () => Promise<ArrayLike<number>[]>, low = LOW): Promise<{ full: ArrayLike<number>[]; split: ArrayLike<number>[]; launches: [number, number] }> {
-  const limits = engine().limits as { maxStorageBufferBindingSize: number };
-  const saved = limits.maxStorageBufferBindingSize;
-  let d0 = engine().stats().dispatches;
-  const full = await fn();
-  const n0 = engine().stats().dispatches - d0;
-  limits.maxStorageBufferBindingSize = low;
-  try {
-    d0 = engine().stats().dispatches;
-    const split = await fn();
-    const n1 = engine().stats().dispatches - d0;
-    return { full, split, launches: [n0, n1] };
-  } finally {
-    limits.maxStorageBufferBindingSize = saved;
-  }
-}
 
-function expectBitEqual(a: ArrayLike<number>[], b: ArrayLike<number>[]): void {
-  expect(a.length).to.equal(b.length);
-  for (let k = 0; k < a.length; k++) {
-    expect(a[k].length).to.equal(b[k].length);
-    let bad = -1;
-    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) { bad = i; break; }
-    expect(bad, `result ${k}: first difference at ${bad}: ${a[k][bad]} vs ${b[k][bad]}`).to.equal(-1);
-  }
-}
 
-async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
-  const out: ArrayLike<number>[] = [];
-  for (const t of ts) {
-    out.push(await t.data());
-    t.dispose();
-  }
-  return out;
-}
 
 describe('split launches (binding limit lowered)', () => {
   after(async () => {
