@@ -5,7 +5,8 @@ import { expect } from 'chai';
 import { crc32 } from 'node:zlib';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape, engine } from '../src/index.js';
+import { Tensor, tensor, parameter, tidy, backward, noGrad, fmtShape, engine, batchNorm } from '../src/index.js';
+import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
 import { decodeImage, encodeIndexedPng, encodeJpeg, encodePng } from '../src/io/image.js';
 import { modelConfig } from '../src/nn/configs.js';
 import { RunDir, RUN_FORMAT, TRAIN_DEFAULTS, type RunInfo, type TrainOptions } from '../src/train/index.js';
@@ -413,4 +414,44 @@ export async function read(...ts: Tensor[]): Promise<ArrayLike<number>[]> {
     t.dispose();
   }
   return out;
+}
+
+/**
+ * Batch norm on x of `shape` in training and in eval, forward and backward, at the default binding
+ * limit and lowered to `low` bytes, with the reduction and element-wise variants forced; checks that
+ * the split run launched more, training results and eval's dweight / dbias within 1e-6 (sums per
+ * block, then combined), eval's y, dx and running statistics to the last bit.
+ */
+export async function expectBatchNormSplit(shape: number[], reduction: 'tree' | 'lanes', elementwise: 'planes' | 'flat', low: number): Promise<void> {
+  const c = shape[1];
+  const size = shape.reduce((a, b) => a * b, 1);
+  batchNormReductionVariants.force(reduction);
+  batchNormElementwiseVariants.force(elementwise);
+  try {
+    const r = await withBindingLimit(async () => {
+      const out: ArrayLike<number>[] = [];
+      for (const training of [true, false]) {
+        const x = parameter(randn(size, 31, 2, 3), shape);
+        const wt = parameter(randn(c, 32, 0.5, 1), [c]);
+        const b = parameter(randn(c, 33), [c]);
+        const rm = tensor(randn(c, 34, 0.1), [c]);
+        const rv = tensor(randn(c, 35, 0.1, 1), [c]);
+        const y = tidy(() => {
+          const y = batchNorm(x, wt, b, rm, rv, { training, momentum: 0.1 });
+          const k = y.ref();
+          backward(y, tensor(randn(size, 36), y.shape));
+          return k;
+        });
+        out.push(...(await read(y, x.grad!, wt.grad!, b.grad!, rm, rv)));
+        for (const t of [x, wt, b]) t.dispose();
+      }
+      return out;
+    }, low);
+    expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 6);
+    for (const k of [0, 1, 2, 3, 4, 5, 8, 9]) expect(relErr(r.split[k], r.full[k]), `result ${k}`).to.be.below(1e-6);
+    expectBitEqual([6, 7, 10, 11].map((k) => r.full[k]), [6, 7, 10, 11].map((k) => r.split[k]));
+  } finally {
+    batchNormReductionVariants.force(null);
+    batchNormElementwiseVariants.force(null);
+  }
 }

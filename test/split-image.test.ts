@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { reinit, engine, tensor, parameter, tidy, backward, interpolate, crossEntropy, matmul, Tensor } from '../src/index.js';
 import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
-import { randn, relErr, withBindingLimit, expectBitEqual, read } from './helpers.js';
+import { randn, relErr, withBindingLimit, expectBitEqual, read, expectBatchNormSplit } from './helpers.js';
 import { mkdtempSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -51,37 +51,7 @@ describe('split launches inside one image (binding limit lowered below one image
       for (const [shape, what] of shapes(n)) {
         it(`batch norm (${reduction} / ${elementwise}), batch ${n}, ${what}: training <= 1e-6, eval y, dx and running statistics to the last bit`, async () => {
           expectTooLarge(shape, what === 'position ranges');
-          const c = shape[1];
-          const size = shape.reduce((a, b) => a * b, 1);
-          batchNormReductionVariants.force(reduction);
-          batchNormElementwiseVariants.force(elementwise);
-          try {
-            const r = await both(async () => {
-              const out: ArrayLike<number>[] = [];
-              for (const training of [true, false]) {
-                const x = parameter(randn(size, 31, 2, 3), shape);
-                const wt = parameter(randn(c, 32, 0.5, 1), [c]);
-                const b = parameter(randn(c, 33), [c]);
-                const rm = tensor(randn(c, 34, 0.1), [c]);
-                const rv = tensor(randn(c, 35, 0.1, 1), [c]);
-                const y = tidy(() => {
-                  const y = batchNorm(x, wt, b, rm, rv, { training, momentum: 0.1 });
-                  const k = y.ref();
-                  backward(y, tensor(randn(size, 36), y.shape));
-                  return k;
-                });
-                out.push(...(await read(y, x.grad!, wt.grad!, b.grad!, rm, rv)));
-                for (const t of [x, wt, b]) t.dispose();
-              }
-              return out;
-            });
-            expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 6);
-            for (const k of [0, 1, 2, 3, 4, 5, 8, 9]) expect(relErr(r.split[k], r.full[k]), `result ${k}`).to.be.below(1e-6);
-            expectBitEqual([6, 7, 10, 11].map((k) => r.full[k]), [6, 7, 10, 11].map((k) => r.split[k]));
-          } finally {
-            batchNormReductionVariants.force(null);
-            batchNormElementwiseVariants.force(null);
-          }
+          await expectBatchNormSplit(shape, reduction, elementwise, LOW);
         });
       }
     }

@@ -7,7 +7,7 @@ import { reinit, engine, tensor, parameter, tidy, backward, add, full, axpy_, re
 import { setConv2dVariant } from '../src/ops/conv2d/index.js';
 import { batchNorm, adaptiveAvgPool2d, cat, maxPool2d } from '../src/index.js';
 import { batchNormReductionVariants, batchNormElementwiseVariants } from '../src/ops/batchnorm.js';
-import { randn, relErr, withBindingLimit, expectBitEqual, read } from './helpers.js';
+import { randn, relErr, withBindingLimit, expectBitEqual, read, expectBatchNormSplit } from './helpers.js';
 
 const LOW = 4096; // bytes: 1024 f32 per binding
 const both = (fn: () => Promise<ArrayLike<number>[]>, low = LOW) => withBindingLimit(fn, low);
@@ -205,39 +205,7 @@ describe('split launches (binding limit lowered)', () => {
 
   for (const [reduction, elementwise] of [['lanes', 'planes'], ['tree', 'flat']] as const) {
     it(`batch norm in blocks of images (${reduction} / ${elementwise}): training statistics over the whole batch (<= 1e-6), eval y and dx to the last bit`, async () => {
-      const [n, c, h, w] = [6, 5, 11, 13];
-      const size = n * c * h * w;
-      batchNormReductionVariants.force(reduction);
-      batchNormElementwiseVariants.force(elementwise);
-      try {
-        const r = await both(async () => {
-          const out: ArrayLike<number>[] = [];
-          for (const training of [true, false]) {
-            const x = parameter(randn(size, 31, 2, 3), [n, c, h, w]);
-            const wt = parameter(randn(c, 32, 0.5, 1), [c]);
-            const b = parameter(randn(c, 33), [c]);
-            const rm = tensor(randn(c, 34, 0.1), [c]);
-            const rv = tensor(randn(c, 35, 0.1, 1), [c]);
-            const y = tidy(() => {
-              const y = batchNorm(x, wt, b, rm, rv, { training, momentum: 0.1 });
-              const k = y.ref();
-              backward(y, tensor(randn(size, 36), y.shape));
-              return k;
-            });
-            out.push(...(await read(y, x.grad!, wt.grad!, b.grad!, rm, rv)));
-            for (const t of [x, wt, b]) t.dispose();
-          }
-          return out;
-        });
-        expect(r.launches[1]).to.be.greaterThan(r.launches[0] + 6);
-        // Training: every result goes through the statistics. Eval: y, dx and the running statistics
-        // to the last bit; dweight and dbias are sums over the batch (per image, then combined).
-        for (const k of [0, 1, 2, 3, 4, 5, 8, 9]) expect(relErr(r.split[k], r.full[k]), `result ${k}`).to.be.below(1e-6);
-        expectBitEqual([6, 7, 10, 11].map((k) => r.full[k]), [6, 7, 10, 11].map((k) => r.split[k]));
-      } finally {
-        batchNormReductionVariants.force(null);
-        batchNormElementwiseVariants.force(null);
-      }
+      await expectBatchNormSplit([6, 5, 11, 13], reduction, elementwise, LOW);
     });
   }
 
