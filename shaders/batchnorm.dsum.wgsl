@@ -19,19 +19,7 @@ override WG: u32 = 64;
 struct Params { c: u32, hw: u32, m: u32, chunk: u32, s: u32, q: u32, s0: u32, sn: u32, n0: u32, c0: u32, cb: u32, p0: u32, xoff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
-// Values [m0, m1) of a channel in slice s: `chunk` values from s·chunk (q = 0), or piece s % q of
-// image s / q's plane (q > 0: every slice inside one plane).
-fn bounds(s: u32) -> vec2u {
-  if (p.q == 0u) { return vec2u(s * p.chunk, min(p.m, (s + 1u) * p.chunk)); }
-  let ni = s / p.q;
-  let m0 = ni * p.hw + (s - ni * p.q) * p.chunk;
-  return vec2u(m0, min((ni + 1u) * p.hw, m0 + p.chunk));
-}
-
-// Index in the bound x (and dy) of value sp of plane (ni, ci).
-fn at(ni: u32, ci: u32, sp: u32) -> u32 {
-  return p.xoff + ((ni - p.n0) * p.c + (ci - p.c0)) * p.hw + (sp - p.p0);
-}
+// #include "common/bn-slices.wgsl"
 
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
