@@ -1,6 +1,7 @@
-// Tensors: dense, row-major (NCHW for images), f32 or i32, living in a pooled GPU buffer.
+// Tensors: dense, row-major (NCHW for images), f32 or i32, living in a block of a pooled GPU
+// buffer (`buffer` from byte `offset`; see src/gpu/pool.ts).
 // A Tensor is a handle; several handles (views, tensors saved for backward) may share one Storage,
-// which returns its buffer to the pool when the last handle is disposed (or has freed its storage:
+// which returns its block to the pool when the last handle is disposed (or has freed its storage:
 // `freeStorage`, which lets the network drop an activation once consumed while its graph node
 // lives on for backward).
 //
@@ -12,7 +13,7 @@
 
 import { engine, type Bindable } from './gpu/engine.js';
 import { track, keep, type Owned } from './scope.js';
-import type { BufferPool } from './gpu/pool.js';
+import type { BufferPool, Block } from './gpu/pool.js';
 import type { GradNode } from './autograd.js';
 
 export type DType = 'f32' | 'i32';
@@ -50,7 +51,7 @@ class Storage {
   /** Handles held by graph nodes (saved for backward). */
   savedRefs = 0;
   constructor(
-    readonly buffer: GPUBuffer,
+    readonly block: Block,
     private pool: BufferPool,
     public base: MemoryCategory,
   ) {}
@@ -58,11 +59,11 @@ class Storage {
     return this.savedRefs > 0 && (this.base === 'activations' || this.base === 'scratch') ? 'saved' : this.base;
   }
   recount(): void {
-    if (this.refs > 0) this.pool.setCategory(this.buffer, this.category);
+    if (this.refs > 0) this.pool.setCategory(this.block, this.category);
   }
   unref(saved: boolean): void {
     if (saved && --this.savedRefs === 0 && this.refs > 1) this.recount();
-    if (--this.refs === 0) this.pool.release(this.buffer);
+    if (--this.refs === 0) this.pool.release(this.block);
   }
 }
 
@@ -144,10 +145,32 @@ export class Tensor implements Bindable, Owned {
     return this.size * 4;
   }
 
+  /** The GPU buffer (a pool segment shared with other tensors) that holds this tensor's values
+   * from byte `offset`. Throws for a disposed or freed tensor. */
   get buffer(): GPUBuffer {
+    return this.block().buffer;
+  }
+
+  /** Byte offset of this tensor's values in `buffer` (a multiple of 256). */
+  get offset(): number {
+    return this.block().offset;
+  }
+
+  /** The bytes reserved for this tensor in `buffer` from `offset` (at least byteLength, a multiple
+   * of 256): a binding may cover them, e.g. as whole vec4s. */
+  get capacity(): number {
+    return this.block().size;
+  }
+
+  /** True when both tensors hold the same storage (a view or a saved copy of one another). */
+  sharesStorage(other: Tensor): boolean {
+    return this.block() === other.block();
+  }
+
+  private block(): Block {
     if (this._disposed) throw new Error(`atrous: use of a disposed tensor${this.label ? ` '${this.label}'` : ''} of shape ${fmtShape(this.shape)}`);
     if (this._freed) throw new Error(`atrous: use of a tensor${this.label ? ` '${this.label}'` : ''} of shape ${fmtShape(this.shape)} whose storage was freed after its last use (freeStorage)`);
-    return this.storage.buffer;
+    return this.storage.block;
   }
 
   /** Releases this handle; the buffer returns to the pool when no handle or saved copy uses it. */

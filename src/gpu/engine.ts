@@ -3,16 +3,19 @@
 // - dispatches are recorded into one open compute pass of one command encoder and submitted every
 //   `maxDispatchesPerSubmit` dispatches, or when a result is read back (few submits per step);
 // - uniform parameter buffers are cached by content, so a training loop re-uses them every step;
-// - storage buffers come from a pool and return to it only after the submit that last used them.
+// - tensors are blocks of a few large storage buffers from a caching pool (src/gpu/pool.ts); a
+//   released block serves the next request at once (uploads flush the recorded work first).
 
 import { SHADERS, PARAM_LAYOUTS, type ShaderName, type ShaderParams } from './shaders.generated.js';
-import { BufferPool, type PoolStats } from './pool.js';
+import { BufferPool, type Block, type PoolStats } from './pool.js';
 import { openDevice, adapterName, type DeviceOptions, type GPUContext, type EngineLimits, type AdapterInfo } from './device.js';
 
 export type { ShaderName, ShaderParams } from './shaders.generated.js';
 
-/** Anything that can be bound as a storage buffer: a Tensor, or a raw pooled buffer, or a slice
- * of one (`offset` bytes in, a multiple of `Engine.bindingAlignment`; see `Engine.slice`). */
+/** Anything that can be bound as a storage buffer: a Tensor (a block of a pooled buffer), or a
+ * slice of one: `byteLength` bytes from byte `offset` of `buffer` (a multiple of
+ * `Engine.bindingAlignment`; see `Engine.slice`). Bindings, copies, uploads and reads all add
+ * `offset`. */
 export interface Bindable {
   readonly buffer: GPUBuffer;
   readonly byteLength: number;
@@ -35,7 +38,7 @@ export interface KernelCall<S extends ShaderName = ShaderName> {
   /** Workgroup counts; use `grid1d` for flat element-wise kernels. */
   workgroups: [number, number?, number?];
   /** For params that change every call (a learning rate): the launch's own uniform buffer, keyed
-   * by (shader, entry, this buffer), rewritten in place with `queue.writeBuffer` when the values
+   * by (shader, entry, this binding's buffer and offset), rewritten in place with `queue.writeBuffer` when the values
    * change, so no buffer and no bind group is created per step. Without it, uniform buffers are
    * cached by content (right for params that repeat, such as shapes). */
   uniformSlot?: Bindable;
@@ -101,6 +104,17 @@ export function engine(): Engine {
   return current;
 }
 
+/**
+ * The shader as compiled: every `var<storage, read>` declared `var<storage, read_write>`. The WGSL
+ * files say which bindings a kernel only reads (and the engine uses that: `separate`), but a
+ * tensor is a block of a segment shared with other tensors (src/gpu/pool.ts), and WebGPU's usage
+ * rules are per buffer, not per range: one buffer bound read-only and writable in one dispatch is
+ * refused, while several writable bindings of disjoint ranges are allowed.
+ */
+export function storageReadWrite(code: string): string {
+  return code.replace(/var<storage,\s*read>/g, 'var<storage, read_write>');
+}
+
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
 const OUT_OF_MEMORY = 'out of GPU memory';
 const MAP_READ_COPY_DST = 0x01 | 0x08;
@@ -140,14 +154,17 @@ export class Engine {
   private gpuError: string | null = null;
   private timing = false;
   private destroyed = false;
+  private placeholderBuffer: GPUBuffer | null = null;
+  private readOnly = new Map<ShaderName, Set<number>>();
 
   constructor(readonly ctx: GPUContext) {
     this.device = ctx.device;
     this.limits = ctx.limits;
     this.info = ctx.info;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
+    this.pool.fillPoison = (block) => this.poisonFill(block);
     this.pool.onDestroy = (buf) => {
-      // The uniform slots keyed by a destroyed storage buffer go with it (retired: a pending
+      // The uniform slots keyed by a destroyed segment go with it (retired: a pending
       // submit may still use them).
       for (const slot of this.slotsByBuffer.get(buf) ?? []) {
         const s = this.slotUniforms.get(slot);
@@ -192,7 +209,7 @@ export class Engine {
     if (!module) {
       const code = (SHADERS as Record<string, string | undefined>)[shader];
       if (code === undefined) throw new Error(`atrous: no shader '${shader}' (expected shaders/${shader}.wgsl)`);
-      module = this.device.createShaderModule({ label: shader, code });
+      module = this.device.createShaderModule({ label: shader, code: storageReadWrite(code) });
       this.modules.set(shader, module);
     }
     return { label: key, layout: 'auto', compute: { module, entryPoint: entry, constants } };
@@ -241,6 +258,12 @@ export class Engine {
 
   /** Records one dispatch. Checks binding sizes against the device limits before recording. */
   run<S extends ShaderName>(call: KernelCall<S>): void {
+    this.record(call, true);
+  }
+
+  /** Records a launch; `counted` false for the pool's poison fills, which are bookkeeping of a test
+   * mode and neither count as dispatches nor bring the next automatic submit closer. */
+  private record<S extends ShaderName>(call: KernelCall<S>, counted: boolean): void {
     this.assertAlive();
     const maxBinding = this.limits.maxStorageBufferBindingSize;
     for (let i = 0; i < call.bindings.length; i++) {
@@ -264,15 +287,16 @@ export class Engine {
       return;
     }
     const pipeline = this.pipeline(call.shader, call.entry, call.constants);
+    const { bindings, scratch } = this.separate(call.shader, call.bindings);
     const entries: GPUBindGroupEntry[] = [];
     let slot = 0;
     let key = pipelineKey(call.shader, call.entry, call.constants);
     if (params) {
-      const u = call.uniformSlot ? this.slotUniformBuffer(call.uniformSlot.buffer, `${key}|${this.bufferId(call.uniformSlot.buffer)}`, params) : this.uniformBuffer(params);
+      const u = call.uniformSlot ? this.slotUniformBuffer(call.uniformSlot.buffer, `${key}|${this.bufferId(call.uniformSlot.buffer)}:${call.uniformSlot.offset ?? 0}`, params) : this.uniformBuffer(params);
       entries.push({ binding: slot++, resource: { buffer: u } });
       key += `|${this.bufferId(u)}`;
     }
-    for (const b of call.bindings) {
+    for (const b of bindings) {
       // Zero-sized bindings are invalid and vec4 arrays need 16 bytes; every pooled buffer has
       // at least 16 (pool.sizeClass), so an empty tensor binds those.
       const size = Math.max(16, b.byteLength);
@@ -291,9 +315,75 @@ export class Engine {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    // A copy made by `separate` is free again at once: later work is ordered after this dispatch.
+    for (const t of scratch) this.pool.release(t);
+    if (!counted) return;
     this.pendingDispatches++;
     this.dispatches++;
     if (this.pendingDispatches >= this.maxDispatchesPerSubmit && !this.timing) this.flush();
+  }
+
+  /**
+   * The bindings of a launch with every overlap resolved. Tensors are blocks of shared segments
+   * and every storage binding is declared read_write (see `storageReadWrite`), so WebGPU refuses
+   * two overlapping ranges of one buffer in one dispatch. Where a binding the shader only reads
+   * overlaps another binding (the same tensor passed twice, as in x + x), it is bound from a copy
+   * in a scratch block instead, released once the dispatch is recorded. A written binding that
+   * overlaps another one is an in-place aliasing no kernel supports: an internal error.
+   */
+  private separate(shader: ShaderName, bindings: readonly Bindable[]): { bindings: readonly Bindable[]; scratch: Block[] } {
+    const overlaps = (a: Bindable, b: Bindable): boolean =>
+      a.buffer === b.buffer && (a.offset ?? 0) < (b.offset ?? 0) + Math.max(16, b.byteLength) && (b.offset ?? 0) < (a.offset ?? 0) + Math.max(16, a.byteLength);
+    let out: Bindable[] | null = null;
+    const scratch: Block[] = [];
+    const readOnly = this.readOnlyBindings(shader);
+    for (let i = 1; i < bindings.length; i++) {
+      for (let j = 0; j < i; j++) {
+        const cur = out ?? bindings;
+        if (!overlaps(cur[i], cur[j])) continue;
+        // Binding k of the launch is shader binding k + 1 (0 is the uniform block).
+        const k = readOnly.has(i + 1) ? i : readOnly.has(j + 1) ? j : -1;
+        if (k < 0) throw new Error(`atrous: internal error: ${shader}: bindings ${j + 1} and ${i + 1} overlap in one buffer and both are written`);
+        out ??= [...bindings];
+        const src = out[k];
+        const block = this.pool.acquire(src.byteLength, () => `a copy of ${src.label ?? 'a binding'} (bound twice in one launch)`, 'scratch');
+        const copy: Bindable = { buffer: block.buffer, offset: block.offset, byteLength: src.byteLength, label: src.label };
+        this.copy(src, copy, Math.ceil(src.byteLength / 4) * 4);
+        scratch.push(block);
+        out[k] = copy;
+      }
+    }
+    return { bindings: out ?? bindings, scratch };
+  }
+
+  /** The storage bindings a shader declares `var<storage, read>` (inputs), by binding number. */
+  private readOnlyBindings(shader: ShaderName): Set<number> {
+    let set = this.readOnly.get(shader);
+    if (!set) {
+      set = new Set([...SHADERS[shader].matchAll(/@binding\((\d+)\)\s*var<storage,\s*read>/g)].map((m) => Number(m[1])));
+      this.readOnly.set(shader, set);
+    }
+    return set;
+  }
+
+  /** Records a fill of `block` with NaN (the pool's poison mode), in order with recorded work. */
+  private poisonFill(block: Block): void {
+    if (this.traced || this.destroyed) return;
+    const align = this.bindingAlignment;
+    const chunk = Math.floor(this.limits.maxStorageBufferBindingSize / align) * align;
+    for (let at = 0; at < block.size; at += chunk) {
+      const bytes = Math.min(chunk, block.size - at);
+      this.record({ shader: 'fill', params: { n: bytes / 4, value: Number.NaN }, bindings: [{ buffer: block.buffer, offset: block.offset + at, byteLength: bytes }], workgroups: this.grid1d(bytes / 4) }, false);
+    }
+  }
+
+  /** A 256-byte storage buffer of its own, bound where a launch's binding is unused (never read or
+   * written; a conv without a bias). A tensor cannot stand in: it may share a segment with the
+   * launch's output, and WebGPU refuses a buffer bound both read-only and writable, or two
+   * overlapping writable bindings, in one dispatch. Bind it at most once per launch. */
+  get placeholder(): Bindable {
+    this.placeholderBuffer ??= this.device.createBuffer({ size: 256, usage: 0x80 | 0x08 /* STORAGE | COPY_DST */ });
+    return { buffer: this.placeholderBuffer, byteLength: 256, label: 'placeholder' };
   }
 
   /** The byte alignment of a binding's offset (minStorageBufferOffsetAlignment, 256 on most adapters). */
@@ -372,20 +462,48 @@ export class Engine {
     return [Math.ceil(groups / y), y];
   }
 
-  /** Copies between buffers in order with the recorded kernels. */
+  /** Copies `bytes` bytes from `srcOffset` of `src` to `dstOffset` of `dst` (both relative to the
+   * bindings' own offsets) in order with the recorded kernels. */
   copy(src: Bindable, dst: Bindable, bytes: number, srcOffset = 0, dstOffset = 0): void {
     this.assertAlive();
     if (this.traced) return;
-    const enc = this.commandEncoder();
-    enc.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    const from = (src.offset ?? 0) + srcOffset;
+    const to = (dst.offset ?? 0) + dstOffset;
+    if (src.buffer !== dst.buffer) {
+      this.commandEncoder().copyBufferToBuffer(src.buffer, from, dst.buffer, to, bytes);
+      return;
+    }
+    // Two blocks of one pool segment: copyBufferToBuffer refuses one buffer as both ends, so a
+    // kernel copies the words (shaders/copy.wgsl), in launches that fit the binding limit.
+    if (from < to + bytes && to < from + bytes) {
+      throw new Error(`atrous: internal error: copy between overlapping ranges of one buffer (${bytes} bytes from byte ${from} to ${to})`);
+    }
+    if (from % 4 !== 0 || to % 4 !== 0 || bytes % 4 !== 0) throw new Error(`atrous: internal error: copy within one buffer of ${bytes} bytes from byte ${from} to ${to}: not whole 4-byte words`);
+    const align = this.bindingAlignment;
+    const chunk = Math.floor((this.limits.maxStorageBufferBindingSize - align) / 4) * 4;
+    for (let done = 0; done < bytes; done += chunk) {
+      const n = Math.min(chunk, bytes - done);
+      const [a, b] = [from + done, to + done];
+      const [a0, b0] = [Math.floor(a / align) * align, Math.floor(b / align) * align];
+      this.run({
+        shader: 'copy',
+        params: { n: n / 4, inOff: (a - a0) / 4, outOff: (b - b0) / 4 },
+        bindings: [
+          { buffer: src.buffer, offset: a0, byteLength: a - a0 + n, label: src.label },
+          { buffer: dst.buffer, offset: b0, byteLength: b - b0 + n, label: dst.label },
+        ],
+        workgroups: this.grid1d(n / 4),
+      });
+    }
   }
 
-  /** Uploads data into a buffer. Flushes recorded work first, so the upload cannot overtake it. */
+  /** Uploads data into a binding at `dstOffset` (relative to its own offset). Flushes recorded
+   * work first, so the upload cannot overtake it. */
   write(dst: Bindable, data: ArrayBufferView, dstOffset = 0): void {
     this.assertAlive();
     if (this.traced) return;
     if (this.encoder) this.flush();
-    this.device.queue.writeBuffer(dst.buffer, dstOffset, data.buffer, data.byteOffset, data.byteLength);
+    this.device.queue.writeBuffer(dst.buffer, (dst.offset ?? 0) + dstOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
   /** Submits everything recorded so far. */
@@ -401,18 +519,18 @@ export class Engine {
     }
     this.pendingDispatches = 0;
     this.slotsInFlight.clear();
-    this.pool.afterSubmit();
     for (const b of this.retiredUniforms) b.destroy();
     this.retiredUniforms = [];
   }
 
-  /** Reads a buffer back to the CPU (submits pending work first). */
+  /** Reads `bytes` bytes of a binding from `offset` (relative to its own offset) back to the CPU
+   * (submits pending work first). */
   async read(src: Bindable, bytes = src.byteLength, offset = 0): Promise<ArrayBuffer> {
     this.assertAlive();
     if (this.traced) throw new Error('atrous: a read-back inside Engine.trace() (tracing records no GPU work)');
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.device.createBuffer({ size, usage: MAP_READ_COPY_DST });
-    this.commandEncoder().copyBufferToBuffer(src.buffer, offset, staging, 0, size);
+    this.commandEncoder().copyBufferToBuffer(src.buffer, (src.offset ?? 0) + offset, staging, 0, size);
     this.flush();
     try {
       await staging.mapAsync(0x0001 /* GPUMapMode.READ */);

@@ -10,14 +10,14 @@ import { checkTensor, checkNumber, OpError } from './check.js';
 import { clone, zeros } from './elementwise.js';
 import { runFlat } from './split.js';
 
-/** Binds a tensor as ceil(size / 4) vec4s. Pool buffers are multiples of 256 bytes, so the last
- * vec4 stays inside the buffer; its lanes past `size` are padding that no tensor observes. */
+/** Binds a tensor as ceil(size / 4) vec4s. Pool blocks are multiples of 256 bytes, so the last
+ * vec4 stays inside the tensor's block; its lanes past `size` are padding that no tensor observes. */
 export function vec4Binding(t: Tensor): Bindable {
   const byteLength = Math.max(16, Math.ceil(t.size / 4) * 16);
-  if (t.buffer.size < byteLength) {
-    throw new Error(`atrous: internal error: buffer of ${t.buffer.size} bytes cannot be bound as ${byteLength / 16} vec4s (pool buffers must be 16-byte multiples)`);
+  if (t.capacity < byteLength) {
+    throw new Error(`atrous: internal error: a block of ${t.capacity} bytes cannot be bound as ${byteLength / 16} vec4s (pool blocks must be 16-byte multiples)`);
   }
-  return { buffer: t.buffer, byteLength, label: t.label };
+  return { buffer: t.buffer, offset: t.offset, byteLength, label: t.label };
 }
 
 /** Runs a flat vec4 kernel over ceil(size / 4) vec4s (Params field n4); `more` are its other

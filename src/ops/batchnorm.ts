@@ -195,7 +195,7 @@ export function batchNorm(
   if (!training && (runningMean === null || runningVar === null)) {
     throw new OpError(OP, `eval mode (training: false) normalises with the running statistics: 'runningMean' and 'runningVar' must be given, got null`);
   }
-  if (runningMean && runningVar && runningMean.buffer === runningVar.buffer) {
+  if (runningMean && runningVar && runningMean.sharesStorage(runningVar)) {
     throw new OpError(OP, `'runningMean' and 'runningVar' must be different tensors (they share storage), both of shape ${fmtShape(runningMean.shape)}`);
   }
   const e = engine();

@@ -86,11 +86,11 @@ export function packForwardWeight(weight: Tensor, bias: Tensor | null, g: Conv2d
   const e = engine();
   const coPad = ceilDiv(g.cout, 4) * 4;
   const wp = empty([g.kh * g.kw * g.cin + 1, coPad]);
-  // Without a bias the weight is bound in its place (never read: hasBias = 0).
+  // Without a bias the engine's placeholder is bound in its place (never read: hasBias = 0).
   e.run({
     shader: 'conv2d.wpack',
     params: { cin: g.cin, cout: g.cout, kh: g.kh, kw: g.kw, coPad, hasBias: bias ? 1 : 0 },
-    bindings: [weight, bias ?? weight, wp],
+    bindings: [weight, bias ?? e.placeholder, wp],
     workgroups: rowGrid(coPad / 4, g.cin + 1, 64),
   });
   return wp;
@@ -162,7 +162,7 @@ export function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, g:
 /** Backward-data kernels: dx = conv_transpose(dy, weight), shape [n, cin, h, w]; the 'subgroup'
  * kernel when `variant` is subgroup (and the channels fill its tile), else the register one. */
 export function conv2dBackwardData(dy: Tensor, weight: Tensor, g: Conv2dGeometry, variant: Conv2dVariant): Tensor {
-  const dxSize = { buffer: dy.buffer, byteLength: g.n * g.cin * g.h * g.w * 4, label: 'dx' };
+  const dxSize = { buffer: dy.buffer, offset: dy.offset, byteLength: g.n * g.cin * g.h * g.w * 4, label: 'dx' };
   if (g.n > 0 && !oneImageFits([dy, dxSize], [g.cout * g.oh * g.ow, g.cin * g.h * g.w])) {
     const plan = insidePlan('conv2d backward', dxSize, 'dx', dy, 'dy', g, g.cin, g.cout, 1);
     if (plan) return backwardDataByBands(dy, weight, g, variant, plan);
