@@ -163,6 +163,9 @@ export class Engine {
     this.info = ctx.info;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
     this.pool.fillPoison = (block) => this.poisonFill(block);
+    this.pool.beforeDestroy = () => {
+      if (this.encoder) this.flush();
+    };
     this.pool.onDestroy = (buf) => {
       // The uniform slots keyed by a destroyed segment go with it (retired: a pending
       // submit may still use them).

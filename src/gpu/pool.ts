@@ -162,6 +162,8 @@ export class BufferPool {
   /** Told when the device could not allocate a segment the pool created (out of GPU memory: WebGPU
    * reports it asynchronously, through an error scope around the creation). */
   onOutOfMemory: ((bytes: number, what: string, message: string) => void) | null = null;
+  /** Called before the pool destroys segments (the engine submits the work it has recorded). */
+  beforeDestroy: (() => void) | null = null;
   /** Told before the pool destroys a segment (trim, compact), so state keyed by it can go too. */
   onDestroy: ((buf: GPUBuffer) => void) | null = null;
   private scopes = new Set<Promise<void>>();
@@ -293,16 +295,21 @@ export class BufferPool {
     return new Range(seg, 0, size);
   }
 
-  /** Destroys every wholly free segment (call after a flush to give memory back to the driver;
-   * blocks still live keep their segments). */
+  /** Destroys every wholly free segment, giving its memory back to the driver (blocks still live
+   * keep their segments). */
   trim(): void {
     this.dropFreeSegments(true);
   }
 
   private dropFreeSegments(includeSmall: boolean): void {
+    const drop = (seg: Segment): boolean => seg.used === 0 && (includeSmall || !seg.small);
+    if (!this.segments.some(drop)) return;
+    // A block released since the last submit may still be used by recorded work, and WebGPU
+    // refuses to submit work that uses a destroyed buffer: submit it first.
+    this.beforeDestroy?.();
     const keep: Segment[] = [];
     for (const seg of this.segments) {
-      if (seg.used > 0 || (seg.small && !includeSmall)) {
+      if (!drop(seg)) {
         keep.push(seg);
         continue;
       }
