@@ -118,6 +118,24 @@ describe('large photos: stepwise forward and a sub-allocating pool', () => {
     }
   });
 
+  it('in compact mode a segment freed by work still only recorded is destroyed only after that work is submitted', async () => {
+    const pool = engine().pool;
+    pool.compact = true;
+    try {
+      const a = full([3_000_000], 2); // 12 MB: a segment of its own
+      const r = relu(a); // recorded, not submitted
+      a.dispose(); // a's segment is wholly free now, still used by relu
+      const submits = engine().stats().submits;
+      const big = empty([20_000_000]); // fits no free block: free segments go first
+      expect(engine().stats().submits, 'the recorded work was submitted before the destroy').to.be.above(submits);
+      expect((await r.data(3)).every((v) => v === 2)).to.equal(true); // no "used in submit while destroyed"
+      r.dispose();
+      big.dispose();
+    } finally {
+      pool.compact = false;
+    }
+  });
+
   it('tensors at an offset in a shared buffer: uploads, reads, copies and kernels use their own bytes only', async () => {
     const a = tensor(new Float32Array([1, -2, 3]), [3]);
     const b = tensor(new Float32Array([-4, 5, -6, 7, -8]), [5]);

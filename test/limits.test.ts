@@ -1,7 +1,9 @@
 // Device limits: work that would exceed a limit fails before it is recorded, with an error that
 // names the limit. The limits are lowered through DeviceOptions, as a user could.
 import { expect } from 'chai';
-import { reinit, engine, tensor, add, tidy } from '../src/index.js';
+import { totalmem } from 'node:os';
+import { reinit, engine, tensor, add, tidy, empty } from '../src/index.js';
+import { parseMemorySize, isSoftwareAdapter } from '../src/gpu/device.js';
 
 describe('device limits', () => {
   after(async () => {
@@ -31,15 +33,49 @@ describe('device limits', () => {
     expect(() => tensor(new Float32Array(1 << 15), [1 << 15])).to.throw(/maxBufferSize \(65536 bytes\)/);
   });
 
-  it('allocates a tensor that fits maxBufferSize even where its size class would not', async () => {
-    // 60000 is no multiple of the size classes (lavapipe's 2^32 − 1 is not either): 59000 bytes
-    // round to the class 61440, above it.
+  it('allocates a tensor that fits maxBufferSize even where its segment size would not', async () => {
+    // A 59000-byte request would get a 2 MiB small segment, above the limit, and 60000 is no
+    // multiple of 256 (lavapipe's 2^32 − 1 is not either): the segment is the request's own size.
     await reinit({ limits: { maxBufferSize: 60000 } });
     const a = Float32Array.from({ length: 14750 }, (_, i) => i);
     const t = tensor(a, [14750]);
     expect(Array.from(await t.data())).to.deep.equal(Array.from(a));
     t.dispose();
     expect(() => tensor(new Float32Array(15001), [15001])).to.throw('a tensor [15001] (f32) needs 60004 bytes, above the device limit maxBufferSize (60000 bytes)');
+  });
+
+  it('refuses a tensor that would take the pool past its memory limit, naming it, its bytes and the limit, and gives free segments back first', async () => {
+    const MiB = 2 ** 20;
+    await reinit({ memoryLimit: 64 * MiB });
+    const pool = engine().pool;
+    expect(pool.memoryLimit).to.equal(64 * MiB);
+    const a = empty([10 * MiB]); // 40 MiB
+    expect(() => empty([7 * MiB])).to.throw(
+      /out of memory: a tensor \[7340032\] \(f32\) needs 29360128 bytes \(0\.03 GiB\) more than the pool can hold: it holds 41943040 bytes .* and may hold 67108864 \(0\.06 GiB, the memory limit/,
+    );
+    expect(pool.stats().allocatedBytes, 'nothing allocated by the refusal').to.equal(40 * MiB);
+    a.dispose();
+    // a's segment is wholly free: it is given back, and the larger tensor fits.
+    const b = empty([12 * MiB]);
+    expect(pool.stats().allocatedBytes).to.equal(48 * MiB);
+    b.dispose();
+  });
+
+  it('reads the memory limit from ATROUS_MEMORY_LIMIT, and on lavapipe defaults to 3/4 of the host memory', async () => {
+    expect(parseMemorySize('12G', 'x')).to.equal(12 * 2 ** 30);
+    expect(parseMemorySize('1536M', 'x')).to.equal(1536 * 2 ** 20);
+    expect(parseMemorySize('1000', 'x')).to.equal(1000);
+    expect(() => parseMemorySize('lots', 'ATROUS_MEMORY_LIMIT')).to.throw("ATROUS_MEMORY_LIMIT must be a number of bytes, or a number with K, M or G (e.g. 12G), got 'lots'");
+    process.env.ATROUS_MEMORY_LIMIT = '3G';
+    try {
+      await reinit();
+      expect(engine().pool.memoryLimit).to.equal(3 * 2 ** 30);
+    } finally {
+      delete process.env.ATROUS_MEMORY_LIMIT;
+    }
+    await reinit();
+    const expected = isSoftwareAdapter(engine().info) ? Math.floor(totalmem() * 0.75) : Infinity;
+    expect(engine().pool.memoryLimit).to.equal(expected);
   });
 
   it('folds large flat dispatches into two dimensions', async () => {

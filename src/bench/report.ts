@@ -62,14 +62,14 @@ function otherTable(rows: BenchRow[]): string[] {
 function trainTable(rows: BenchRow[]): string[] {
   const steps = rows.filter((r) => r.kernel === 'train-step' && r.impl === 'atrous');
   const out = [
-    '| config | batch × size | atrous s/step | GFLOP/s | first step s | peak GPU bytes | submits / step | dispatches / step | buffers created / step | PyTorch CPU s/step | atrous / PyTorch | PyTorch peak bytes | atrous / PyTorch peak |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| config | batch × size | atrous s/step | GFLOP/s | first step s | peak GPU bytes | pool peak | submits / step | dispatches / step | buffers created / step | PyTorch CPU s/step | atrous / PyTorch | PyTorch peak bytes | atrous / PyTorch peak |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of steps) {
     const t = rows.find((q) => q.kernel === 'train-step' && q.impl === 'torch' && q.config === r.config && q.n === r.n && q.h === r.h);
     const tms = t?.ms ?? null;
     out.push(
-      `| ${r.config} | ${r.n} × ${r.h}² | ${num(r.ms! / 1000, 2)} | ${num(r.gflops)} | ${num((r.first_step_ms as number) / 1000, 1)} | ${mb(r.peak_bytes)} | ${num(r.submits_per_step, 1)} | ${num(r.dispatches_per_step, 0)} | ${num(r.buffers_created_per_step, 1)} | ${tms === null ? (t?.note ?? 'not run') : num(tms / 1000, 2)} | ${x(ratio(r.ms, tms), 1)} | ${t?.peak_bytes ? mb(t.peak_bytes) : '—'} | ${t?.peak_bytes ? x(ratio(r.peak_bytes as number, t.peak_bytes as number), 2) : '—'} |`,
+      `| ${r.config} | ${r.n} × ${r.h}² | ${num(r.ms! / 1000, 2)} | ${num(r.gflops)} | ${num((r.first_step_ms as number) / 1000, 1)} | ${mb(r.peak_bytes)} | ${r.pool_peak_bytes === undefined ? '—' : mb(r.pool_peak_bytes)} | ${num(r.submits_per_step, 1)} | ${num(r.dispatches_per_step, 0)} | ${num(r.buffers_created_per_step, 1)} | ${tms === null ? (t?.note ?? 'not run') : num(tms / 1000, 2)} | ${x(ratio(r.ms, tms), 1)} | ${t?.peak_bytes ? mb(t.peak_bytes) : '—'} | ${t?.peak_bytes ? x(ratio(r.peak_bytes as number, t.peak_bytes as number), 2) : '—'} |`,
     );
   }
   return out;
@@ -149,7 +149,7 @@ export function markdown(rep: Report): string {
     '',
     ...trainTable(rep.rows),
     '',
-    '### Peak memory by category (requested bytes; rounding: the pool\'s size classes)',
+    '### Peak memory by category (requested bytes; rounding: the pool\'s block alignment)',
     '',
     ...memoryTable(rep.rows),
     '',

@@ -14,10 +14,13 @@
 //                        (activations held for backward), activations (other forward tensors
 //                        alive: the batch, unsaved intermediates, logits), gradients_in_flight,
 //                        scratch (temporaries inside one op: packed weights, channels-last
-//                        copies, partial sums), each in requested bytes, and rounding (the pool's
-//                        size classes round a buffer up by up to 12.5%; peak_bytes counts
-//                        rounded bytes, so the categories plus rounding sum to peak_bytes)
-//   pool_bytes           GPU memory the buffer pool holds after the steps
+//                        copies, partial sums), each in requested bytes, and rounding (the pool
+//                        rounds a block up to 256 bytes, or hands out a free block whole when
+//                        less than 1 MiB would be left; peak_bytes counts block bytes, so the
+//                        categories plus rounding sum to peak_bytes)
+//   pool_bytes           GPU memory the pool's segments hold after the steps
+//   pool_peak_bytes      the most the segments held during the timed steps (peak_bytes plus the
+//                        free space between blocks: what the driver is asked for)
 //   submits_per_step, dispatches_per_step, bind_groups_per_step,
 //   buffers_created_per_step (pool churn: 0 in a steady loop), pipelines_created (after warm-up)
 // Useful work: 3 × the forward's convolution FLOPs (forward, backward-data, backward-weight; the
@@ -126,7 +129,7 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
       kernel: 'train-step', pass: 'step', impl: 'atrous', config: c.config, n: c.n, h: c.size, w: c.size,
       ms, gflops: flops / (ms * 1e6), step_gflop: flops / 1e9,
       precompile_ms: precompileMs, pipelines_precompiled: compiled, first_step_ms: firstMs, first_step_pipelines_created: firstStepPipelines,
-      peak_bytes: after.peakLiveBytes, peak_breakdown: breakdown, pool_bytes: after.allocatedBytes,
+      peak_bytes: after.peakLiveBytes, peak_breakdown: breakdown, pool_bytes: after.allocatedBytes, pool_peak_bytes: after.peakAllocatedBytes,
       submits_per_step: per('submits'), dispatches_per_step: per('dispatches'), bind_groups_per_step: per('bindGroups'),
       buffers_created_per_step: per('created'), pipelines_created: after.pipelines - before.pipelines,
       adapter: opts.adapter, timing: 'wall-clock',

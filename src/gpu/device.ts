@@ -11,6 +11,42 @@ export interface DeviceOptions {
   limits?: Partial<EngineLimits>;
   /** Extra Dawn toggles in Node, e.g. ['enable-dawn-features=disable_robustness']. */
   dawnOptions?: string[];
+  /** The most bytes of GPU memory the engine's pool may hold; a tensor that would take it past
+   * this fails with an error naming the tensor, its bytes and this limit (BufferPool.memoryLimit).
+   * Default: env ATROUS_MEMORY_LIMIT (bytes, or a number with K, M or G: "12G"), else, in Node on
+   * a software adapter (lavapipe, whose GPU memory is host memory and which never reports running
+   * out of it: the OS kills the process instead), 3/4 of the host's memory; else none (the
+   * device reports out-of-memory itself). */
+  memoryLimit?: number;
+}
+
+/** Parses a memory size: bytes, or a number followed by K, M or G (powers of 1024). */
+export function parseMemorySize(text: string, what: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMG]?)i?B?\s*$/i.exec(text);
+  if (!m) throw new Error(`atrous: ${what} must be a number of bytes, or a number with K, M or G (e.g. 12G), got '${text}'`);
+  const unit = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Math.floor(Number(m[1]) * unit);
+}
+
+/** True for a software adapter (lavapipe/llvmpipe, SwiftShader): its GPU memory is host memory. */
+export function isSoftwareAdapter(i: Pick<AdapterInfo, 'description' | 'architecture' | 'device' | 'vendor'>): boolean {
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.description} ${i.architecture} ${i.device} ${i.vendor}`);
+}
+
+/** The pool's memory limit for `opts` on an adapter (see DeviceOptions.memoryLimit). */
+async function memoryLimitFor(opts: DeviceOptions, info: Pick<AdapterInfo, 'description' | 'architecture' | 'device' | 'vendor'>, inBrowser: boolean): Promise<number> {
+  if (opts.memoryLimit !== undefined) {
+    if (!(opts.memoryLimit > 0)) throw new Error(`atrous: memoryLimit must be a positive number of bytes, got ${opts.memoryLimit}`);
+    return opts.memoryLimit;
+  }
+  // Only Node has a host-memory figure and an environment (a page's worker has neither).
+  if (inBrowser || !isNode()) return Infinity;
+  const fromEnv = env('ATROUS_MEMORY_LIMIT');
+  if (fromEnv) return parseMemorySize(fromEnv, 'ATROUS_MEMORY_LIMIT');
+  if (!isSoftwareAdapter(info)) return Infinity;
+  const spec = 'node:os'; // a variable specifier, as 'webgpu' above
+  const os = (await import(spec)) as { totalmem(): number };
+  return Math.floor(os.totalmem() * 0.75);
 }
 
 /** The limits the engine checks before it records GPU work. */
@@ -41,6 +77,8 @@ export interface GPUContext {
   device: GPUDevice;
   limits: EngineLimits;
   info: AdapterInfo;
+  /** The most bytes the engine's pool may hold (DeviceOptions.memoryLimit); Infinity for none. */
+  memoryLimit: number;
 }
 
 // Dawn's `create()` result must outlive every adapter, device and buffer made from it: dropping
@@ -154,11 +192,13 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<GPUContext> 
     limits[k] = lowered !== undefined ? Math.min(lowered, v) : v;
   }
   const features = [...device.features].map(String).sort();
+  const memoryLimit = await memoryLimitFor(opts, { description: info.description ?? '', architecture: info.architecture ?? '', device: info.device ?? '', vendor: info.vendor ?? '' }, inBrowser);
   return {
     gpu,
     adapter,
     device,
     limits,
+    memoryLimit,
     info: {
       vendor: info.vendor ?? '',
       architecture: info.architecture ?? '',

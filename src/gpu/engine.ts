@@ -162,6 +162,7 @@ export class Engine {
     this.limits = ctx.limits;
     this.info = ctx.info;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize);
+    this.pool.memoryLimit = ctx.memoryLimit;
     this.pool.fillPoison = (block) => this.poisonFill(block);
     this.pool.beforeDestroy = () => {
       if (this.encoder) this.flush();
@@ -300,8 +301,8 @@ export class Engine {
       key += `|${this.bufferId(u)}`;
     }
     for (const b of bindings) {
-      // Zero-sized bindings are invalid and vec4 arrays need 16 bytes; every pooled buffer has
-      // at least 16 (pool.sizeClass), so an empty tensor binds those.
+      // Zero-sized bindings are invalid and vec4 arrays need 16 bytes; every pool block has at
+      // least 256 (pool.blockSize), so an empty tensor binds 16 of those.
       const size = Math.max(16, b.byteLength);
       const offset = b.offset ?? 0;
       entries.push({ binding: slot++, resource: { buffer: b.buffer, offset, size } });

@@ -154,6 +154,11 @@ export class BufferPool {
    * the next step create it again.
    */
   compact = false;
+  /** The most bytes the segments may hold (Infinity: no limit; the engine sets it from
+   * DeviceOptions.memoryLimit). A request that needs a new segment past it first gives the wholly
+   * free segments back, and then fails with an error naming the request, its bytes and the limit,
+   * before anything is allocated. */
+  memoryLimit = Infinity;
   /** Debug/test mode: fill every block with NaN when it is handed out, so a kernel that fails to
    * write an element shows up as NaN. The fill is `fillPoison` (the engine records it as a kernel,
    * in order with the work that used the block before), else a queue write (a pool of its own). */
@@ -196,6 +201,17 @@ export class BufferPool {
     let r = this.bestFit(frees, size);
     if (!r) {
       if (this.compact && !small) this.dropFreeSegments(false);
+      if (this.allocatedBytes + segSize > this.memoryLimit) {
+        this.dropFreeSegments(true);
+        if (this.allocatedBytes + segSize > this.memoryLimit) {
+          const gb = (b: number): string => `${(b / 2 ** 30).toFixed(2)} GiB`;
+          throw new Error(
+            `atrous: out of memory: ${what?.() ?? 'a buffer'} needs ${bytes} bytes (${gb(bytes)}) more than the pool can hold: it holds ${this.allocatedBytes} bytes ` +
+              `(${gb(this.allocatedBytes)}; ${this.live.size} tensors of ${gb(this.liveBytes)} alive) and may hold ${this.memoryLimit} (${gb(this.memoryLimit)}, the memory limit: ` +
+              'DeviceOptions.memoryLimit or ATROUS_MEMORY_LIMIT). Use a smaller batch, crop or image (predict: --window or --max-side; a larger --output-stride), or raise the limit',
+          );
+        }
+      }
       r = this.newSegment(segSize, small, what);
       frees.add(r);
     }

@@ -20,6 +20,7 @@
 // automatic: planes for planes of 32+ values), which tests and benchmarks can force.
 
 import { engine, type Engine, type ShaderParams } from '../gpu/engine.js';
+import { isSoftwareAdapter } from '../gpu/device.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { record } from '../autograd.js';
 import { checkTensor, checkNumber, OpError } from './check.js';
@@ -38,10 +39,7 @@ export interface BatchNormOptions {
 
 const OP = 'batchNorm';
 
-function softwareAdapter(e: Engine): boolean {
-  const i = e.info;
-  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.description} ${i.architecture} ${i.device} ${i.vendor}`);
-}
+const softwareAdapter = (e: Engine): boolean => isSoftwareAdapter(e.info);
 
 /** The reductions' entry point: 'tree' (a workgroup per slice) or 'lanes' (an invocation per slice,
  * for software adapters, where barriers are slow). */
