@@ -3,13 +3,13 @@
 // of `atrous eval`, `atrous predict`, segment() and the page; an explicit option wins, and the
 // printed settings say where each value came from.
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   modelConfig, readCheckpoint, modelFromCheckpoint, saveCheckpoint, resolveInference, describeInference, DeepLabV3, segment, segmentImage,
-  normalize, IMAGENET, rgbToChw, chwToRgb, ShapesDataset,
+  normalize, IMAGENET, rgbToChw, chwToRgb, ShapesDataset, engine,
 } from '../src/index.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
 import { encodePng, decodeLabelPng } from '../src/io/image.js';
@@ -184,6 +184,22 @@ describe('checkpoints carry how they were trained to be used', function () {
     bad((m) => { m.inference = '{oops'; }, '__metadata__.inference is not valid JSON');
     bad((m) => { m.classes = '["background", "circle"]'; }, 'classes names 2 classes but the model predicts 7');
     bad((m) => { m.classes = '[1, 2, 3, 4, 5, 6, 7]'; }, 'classes must be a list of names');
+  });
+
+  it('a photo past the memory limit fails naming the tensor and the limit, and leaves no output directory behind', async () => {
+    const pool = engine().pool;
+    const was = pool.memoryLimit;
+    pool.trim(); // nothing cached: the run must take new segments
+    pool.memoryLimit = 2 ** 20;
+    try {
+      const out = join(dir, 'made', 'for', 'nothing');
+      const r = await atrous('predict', '--weights', SHIPPED, '--image', join(ROOT, 'web', 'samples', 'shapes-val-0.png'), '--out', out);
+      expect(r.code).to.equal(1);
+      expect(r.err).to.match(/out of memory: a tensor \[[\d, ]+\] \(f32\) needs \d+ bytes .* may hold 1048576 \(0\.00 GiB, the memory limit/);
+      expect(existsSync(join(dir, 'made')), 'the directories predict made are gone').to.equal(false);
+    } finally {
+      pool.memoryLimit = was;
+    }
   });
 
   it('a bad option is refused before anything is written', async () => {

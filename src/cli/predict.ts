@@ -100,55 +100,64 @@ export const predictCommand: Command = {
     const img = decodeImage(ibytes, imagePath); // upright: the EXIF orientation applied
     const { orientation } = imageInfo(ibytes, imagePath);
     const outDir = (values.out as string | undefined) ?? '.';
-    mkdirSync(outDir, { recursive: true });
-
-    await init({ adapter: values.adapter as string | undefined });
-    const { model, config, inference } = modelFromCheckpoint(wbytes, {
-      source: weights,
-      config: values.config as string | undefined,
-      settings,
-      ignore: values.lenient ? ['aux_classifier.*'] : undefined,
-    });
-    try {
-      model.eval();
-      const hw = img.width * img.height;
-      const t0 = performance.now();
-      const seg = await segmentImage(model, img.data, img.height, img.width, { scales, flip: Boolean(values.flip), window, stride, maxSide });
-      const ms = performance.now() - t0;
-      const name = basename(imagePath, extname(imagePath));
-      const palette = vocPalette();
-      const labelsFile = join(outDir, `${name}.labels.png`);
-      const overlayFile = join(outDir, `${name}.overlay.png`);
-      // All outputs or none: a failed write (a full disk) removes the ones already written.
-      const written: string[] = [];
-      const write = (file: string, what: string, data: () => Uint8Array) => {
-        try {
-          writeFileAtomic(file, data(), what);
-        } catch (e) {
-          for (const f of written) rmSync(f, { force: true });
-          throw e;
+    // Made now, so that an unwritable place fails before the model runs; removed again (with the
+    // parents it made) when the run fails before writing anything.
+    const madeDir = mkdirSync(outDir, { recursive: true });
+    const written: string[] = [];
+    const segmentAndWrite = async (): Promise<number> => {
+      await init({ adapter: values.adapter as string | undefined });
+      const { model, config, inference } = modelFromCheckpoint(wbytes, {
+        source: weights,
+        config: values.config as string | undefined,
+        settings,
+        ignore: values.lenient ? ['aux_classifier.*'] : undefined,
+      });
+      try {
+        model.eval();
+        const hw = img.width * img.height;
+        const t0 = performance.now();
+        const seg = await segmentImage(model, img.data, img.height, img.width, { scales, flip: Boolean(values.flip), window, stride, maxSide });
+        const ms = performance.now() - t0;
+        const name = basename(imagePath, extname(imagePath));
+        const palette = vocPalette();
+        const labelsFile = join(outDir, `${name}.labels.png`);
+        const overlayFile = join(outDir, `${name}.overlay.png`);
+        // All outputs or none: a failed write (a full disk) removes the ones already written.
+        const write = (file: string, what: string, data: () => Uint8Array) => {
+          try {
+            writeFileAtomic(file, data(), what);
+          } catch (e) {
+            for (const f of written) rmSync(f, { force: true });
+            throw e;
+          }
+          written.push(file);
+        };
+        write(labelsFile, 'label image', () => encodeIndexedPng(seg.labels, img.width, img.height, palette));
+        write(overlayFile, 'overlay image', () => encodePng(overlayLabels(img.data, seg.labels, palette), img.width, img.height));
+        const logitsFile = values['save-logits'] as string | undefined;
+        if (logitsFile) {
+          mkdirSync(dirname(logitsFile), { recursive: true });
+          write(logitsFile, 'logits', () => serializeSafetensors({ logits: { dtype: 'F32', shape: [1, seg.numClasses, img.height, img.width], data: seg.logits } }, { config: config.name, image: basename(imagePath) }));
         }
-        written.push(file);
-      };
-      write(labelsFile, 'label image', () => encodeIndexedPng(seg.labels, img.width, img.height, palette));
-      write(overlayFile, 'overlay image', () => encodePng(overlayLabels(img.data, seg.labels, palette), img.width, img.height));
-      const logitsFile = values['save-logits'] as string | undefined;
-      if (logitsFile) {
-        mkdirSync(dirname(logitsFile), { recursive: true });
-        write(logitsFile, 'logits', () => serializeSafetensors({ logits: { dtype: 'F32', shape: [1, seg.numClasses, img.height, img.width], data: seg.logits } }, { config: config.name, image: basename(imagePath) }));
+        const counts = new Map<number, number>();
+        for (const l of seg.labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+        const names = inference.values.classes;
+        const classes = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${names[k]}: ${((100 * n) / hw).toFixed(1)}%`);
+        console.log(`settings: ${describeInference(inference)}`);
+        const turned = orientation !== 1 ? ` (upright, EXIF orientation ${orientation})` : '';
+        console.log(`${imagePath}: ${img.width}x${img.height}${turned}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
+        console.log(`classes: ${classes.join(', ')}`);
+        for (const f of written) console.log(`wrote ${f}`);
+        return 0;
+      } finally {
+        model.dispose();
       }
-      const counts = new Map<number, number>();
-      for (const l of seg.labels) counts.set(l, (counts.get(l) ?? 0) + 1);
-      const names = inference.values.classes;
-      const classes = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${names[k]}: ${((100 * n) / hw).toFixed(1)}%`);
-      console.log(`settings: ${describeInference(inference)}`);
-      const turned = orientation !== 1 ? ` (upright, EXIF orientation ${orientation})` : '';
-      console.log(`${imagePath}: ${img.width}x${img.height}${turned}, config ${config.name}, output stride ${model.outputStride}, scales ${scales.join(',')}${values.flip ? ' + flip' : ''}, ${ms.toFixed(0)} ms`);
-      console.log(`classes: ${classes.join(', ')}`);
-      for (const f of written) console.log(`wrote ${f}`);
-      return 0;
-    } finally {
-      model.dispose();
+    };
+    try {
+      return await segmentAndWrite();
+    } catch (e) {
+      if (madeDir !== undefined && written.length === 0) rmSync(madeDir, { recursive: true, force: true });
+      throw e;
     }
   },
 };
