@@ -3,7 +3,7 @@
 // the GPU. Wall clock from the first recorded kernel to the end of the GPU's work (each step is
 // submitted and waited for). As in the trainer, every pipeline is compiled asynchronously before the
 // first step (src/train/precompile.ts; `precompile_ms`, `pipelines_precompiled`, and
-// `first_step_pipelines_created`, which is 0 when the trace found them all). Then two warm-up steps
+// `first_step_pipelines_created`, which is 0 when the trace found them all). Then three warm-up steps
 // (the pool filled; the first one's time is `first_step_ms`) and the median of `repeats` steps.
 //
 // Reported beside the time, from the engine's statistics over the timed steps:
@@ -91,6 +91,9 @@ export function trainStepFixture(c: TrainStepCase): TrainStepFixture {
 export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; adapter: string }): Promise<BenchRow> {
   const e = engine();
   const flops = trainStepFlops(c);
+  // The pool's segments are this configuration's own (pool_peak_bytes): none cached from before.
+  await e.sync();
+  e.pool.trim();
   const { model, opt, step, dispose } = trainStepFixture(c);
   try {
     await e.sync();
@@ -103,8 +106,10 @@ export async function benchTrainStep(c: TrainStepCase, opts: { repeats: number; 
     await e.sync();
     const firstMs = performance.now() - t0;
     const firstStepPipelines = e.stats().pipelines - pipelines0;
-    // The second step still fills the pool (buffers freed late in step 1 are reused in a new
-    // order); from the third on, a step creates no buffer and no bind group.
+    // The second and third steps still fill the pool (blocks freed late in a step are reused in a
+    // new order; measured: paper-r50-os16 at 2 × 513² makes its last segment in step 3); from
+    // the fourth on, a step creates no segment and no bind group.
+    step();
     step();
     await e.sync();
     const before = e.stats();

@@ -1,8 +1,10 @@
 // Channel concatenation (torch.cat(xs, dim=1) on NCHW), forward and backward. Input i fills
 // channels [c0, c0 + cx) of every image of the output: one contiguous block of cx·h·w floats per
-// image. Forward: one dispatch of shaders/concat.fwd.wgsl per input. Backward: one
-// copyBufferToBuffer per (input that needs a gradient, image), moving its blocks of dy out.
-// Why the two differ: on lavapipe the copies measured faster than a copy kernel
+// image. Forward: one dispatch of shaders/concat.fwd.wgsl per input. Backward: one Engine.copy per
+// (input that needs a gradient, image), moving its blocks of dy out: a copyBufferToBuffer, or,
+// when dy and the gradient are blocks of one pool segment (as small tensors usually are), the
+// copy kernel (copyBufferToBuffer refuses one buffer at both ends).
+// Why the two differ: on lavapipe copyBufferToBuffer measured faster than a copy kernel
 // (docs/software-gpu.md), but a copy ends the open compute pass and Engine.timeGpu times one pass,
 // so the forward stays a kernel (a model's forward can then be timed whole); the backward already
 // records copies elsewhere (add's clone). Above the binding limit the forward runs per block of
