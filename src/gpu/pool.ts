@@ -246,23 +246,18 @@ export class BufferPool {
     this.count(info.category, -info.bytes);
     r.segment.used--;
     const frees = r.segment.small ? this.freeSmall : this.freeLarge;
-    let m = r;
-    m.free = true;
-    const prev = m.prev;
-    if (prev?.free) {
-      frees.delete(prev);
-      prev.size += m.size;
-      prev.next = m.next;
-      if (m.next) m.next.prev = prev;
-      m = prev;
-    }
-    const next = m.next;
-    if (next?.free) {
-      frees.delete(next);
-      m.size += next.size;
-      m.next = next.next;
-      if (next.next) next.next.prev = m;
-    }
+    r.free = true;
+    // Merge with the free neighbours: [prev][r][next] becomes one free block.
+    const absorb = (left: Range, right: Range): Range => {
+      frees.delete(left);
+      frees.delete(right);
+      left.size += right.size;
+      left.next = right.next;
+      if (right.next) right.next.prev = left;
+      return left;
+    };
+    let m = r.prev?.free ? absorb(r.prev, r) : r;
+    if (m.next?.free) m = absorb(m, m.next);
     frees.add(m);
   }
 
