@@ -2,7 +2,7 @@
 // up between pieces of the network (DeepLabV3.forwardAsync, used by segment()), and a buffer pool
 // that sub-allocates, so that tensor sizes that keep changing do not pile up buffers.
 import { expect } from 'chai';
-import { engine, tensor, tidy, noGrad, createDeepLabV3, full, empty, relu, add, type Tensor } from '../src/index.js';
+import { engine, tensor, tidy, noGrad, createDeepLabV3, full, empty, relu, add, segment, type Tensor } from '../src/index.js';
 import { BufferPool } from '../src/gpu/pool.js';
 import { randn } from './helpers.js';
 
@@ -53,6 +53,38 @@ describe('large photos: stepwise forward and a sub-allocating pool', () => {
     expect(engine().pool.stats().liveBytes).to.equal(before);
     x.dispose();
     model.dispose();
+  });
+
+  it('segment() past the pool\'s memory limit fails before any GPU work, naming the tensor and the limit', async () => {
+    const model = createDeepLabV3('mini', { seed: 3 });
+    model.eval();
+    const pool = engine().pool;
+    await engine().sync();
+    pool.trim();
+    const was = pool.memoryLimit;
+    pool.memoryLimit = pool.stats().allocatedBytes + 4 * 2 ** 20;
+    const image = new Float32Array(3 * 257 * 257);
+    const live = pool.stats().liveBuffers;
+    const d = engine().stats().dispatches;
+    try {
+      let err: Error | null = null;
+      await segment(model, image, 257, 257).catch((e: Error) => (err = e));
+      expect(err!.message).to.match(/^atrous: out of memory: a tensor \[1, \d+, \d+, \d+\] \(f32\) needs \d+ bytes .* the memory limit/);
+      expect(engine().stats().dispatches, 'no kernel recorded').to.equal(d);
+      expect(pool.stats().liveBuffers, 'nothing left alive').to.equal(live);
+      // Within the limit the trace's segments are the run's: the run makes none of its own.
+      pool.memoryLimit = was;
+      await segment(model, image, 257, 257);
+      pool.trim();
+      const traced = engine().trace(() => noGrad(() => tidy(() => void model.forward(empty([1, 3, 257, 257])))));
+      expect(traced.length).to.be.above(0);
+      const created = pool.stats().created;
+      await segment(model, image, 257, 257);
+      expect(pool.stats().created, 'segments made by the run after its trace').to.equal(created);
+    } finally {
+      pool.memoryLimit = was;
+      model.dispose();
+    }
   });
 
   it('the pool sub-allocates: tensors are aligned blocks of shared segments, reused at once and merged when freed', async () => {

@@ -3,7 +3,7 @@
 // align_corners false, as torchvision); flipping and the softmax average run on the CPU, where
 // the logits arrive anyway. No Node built-ins: the browser demo uses this too.
 
-import { tensor, fmtShape, type Tensor } from '../tensor.js';
+import { tensor, empty, fmtShape, type Tensor } from '../tensor.js';
 import { engine } from '../gpu/engine.js';
 import { allocationSize } from '../gpu/pool.js';
 import { ShapeTracer, type Shape, type ConvArgs } from '../nn/module.js';
@@ -54,12 +54,19 @@ async function runWhole(model: DeepLabV3, image: Float32Array, c: number, h: num
   const pool = engine().pool;
   const wasCompact = pool.compact;
   pool.compact = true;
-  const x = tensor(padded, [1, 3, ph, pw]);
   let y: Tensor;
   try {
-    y = await model.forwardAsync(x, () => engine().sync());
+    // The same forward traced first (every tensor allocated, nothing recorded): a run past the
+    // pool's memory limit fails here, before any GPU work, and the segments the trace made are
+    // the ones the run then uses.
+    engine().trace(() => noGrad(() => tidy(() => void model.forward(empty([1, 3, ph, pw])))));
+    const x = tensor(padded, [1, 3, ph, pw]);
+    try {
+      y = await model.forwardAsync(x, () => engine().sync());
+    } finally {
+      x.dispose();
+    }
   } finally {
-    x.dispose();
     pool.compact = wasCompact;
   }
   const logits = cropCHW((await y.data()) as Float32Array, c, ph, pw, h, w);
